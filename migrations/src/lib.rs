@@ -1,0 +1,18 @@
+//! Workjet's database schema, as an ordered list of reversible SeaORM migrations.
+//!
+//! A migration is never edited once it has landed on `main`: change the schema with a new
+//! `mYYYYMMDD_NNNNNN_verb_noun.rs` file appended to [`Migrator::migrations`].
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261127_000001_create_schema;
+
+/// Runs Workjet's migrations in order.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261127_000001_create_schema::Migration)]
+    }
+}

@@ -1,0 +1,4 @@
+//! Reusable pieces of the portal, one non-trivial component per file.
+
+pub mod icons;
+pub mod layout;

@@ -1,0 +1,103 @@
+//! The `workjet` binary: `workjet` (or `workjet serve`) runs the server, `workjet migrate`
+//! runs pending database migrations and exits.
+
+use std::{path::Path, process::ExitCode};
+
+use workjet::server::{
+    config::Config,
+    database, site,
+    startup::{Application, ShutdownSignal},
+    telemetry,
+};
+
+const USAGE: &str = "usage: workjet [serve | migrate | --version]\n\nConfiguration comes from WJ_* environment variables; see README.md.";
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let command = std::env::args().nth(1);
+    match command.as_deref() {
+        None | Some("serve") => serve().await,
+        Some("migrate") => migrate().await,
+        Some("--version" | "-V") => {
+            println!("workjet {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Some("--help" | "-h" | "help") => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Some(other) => {
+            eprintln!("workjet: unknown command {other:?}\n{USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn load_config() -> Result<Config, ExitCode> {
+    Config::from_env().map_err(|e| {
+        eprintln!("workjet: configuration error: {e}");
+        ExitCode::from(2)
+    })
+}
+
+async fn serve() -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init(config.log_format);
+    let shutdown = match ShutdownSignal::install() {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("workjet: cannot install signal handlers: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let options = match site::leptos_options(Path::new("Leptos.toml")) {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("workjet: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let app = match Application::build(config, options).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "start-up failed");
+            eprintln!("workjet: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match app.run_until(shutdown.recv()).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("workjet: server error: {e}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn migrate() -> ExitCode {
+    let config = match load_config() {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    telemetry::init(config.log_format);
+    let db = match database::connect(&config).await {
+        Ok(db) => db,
+        Err(e) => {
+            eprintln!("workjet: cannot open the database: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match database::migrate(&db).await {
+        Ok(()) => {
+            println!("workjet: migrations are up to date");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("workjet: migration failed: {e}");
+            ExitCode::from(1)
+        }
+    }
+}

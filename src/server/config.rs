@@ -1,0 +1,375 @@
+//! Start-up configuration: every setting comes from a `WJ_*` environment variable (plus the
+//! optional `workjet.toml` named by `WJ_CONFIG` for structured settings), read once into a
+//! typed [`Config`]. A bad value stops start-up with a message naming the variable.
+
+use std::{collections::HashMap, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+
+use secrecy::SecretString;
+use url::Url;
+
+use ipnet::IpNet;
+
+/// A configuration error: which setting, and what is wrong with it.
+#[derive(Debug, thiserror::Error)]
+#[error("{name}: {message}")]
+pub struct ConfigError {
+    /// The variable (or file) at fault.
+    pub name: String,
+    /// What is wrong, in words an operator can act on.
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(name: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { name: name.into(), message: message.into() }
+    }
+}
+
+/// Google / OpenID Connect client settings.
+#[derive(Clone, Debug)]
+pub struct OidcConfig {
+    /// Issuer whose `/.well-known/openid-configuration` is used (`WJ_OIDC_ISSUER`).
+    pub issuer: Url,
+    pub client_id: String,
+    pub client_secret: SecretString,
+}
+
+/// Where sign-in happens.
+#[derive(Clone, Debug)]
+pub enum SignIn {
+    /// Google (or another OpenID Connect issuer) with real client credentials.
+    Oidc(OidcConfig),
+    /// No credentials: the built-in development identity provider serves under
+    /// `/_dev/idp` (loopback `WJ_PUBLIC_URL` only).
+    LocalDevelopment,
+}
+
+/// Whether API-key and session lookups may be cached in process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheMode {
+    /// On for SQLite (one instance) and with Redis; off for PostgreSQL without Redis,
+    /// because other instances could revoke a key without this one hearing of it.
+    Auto,
+    On,
+    Off,
+}
+
+/// TLS served by Workjet itself.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    pub cert_path: PathBuf,
+    pub key_path: PathBuf,
+}
+
+/// Log output format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Everything Workjet reads at start-up.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen_addr: SocketAddr,
+    pub public_url: Url,
+    pub database_url: String,
+    pub database_max_connections: u32,
+    pub database_timeout: Duration,
+    pub redis_url: Option<String>,
+    pub sign_in: SignIn,
+    pub allowed_domains: Vec<String>,
+    pub cookie_domain: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub tls: Option<TlsConfig>,
+    pub max_body_bytes: usize,
+    pub rate_limit_per_minute: u32,
+    pub auth_failures_per_minute: u32,
+    pub trusted_proxies: Vec<IpNet>,
+    pub cache_mode: CacheMode,
+    pub shutdown_grace: Duration,
+    pub log_format: LogFormat,
+    pub config_file: Option<PathBuf>,
+}
+
+impl Config {
+    /// Reads the configuration from the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let vars: HashMap<String, String> = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let k = k.into_string().ok()?;
+                k.starts_with("WJ_").then_some(())?;
+                match v.into_string() {
+                    Ok(v) => Some((k, v)),
+                    // Keep the name so that the error below can point at it.
+                    Err(_) => Some((k, "\u{FFFD}".to_owned())),
+                }
+            })
+            .collect();
+        Self::from_vars(&vars)
+    }
+
+    /// Reads the configuration from a map of variables (tests use this directly).
+    pub fn from_vars(vars: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Vars(vars);
+        let listen_addr: SocketAddr = env.parse_or("WJ_LISTEN_ADDR", "127.0.0.1:3000".parse().expect("valid"))?;
+        let public_url = match env.get("WJ_PUBLIC_URL")? {
+            Some(raw) => parse_public_url(&raw)?,
+            None => {
+                let host = if listen_addr.ip().is_unspecified() { "127.0.0.1".to_owned() } else { listen_addr.ip().to_string() };
+                let host = if listen_addr.is_ipv6() && !listen_addr.ip().is_unspecified() { format!("[{host}]") } else { host };
+                let scheme = if vars.contains_key("WJ_TLS_CERT") { "https" } else { "http" };
+                parse_public_url(&format!("{scheme}://{host}:{}", listen_addr.port()))?
+            }
+        };
+
+        let database_url = env.get("WJ_DATABASE_URL")?.unwrap_or_else(|| "sqlite://workjet.db?mode=rwc".to_owned());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(ConfigError::new("WJ_DATABASE_URL", "must start with sqlite:, postgres:// or postgresql://"));
+        }
+        let database_max_connections: u32 = env.parse_or("WJ_DATABASE_MAX_CONNECTIONS", 16)?;
+        if database_max_connections == 0 {
+            return Err(ConfigError::new("WJ_DATABASE_MAX_CONNECTIONS", "must be at least 1"));
+        }
+        let database_timeout = Duration::from_millis(env.parse_or("WJ_DATABASE_TIMEOUT_MS", 5_000u64)?);
+
+        let redis_url = env.get("WJ_REDIS_URL")?;
+        if let Some(url) = &redis_url {
+            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
+                return Err(ConfigError::new("WJ_REDIS_URL", "must start with redis://, rediss:// or unix://"));
+            }
+        }
+
+        let sign_in = match (env.get("WJ_GOOGLE_CLIENT_ID")?, env.get("WJ_GOOGLE_CLIENT_SECRET")?) {
+            (Some(client_id), Some(secret)) => {
+                let issuer_raw = env.get("WJ_OIDC_ISSUER")?.unwrap_or_else(|| "https://accounts.google.com".to_owned());
+                let issuer = Url::parse(&issuer_raw).map_err(|e| ConfigError::new("WJ_OIDC_ISSUER", format!("not a URL: {e}")))?;
+                if issuer.scheme() != "https" && !is_loopback_url(&issuer) {
+                    return Err(ConfigError::new("WJ_OIDC_ISSUER", "must be https (plain http is allowed only on loopback)"));
+                }
+                SignIn::Oidc(OidcConfig { issuer, client_id, client_secret: SecretString::from(secret) })
+            }
+            (None, None) => {
+                if !is_loopback_url(&public_url) {
+                    return Err(ConfigError::new(
+                        "WJ_GOOGLE_CLIENT_ID",
+                        "is not set, and the built-in development sign-in is refused because WJ_PUBLIC_URL is not a loopback URL; set WJ_GOOGLE_CLIENT_ID and WJ_GOOGLE_CLIENT_SECRET",
+                    ));
+                }
+                SignIn::LocalDevelopment
+            }
+            (Some(_), None) => return Err(ConfigError::new("WJ_GOOGLE_CLIENT_SECRET", "must be set when WJ_GOOGLE_CLIENT_ID is set")),
+            (None, Some(_)) => return Err(ConfigError::new("WJ_GOOGLE_CLIENT_ID", "must be set when WJ_GOOGLE_CLIENT_SECRET is set")),
+        };
+
+        let allowed_domains = env.list("WJ_ALLOWED_DOMAINS")?.into_iter().map(|d| d.to_ascii_lowercase()).collect();
+        let cookie_domain = env.get("WJ_COOKIE_DOMAIN")?;
+        if let Some(domain) = &cookie_domain {
+            let bare = domain.trim_start_matches('.');
+            if bare.is_empty() || !bare.contains('.') || !bare.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') {
+                return Err(ConfigError::new("WJ_COOKIE_DOMAIN", "must be a domain such as .workjet.dev"));
+            }
+        }
+        let mut allowed_origins = vec![origin_of(&public_url)];
+        for origin in env.list("WJ_ALLOWED_ORIGINS")? {
+            let url = Url::parse(&origin).map_err(|e| ConfigError::new("WJ_ALLOWED_ORIGINS", format!("{origin:?} is not a URL: {e}")))?;
+            if url.path() != "/" || url.query().is_some() || !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::new(
+                    "WJ_ALLOWED_ORIGINS",
+                    format!("{origin:?} must be an origin such as https://marketplace.workjet.dev"),
+                ));
+            }
+            allowed_origins.push(origin_of(&url));
+        }
+
+        let tls = match (env.get("WJ_TLS_CERT")?, env.get("WJ_TLS_KEY")?) {
+            (Some(cert), Some(key)) => Some(TlsConfig { cert_path: cert.into(), key_path: key.into() }),
+            (None, None) => None,
+            (Some(_), None) => return Err(ConfigError::new("WJ_TLS_KEY", "must be set when WJ_TLS_CERT is set")),
+            (None, Some(_)) => return Err(ConfigError::new("WJ_TLS_CERT", "must be set when WJ_TLS_KEY is set")),
+        };
+
+        let max_body_bytes: usize = env.parse_or("WJ_MAX_BODY_BYTES", 4 * 1024 * 1024)?;
+        if max_body_bytes < 1024 {
+            return Err(ConfigError::new("WJ_MAX_BODY_BYTES", "must be at least 1024"));
+        }
+        let rate_limit_per_minute: u32 = env.parse_or("WJ_RATE_LIMIT_PER_MINUTE", 600)?;
+        if rate_limit_per_minute == 0 {
+            return Err(ConfigError::new("WJ_RATE_LIMIT_PER_MINUTE", "must be at least 1"));
+        }
+        let auth_failures_per_minute: u32 = env.parse_or("WJ_AUTH_FAILURES_PER_MINUTE", 30)?;
+        if auth_failures_per_minute == 0 {
+            return Err(ConfigError::new("WJ_AUTH_FAILURES_PER_MINUTE", "must be at least 1"));
+        }
+        let trusted_proxies = env
+            .list("WJ_TRUSTED_PROXIES")?
+            .iter()
+            .map(|s| s.parse::<IpNet>().map_err(|e| ConfigError::new("WJ_TRUSTED_PROXIES", format!("{s:?}: {e}"))))
+            .collect::<Result<_, _>>()?;
+        let cache_mode = match env.get("WJ_AUTH_CACHE")?.as_deref() {
+            None | Some("auto") => CacheMode::Auto,
+            Some("on") => CacheMode::On,
+            Some("off") => CacheMode::Off,
+            Some(_) => return Err(ConfigError::new("WJ_AUTH_CACHE", "must be auto, on or off")),
+        };
+        let shutdown_grace = Duration::from_secs(env.parse_or("WJ_SHUTDOWN_GRACE_SECS", 30u64)?);
+        let log_format = match env.get("WJ_LOG_FORMAT")?.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(_) => return Err(ConfigError::new("WJ_LOG_FORMAT", "must be text or json")),
+        };
+        let config_file = env.get("WJ_CONFIG")?.map(PathBuf::from);
+
+        Ok(Self {
+            listen_addr,
+            public_url,
+            database_url,
+            database_max_connections,
+            database_timeout,
+            redis_url,
+            sign_in,
+            allowed_domains,
+            cookie_domain,
+            allowed_origins,
+            tls,
+            max_body_bytes,
+            rate_limit_per_minute,
+            auth_failures_per_minute,
+            trusted_proxies,
+            cache_mode,
+            shutdown_grace,
+            log_format,
+            config_file,
+        })
+    }
+
+    /// True when the database is SQLite (a single instance by construction).
+    pub fn is_sqlite(&self) -> bool {
+        self.database_url.starts_with("sqlite:")
+    }
+
+    /// Whether session cookies get the `Secure` flag. Always, as the contract says; browsers
+    /// accept `Secure` cookies from `http://localhost` and `http://127.0.0.1`.
+    pub fn secure_cookies(&self) -> bool {
+        true
+    }
+}
+
+/// The origin (`scheme://host[:port]`) of a URL, as browsers send it in `Origin`.
+pub fn origin_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// True for `http(s)://localhost`, `127.0.0.0/8` and `[::1]` URLs.
+pub fn is_loopback_url(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+fn parse_public_url(raw: &str) -> Result<Url, ConfigError> {
+    let url = Url::parse(raw).map_err(|e| ConfigError::new("WJ_PUBLIC_URL", format!("{raw:?} is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(ConfigError::new("WJ_PUBLIC_URL", "must be an http(s) URL such as https://portal.workjet.dev"));
+    }
+    if url.path() != "/" || url.query().is_some() {
+        return Err(ConfigError::new("WJ_PUBLIC_URL", "must have no path or query (Workjet serves from /)"));
+    }
+    Ok(url)
+}
+
+struct Vars<'a>(&'a HashMap<String, String>);
+
+impl Vars<'_> {
+    /// A variable's value; unset and empty are the same.
+    fn get(&self, name: &str) -> Result<Option<String>, ConfigError> {
+        match self.0.get(name).map(|v| v.trim()) {
+            None | Some("") => Ok(None),
+            Some(v) if v.contains('\u{FFFD}') => Err(ConfigError::new(name, "is not valid UTF-8")),
+            Some(v) => Ok(Some(v.to_owned())),
+        }
+    }
+
+    fn parse_or<T: FromStr>(&self, name: &str, default: T) -> Result<T, ConfigError>
+    where
+        T::Err: std::fmt::Display,
+    {
+        match self.get(name)? {
+            None => Ok(default),
+            Some(raw) => raw.parse().map_err(|e| ConfigError::new(name, format!("{raw:?} is not valid: {e}"))),
+        }
+    }
+
+    fn list(&self, name: &str) -> Result<Vec<String>, ConfigError> {
+        Ok(self.get(name)?.map(|v| v.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(&pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
+    }
+
+    #[test]
+    fn defaults_run_on_one_machine_with_nothing_installed() {
+        let c = config(&[]).expect("defaults are valid");
+        assert_eq!(c.listen_addr.to_string(), "127.0.0.1:3000");
+        assert_eq!(c.public_url.as_str(), "http://127.0.0.1:3000/");
+        assert!(c.is_sqlite());
+        assert!(matches!(c.sign_in, SignIn::LocalDevelopment));
+        assert_eq!(c.rate_limit_per_minute, 600);
+        assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
+        assert_eq!(c.allowed_origins, vec!["http://127.0.0.1:3000".to_owned()]);
+    }
+
+    #[test]
+    fn a_bad_value_names_its_variable() {
+        let err = config(&[("WJ_LISTEN_ADDR", "not an address")]).unwrap_err();
+        assert_eq!(err.name, "WJ_LISTEN_ADDR");
+        let err = config(&[("WJ_RATE_LIMIT_PER_MINUTE", "-5")]).unwrap_err();
+        assert_eq!(err.name, "WJ_RATE_LIMIT_PER_MINUTE");
+        let err = config(&[("WJ_DATABASE_URL", "mysql://x")]).unwrap_err();
+        assert_eq!(err.name, "WJ_DATABASE_URL");
+        let err = config(&[("WJ_PUBLIC_URL", "https://portal.workjet.dev/app")]).unwrap_err();
+        assert_eq!(err.name, "WJ_PUBLIC_URL");
+        let err = config(&[("WJ_TRUSTED_PROXIES", "10.0.0.0/33")]).unwrap_err();
+        assert_eq!(err.name, "WJ_TRUSTED_PROXIES");
+        let err = config(&[("WJ_COOKIE_DOMAIN", "localhost")]).unwrap_err();
+        assert_eq!(err.name, "WJ_COOKIE_DOMAIN");
+        let err = config(&[("WJ_TLS_CERT", "cert.pem")]).unwrap_err();
+        assert_eq!(err.name, "WJ_TLS_KEY");
+    }
+
+    #[test]
+    fn local_sign_in_is_refused_off_loopback() {
+        let err = config(&[("WJ_PUBLIC_URL", "https://portal.workjet.dev")]).unwrap_err();
+        assert_eq!(err.name, "WJ_GOOGLE_CLIENT_ID");
+        let ok = config(&[
+            ("WJ_PUBLIC_URL", "https://portal.workjet.dev"),
+            ("WJ_GOOGLE_CLIENT_ID", "id"),
+            ("WJ_GOOGLE_CLIENT_SECRET", "secret"),
+        ])
+        .expect("valid");
+        assert!(matches!(ok.sign_in, SignIn::Oidc(_)));
+    }
+
+    #[test]
+    fn debug_never_prints_the_client_secret() {
+        let c = config(&[("WJ_GOOGLE_CLIENT_ID", "id"), ("WJ_GOOGLE_CLIENT_SECRET", "hunter2-very-secret")]).expect("valid");
+        assert!(!format!("{c:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn allowed_origins_are_normalised_origins() {
+        let c = config(&[("WJ_ALLOWED_ORIGINS", "https://marketplace.workjet.dev, https://x.workjet.dev:8443")]).expect("valid");
+        assert_eq!(c.allowed_origins[1], "https://marketplace.workjet.dev");
+        assert_eq!(c.allowed_origins[2], "https://x.workjet.dev:8443");
+        assert_eq!(config(&[("WJ_ALLOWED_ORIGINS", "https://a.dev/path")]).unwrap_err().name, "WJ_ALLOWED_ORIGINS");
+    }
+}

@@ -1,0 +1,241 @@
+//! The `/v1` error type: every failure answers in the shape the official OpenAI SDKs parse,
+//! `{"error": {"message", "type", "code", "param"}}`, with the seed's codes. Causes of 5xx
+//! answers are logged with the request id, never returned.
+
+use std::borrow::Cow;
+
+use axum::{
+    Json,
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+
+/// An error answered by the `/v1` API.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: Cow<'static, str>,
+    param: Option<&'static str>,
+    headers: HeaderMap,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    code: &'static str,
+    param: Option<&'static str>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, code, message: message.into(), param: None, headers: HeaderMap::new() }
+    }
+
+    /// 401 `unauthorized`: missing, malformed, unknown, revoked or expired key or session.
+    pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
+        let mut e = Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
+        e.headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"workjet\""));
+        e
+    }
+
+    /// 403 `forbidden`: valid credentials without the permission the endpoint needs.
+    pub fn forbidden(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+
+    /// 404 `not_found`: no such object for this caller (another user's object included).
+    pub fn not_found(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    /// 404 `model_not_found`: no provider serves the requested model.
+    pub fn model_not_found(model: &str) -> Self {
+        let mut shown: String = model.chars().take(100).collect();
+        if shown.len() < model.len() {
+            shown.push('…');
+        }
+        Self::new(StatusCode::NOT_FOUND, "model_not_found", format!("The model `{shown}` does not exist or you do not have access to it."))
+            .with_param("model")
+    }
+
+    /// 400 `invalid_request`: the request is malformed.
+    pub fn bad_request(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+    }
+
+    /// 400 with a specific code and the offending parameter.
+    pub fn invalid_param(code: &'static str, param: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message).with_param(param)
+    }
+
+    /// 405 `method_not_allowed`.
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "This method is not allowed on this endpoint.")
+    }
+
+    /// 409 `conflict`: the request conflicts with the object's state or a limit.
+    pub fn conflict(code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::CONFLICT, code, message)
+    }
+
+    /// 413 `payload_too_large`.
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("The request body is larger than the limit of {limit} bytes."),
+        )
+    }
+
+    /// 415 `unsupported_media_type`.
+    pub fn unsupported_media_type() -> Self {
+        Self::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "The request body must be JSON, sent with `Content-Type: application/json`.",
+        )
+    }
+
+    /// 422 `invalid_request`: well-formed JSON that does not fit the schema.
+    pub fn unprocessable(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_request", message)
+    }
+
+    /// 429 `rate_limited`; the caller adds the rate-limit headers.
+    pub fn rate_limited(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+    }
+
+    /// 500 `internal_error`. Log the cause before returning this; it is never shown.
+    pub fn internal() -> Self {
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "The server had an error while processing your request. Please retry; if the error persists, contact the operator with the x-request-id header of this response.",
+        )
+    }
+
+    /// 502 `upstream_error`: the model provider failed or answered garbage.
+    pub fn upstream(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
+    }
+
+    /// 503 `service_unavailable`: a dependency (the database) is down; fail closed.
+    pub fn unavailable() -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "The service is temporarily unavailable. Please retry shortly.")
+    }
+
+    /// 504 `upstream_timeout`: the model provider did not answer in time.
+    pub fn upstream_timeout(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", message)
+    }
+
+    /// An upstream's own status (4xx relayed), with a code of ours.
+    pub fn with_status(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(status, code, message)
+    }
+
+    /// Names the request parameter at fault.
+    pub fn with_param(mut self, param: &'static str) -> Self {
+        self.param = Some(param);
+        self
+    }
+
+    /// Adds a response header (rate-limit fields, `Retry-After`, …).
+    pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.insert(name, value);
+        self
+    }
+
+    /// Adds every header of `headers`.
+    pub fn with_headers(mut self, headers: &HeaderMap) -> Self {
+        for (name, value) in headers {
+            self.headers.insert(name.clone(), value.clone());
+        }
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn code(&self) -> &'static str {
+        self.code
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// The OpenAI error `type` for a status.
+    pub fn error_type(status: StatusCode) -> &'static str {
+        match status.as_u16() {
+            401 => "authentication_error",
+            403 => "permission_error",
+            429 => "rate_limit_error",
+            500..=599 => "api_error",
+            _ => "invalid_request_error",
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body =
+            Body { error: Detail { message: &self.message, kind: Self::error_type(self.status), code: self.code, param: self.param } };
+        let mut response = (self.status, Json(body)).into_response();
+        response.headers_mut().extend(self.headers);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(error: ApiError) -> (StatusCode, HeaderMap, serde_json::Value) {
+        let response = error.into_response();
+        let (parts, body) = response.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20).await.expect("body");
+        (parts.status, parts.headers, serde_json::from_slice(&bytes).expect("json"))
+    }
+
+    #[tokio::test]
+    async fn unauthorized_is_openai_shaped_with_www_authenticate() {
+        let (status, headers, body) = body_of(ApiError::unauthorized("Invalid API key.")).await;
+        assert_eq!(status, 401);
+        assert_eq!(headers[header::WWW_AUTHENTICATE], "Bearer realm=\"workjet\"");
+        assert_eq!(
+            body,
+            serde_json::json!({"error": {"message": "Invalid API key.", "type": "authentication_error", "code": "unauthorized", "param": null}})
+        );
+    }
+
+    #[tokio::test]
+    async fn types_follow_status() {
+        assert_eq!(body_of(ApiError::forbidden("x")).await.2["error"]["type"], "permission_error");
+        assert_eq!(body_of(ApiError::rate_limited("x")).await.2["error"]["type"], "rate_limit_error");
+        assert_eq!(body_of(ApiError::unavailable()).await.2["error"]["type"], "api_error");
+        assert_eq!(body_of(ApiError::payload_too_large(10)).await.2["error"]["type"], "invalid_request_error");
+        let (_, _, body) = body_of(ApiError::model_not_found("gpt-x")).await;
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert_eq!(body["error"]["param"], "model");
+    }
+}

@@ -1,0 +1,84 @@
+//! Leptos serving options for the release binary started on its own.
+//!
+//! cargo-leptos reads its build settings from `[package.metadata.leptos]` in Cargo.toml and
+//! bakes the bundle's output name into the binary at build time. The runtime serving
+//! settings live in `Leptos.toml` (read from the working directory when present); a
+//! `LEPTOS_*` environment variable overrides the file. No setting is kept in both files.
+
+use std::path::Path;
+
+use leptos::config::{LeptosOptions, get_configuration};
+use serde::Deserialize;
+
+use crate::server::config::ConfigError;
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct RuntimeOptions {
+    site_root: Option<String>,
+    env: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LeptosToml {
+    package: Package,
+}
+
+#[derive(Deserialize)]
+struct Package {
+    metadata: Metadata,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    leptos: RuntimeOptions,
+}
+
+/// The options the server renders and serves the site with.
+pub fn leptos_options(path: &Path) -> Result<LeptosOptions, ConfigError> {
+    let mut options = get_configuration(None).map_err(|e| ConfigError::new("LEPTOS_*", e.to_string()))?.leptos_options;
+    if options.output_name.is_empty() {
+        // Built without cargo-leptos (e.g. `cargo test`): the bundle keeps the crate's name.
+        options.output_name = "workjet".into();
+    }
+    let runtime = match std::fs::read_to_string(path) {
+        Ok(text) => parse(&text).map_err(|message| ConfigError::new(path.display().to_string(), message))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => RuntimeOptions::default(),
+        Err(e) => return Err(ConfigError::new(path.display().to_string(), e.to_string())),
+    };
+    if let (Some(site_root), None) = (runtime.site_root, std::env::var_os("LEPTOS_SITE_ROOT")) {
+        options.site_root = site_root.into();
+    }
+    if let (Some(env), None) = (runtime.env, std::env::var_os("LEPTOS_ENV")) {
+        options.env = env.parse().map_err(|()| ConfigError::new(path.display().to_string(), "env must be PROD or DEV"))?;
+    }
+    Ok(options)
+}
+
+fn parse(text: &str) -> Result<RuntimeOptions, String> {
+    toml::from_str::<LeptosToml>(text).map(|t| t.package.metadata.leptos).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_leptos_toml_parses_and_sets_no_build_setting() {
+        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Leptos.toml")).expect("Leptos.toml");
+        let runtime = parse(&text).expect("valid");
+        assert_eq!(runtime.site_root.as_deref(), Some("target/site"));
+        // Keys that cargo-leptos owns in Cargo.toml must not be repeated here.
+        let cargo = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/Cargo.toml")).expect("Cargo.toml");
+        let cargo: toml::Value = toml::from_str(&cargo).expect("Cargo.toml parses");
+        let build = cargo["package"]["metadata"]["leptos"].as_table().expect("metadata");
+        for key in ["site-root", "env"] {
+            assert!(!build.contains_key(key), "{key} is set in both Cargo.toml and Leptos.toml");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(parse("[package.metadata.leptos]\nsite-rot = \"x\"\n").is_err());
+    }
+}

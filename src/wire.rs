@@ -1,0 +1,216 @@
+//! Types that cross the wire between the portal's server functions and the browser.
+//! Nothing secret is in them, except [`CreatedApiKey::secret`], sent exactly once.
+
+use serde::{Deserialize, Serialize};
+
+use crate::permissions::Permissions;
+
+/// The signed-in person, as the portal shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserView {
+    pub name: String,
+    pub email: String,
+    pub picture: Option<String>,
+}
+
+/// One API key in the list (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    pub id: i64,
+    pub name: String,
+    /// `wj_live_abcd…wxyz`: enough to tell keys apart, useless to an attacker.
+    pub hint: String,
+    pub permissions: Permissions,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    /// Requests with this key in the last 24 hours.
+    pub requests_24h: u64,
+    /// Prompt + completion tokens with this key in the last 24 hours.
+    pub tokens_24h: u64,
+}
+
+impl ApiKeyView {
+    /// Active means neither revoked nor expired at `now_ms`.
+    pub fn is_active(&self, now_ms: i64) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now_ms)
+    }
+}
+
+/// The answer to a create: the listed key and, this once, the raw key.
+#[derive(Clone, Serialize, Deserialize)]
+pub struct CreatedApiKey {
+    pub key: ApiKeyView,
+    pub secret: String,
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey").field("key", &self.key).field("secret", &"[redacted]").finish()
+    }
+}
+
+/// One signed-in browser session of the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionView {
+    pub id: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    /// The session making this request.
+    pub current: bool,
+}
+
+/// Errors the portal's server functions answer with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum PortalError {
+    /// Not signed in (or the session ended): go to the sign-in page.
+    #[error("You are signed out. Sign in again to continue.")]
+    Unauthorized,
+    /// The request came from a page of another site.
+    #[error("This request was refused because it did not come from the Workjet portal.")]
+    Forbidden,
+    /// No such object for this user.
+    #[error("{0}")]
+    NotFound(String),
+    /// A field is invalid; shown beside the field.
+    #[error("{message}")]
+    Invalid { field: String, message: String },
+    /// A limit was reached.
+    #[error("{0}")]
+    Limit(String),
+    /// A dependency is down; try again.
+    #[error("Workjet is temporarily unavailable. Please try again in a moment.")]
+    Unavailable,
+    /// Transport or encoding failure.
+    #[error("Something went wrong: {0}")]
+    ServerFn(String),
+}
+
+impl leptos::server_fn::error::FromServerFnError for PortalError {
+    type Encoder = leptos::server_fn::codec::JsonEncoding;
+
+    fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        PortalError::ServerFn(value.to_string())
+    }
+}
+
+/// Formats unix milliseconds as a short UTC date ("Nov 27, 2026").
+pub fn format_date(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%b %-d, %Y").to_string()).unwrap_or_default()
+}
+
+/// Formats unix milliseconds as date and time in UTC ("Nov 27, 2026, 21:45 UTC").
+pub fn format_date_time(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%b %-d, %Y, %H:%M UTC").to_string()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_are_formatted_in_utc() {
+        assert_eq!(format_date(1_795_815_900_000), "Nov 27, 2026");
+        assert_eq!(format_date_time(1_795_815_900_000), "Nov 27, 2026, 21:45 UTC");
+    }
+
+    #[test]
+    fn created_key_debug_redacts_the_secret() {
+        let view = ApiKeyView {
+            id: 1,
+            name: "x".into(),
+            hint: "h".into(),
+            permissions: Permissions::All,
+            created_at: 0,
+            last_used_at: None,
+            revoked_at: None,
+            expires_at: None,
+            requests_24h: 0,
+            tokens_24h: 0,
+        };
+        let created = CreatedApiKey { key: view, secret: "wj_live_secret".into() };
+        assert!(!format!("{created:?}").contains("wj_live_secret"));
+    }
+}
+
+/// How the sign-in page should present itself.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignInInfo {
+    /// True when no Google credentials are configured and the built-in development identity
+    /// provider signs people in.
+    pub local_development: bool,
+}
+
+/// A same-origin path that is safe to send a browser back to after sign-in, or `None`.
+/// Rejects absolute and scheme-relative URLs (`//evil`, `/\evil`), control characters and
+/// overlong values, so `return_to` can never become an open redirect.
+pub fn safe_return_path(path: &str) -> Option<&str> {
+    let ok = path.starts_with('/')
+        && !path.starts_with("//")
+        && !path.contains('\\')
+        && path.len() <= 512
+        && !path.chars().any(|c| c.is_control() || c.is_whitespace());
+    ok.then_some(path)
+}
+
+/// Percent-encodes a query-string value (RFC 3986 unreserved characters pass through).
+pub fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for byte in value.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+/// The human message for a sign-in failure code carried back to `/login?error=…`. Only
+/// known codes have a message: arbitrary text from the URL is never shown.
+pub fn sign_in_error_message(code: &str) -> Option<&'static str> {
+    Some(match code {
+        "access_denied" => "Sign-in was cancelled. Choose an account and allow access to continue.",
+        "state_mismatch" => "Your sign-in attempt expired or was started in another tab. Please try again.",
+        "exchange_failed" => "Google did not accept the sign-in code (it may have been used already or expired). Please try again.",
+        "invalid_token" => "Google's answer could not be verified, so you were not signed in. Please try again.",
+        "email_unverified" => "Your Google account's email address is not verified. Verify it with Google, then try again.",
+        "domain_not_allowed" => "This Workjet only accepts accounts from its organisation's Google Workspace domains.",
+        "account_disabled" => "Your Workjet account has been disabled. Contact your administrator.",
+        "provider_unavailable" => "Google could not be reached. Please try again in a moment.",
+        "session_expired" => "Your session has ended. Sign in again to continue.",
+        "server_error" => "Something went wrong on our side while signing you in. Please try again.",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod redirect_tests {
+    use super::*;
+
+    #[test]
+    fn return_paths_cannot_leave_the_site() {
+        assert_eq!(safe_return_path("/settings/api-keys"), Some("/settings/api-keys"));
+        assert_eq!(safe_return_path("/settings/api-keys?tab=1"), Some("/settings/api-keys?tab=1"));
+        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "evil", "", "/a\nb", "/a b", "/\t/evil"] {
+            assert_eq!(safe_return_path(bad), None, "{bad:?}");
+        }
+        assert_eq!(safe_return_path(&format!("/{}", "a".repeat(600))), None);
+    }
+
+    #[test]
+    fn query_values_are_percent_encoded() {
+        assert_eq!(encode_query_value("/settings/api-keys?x=1&y"), "/settings/api-keys%3Fx%3D1%26y");
+        assert_eq!(encode_query_value("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn only_known_error_codes_have_messages() {
+        assert!(sign_in_error_message("access_denied").is_some());
+        assert!(sign_in_error_message("<script>alert(1)</script>").is_none());
+    }
+}

@@ -1,0 +1,137 @@
+//! Serving basics: health, readiness, pages, headers, migrations.
+
+use std::time::Duration;
+
+use sea_orm::{ConnectionTrait, Statement};
+use workjet::server::database;
+
+use crate::{backend_tests, helpers::*};
+
+backend_tests! {
+    async fn healthz_answers_ok(backend) {
+        let app = spawn_app_with(backend, &[]).await.expect("app");
+        let response = app.get("/healthz").await;
+        assert_eq!(response.status(), 200);
+        assert!(response.headers().contains_key("x-request-id"), "every response carries a request id");
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["status"], "ok");
+    }
+
+    async fn readyz_reports_the_database(backend) {
+        let app = spawn_app_with(backend, &[]).await.expect("app");
+        let response = app.get("/readyz").await;
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.expect("json");
+        assert_eq!(body["status"], "ready");
+        assert_eq!(body["database"], "up");
+        assert_eq!(body["redis"], "disabled");
+    }
+
+    async fn migrations_create_the_schema_and_are_idempotent_on_restart(backend) {
+        let db = TestDatabase::create(backend).await.expect("db");
+        let url = db.url.clone();
+        let app = spawn_app_on(db, &[]).await;
+        let tables = ["users", "sessions", "api_keys", "audit_events"];
+        for table in tables {
+            let count = count_rows(&app, table).await;
+            assert_eq!(count, 0, "{table} exists and is empty");
+        }
+        let applied = count_rows(&app, "seaql_migrations").await;
+        assert!(applied >= 1);
+        // A second start on the same database applies nothing and keeps the schema.
+        let config = workjet::server::config::Config::from_vars(&[("WJ_DATABASE_URL".to_owned(), url)].into_iter().collect()).expect("config");
+        let db2 = database::connect(&config).await.expect("connect");
+        database::migrate(&db2).await.expect("second migration run succeeds");
+        database::migrate(&db2).await.expect("third migration run succeeds");
+        assert_eq!(count_rows(&app, "seaql_migrations").await, applied);
+    }
+
+    async fn pages_render_on_the_server(backend) {
+        let app = spawn_app_with(backend, &[]).await.expect("app");
+        let response = app.get("/login").await;
+        assert_eq!(response.status(), 200);
+        let csp = response.headers()["content-security-policy"].to_str().expect("ascii").to_owned();
+        assert!(csp.contains("frame-ancestors 'none'"));
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+        assert_eq!(response.headers()["cache-control"], "no-store");
+        let html = response.text().await.expect("html");
+        assert!(html.contains("Sign in with Google"));
+        assert!(html.contains("/pkg/workjet.js") || html.contains("/pkg/workjet"), "hydration scripts are linked");
+        // The hydration script carries the nonce the CSP allows.
+        let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("nonce in CSP");
+        assert!(html.contains(&format!("nonce=\"{nonce}\"")), "scripts carry the CSP nonce");
+        assert!(html.contains("Local development sign-in"), "the dev sign-in notice is rendered on the server");
+    }
+
+    async fn unknown_pages_are_404_with_the_portal_frame(backend) {
+        let app = spawn_app_with(backend, &[]).await.expect("app");
+        let response = app.get("/no/such/page").await;
+        assert_eq!(response.status(), 404);
+        let html = response.text().await.expect("html");
+        assert!(html.contains("Page not found"));
+        assert!(html.contains("Workjet"));
+    }
+}
+
+async fn count_rows(app: &TestApp, table: &str) -> i64 {
+    let backend = app.state.db.get_database_backend();
+    let row = app
+        .state
+        .db
+        .query_one_raw(Statement::from_string(backend, format!("SELECT count(*) AS n FROM {table}")))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("count")
+}
+
+/// SQLite: another process holding the write lock does not make the instance unready:
+/// reads (authentication, listing) keep working in WAL mode. Down-and-back-up recovery is
+/// shown on PostgreSQL below, where the server can really go away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_stays_ready_while_another_process_holds_the_sqlite_write_lock() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await.expect("app");
+    let path = app.db.sqlite_path.clone().expect("sqlite path");
+    let locker = sea_orm::Database::connect(format!("sqlite://{}", path.display())).await.expect("second connection");
+    let txn = sea_orm::TransactionTrait::begin(&locker).await.expect("begin");
+    txn.execute_unprepared("INSERT INTO audit_events (action, created_at) VALUES ('test.lock', '2026-01-01T00:00:00Z')")
+        .await
+        .expect("write lock taken");
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 200);
+    txn.rollback().await.expect("rollback");
+    locker.close().await.expect("close");
+}
+
+/// PostgreSQL: the connection to the server is cut (as if it were stopped) and restored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readyz_goes_503_while_postgres_is_unreachable_and_recovers() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipped: WJ_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let db = TestDatabase::create(Backend::Postgres).await.expect("db");
+    let target = {
+        let u = url::Url::parse(&admin).expect("url");
+        tokio::net::lookup_host((u.host_str().unwrap_or("127.0.0.1").to_owned(), u.port().unwrap_or(5432)))
+            .await
+            .expect("resolve")
+            .next()
+            .expect("addr")
+    };
+    let proxy = CuttableProxy::start(target).await;
+    let mut proxied = url::Url::parse(&db.url).expect("url");
+    proxied.set_host(Some("127.0.0.1")).expect("host");
+    proxied.set_port(Some(proxy.addr.port())).expect("port");
+    let app = spawn_app_on(db, &[("WJ_DATABASE_URL", proxied.to_string()), ("WJ_DATABASE_TIMEOUT_MS", "1000".to_owned())]).await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    proxy.cut();
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.json::<serde_json::Value>().await.expect("json")["status"], "unavailable");
+    proxy.restore();
+    assert!(
+        eventually(Duration::from_secs(15), || async { app.get("/readyz").await.status() == 200 }).await,
+        "readiness recovers without a restart"
+    );
+}

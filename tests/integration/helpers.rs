@@ -1,0 +1,283 @@
+//! The test harness: the real application on port 0 against a fresh database, SQLite always
+//! and PostgreSQL when `WJ_TEST_POSTGRES_URL` is set.
+
+use std::{
+    collections::HashMap,
+    net::SocketAddr,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use leptos::config::LeptosOptions;
+use tokio::{
+    io::copy_bidirectional,
+    net::{TcpListener, TcpStream},
+    sync::Notify,
+};
+use workjet::server::{config::Config, startup::Application, state::AppState};
+
+/// Which database a test runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A fresh, empty database for one test, removed when dropped.
+pub struct TestDatabase {
+    pub backend: Backend,
+    pub url: String,
+    pub sqlite_path: Option<std::path::PathBuf>,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+impl TestDatabase {
+    /// A new database, or `None` (skipped) for PostgreSQL without `WJ_TEST_POSTGRES_URL`.
+    pub async fn create(backend: Backend) -> Option<Self> {
+        match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let path = dir.path().join("workjet-test.db");
+                Some(Self {
+                    backend,
+                    url: format!("sqlite://{}?mode=rwc", path.display()),
+                    sqlite_path: Some(path),
+                    _dir: Some(dir),
+                    pg_name: None,
+                })
+            }
+            Backend::Postgres => {
+                let admin = postgres_admin_url()?;
+                let name = format!("wj_test_{}_{}_{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), rand_suffix());
+                let db = sea_orm::Database::connect(&admin).await.expect("connect to WJ_TEST_POSTGRES_URL");
+                use sea_orm::ConnectionTrait;
+                db.execute_unprepared(&format!("CREATE DATABASE \"{name}\"")).await.expect("create test database");
+                db.close().await.ok();
+                let url = replace_database(&admin, &name);
+                Some(Self { backend, url, sqlite_path: None, _dir: None, pg_name: Some(name) })
+            }
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let (Some(name), Some(admin)) = (self.pg_name.take(), postgres_admin_url()) else { return };
+        // Drop is synchronous: remove the database from a helper thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+            rt.block_on(async move {
+                use sea_orm::ConnectionTrait;
+                if let Ok(db) = sea_orm::Database::connect(&admin).await {
+                    let _ = db.execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")).await;
+                    let _ = db.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now()) as u32
+}
+
+/// `WJ_TEST_POSTGRES_URL`, if set.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("WJ_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
+}
+
+/// `WJ_TEST_REDIS_URL`, if set.
+pub fn redis_url() -> Option<String> {
+    std::env::var("WJ_TEST_REDIS_URL").ok().filter(|s| !s.is_empty())
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let mut parsed = url::Url::parse(url).expect("WJ_TEST_POSTGRES_URL is a URL");
+    parsed.set_path(&format!("/{name}"));
+    parsed.to_string()
+}
+
+/// A running application and a client for it.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub state: AppState,
+    pub db: TestDatabase,
+    shutdown: Arc<Notify>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("request")
+    }
+
+    /// Stops the server (graceful shutdown) and waits for it.
+    pub async fn stop(mut self) {
+        self.shutdown.notify_one();
+        if let Some(task) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.notify_one();
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+/// Leptos options for tests (pages render without the built bundle).
+pub fn leptos_options() -> LeptosOptions {
+    LeptosOptions::builder().output_name("workjet").site_root("target/site").build()
+}
+
+/// Starts the app on a fresh database of `backend` with extra `WJ_*` settings.
+pub async fn spawn_app_with(backend: Backend, extra: &[(&str, String)]) -> Option<TestApp> {
+    let db = TestDatabase::create(backend).await?;
+    Some(spawn_app_on(db, extra).await)
+}
+
+/// Starts the app on an existing test database.
+pub async fn spawn_app_on(db: TestDatabase, extra: &[(&str, String)]) -> TestApp {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let base_url = format!("http://{addr}");
+    let mut vars: HashMap<String, String> = HashMap::new();
+    vars.insert("WJ_LISTEN_ADDR".into(), addr.to_string());
+    vars.insert("WJ_PUBLIC_URL".into(), base_url.clone());
+    vars.insert("WJ_DATABASE_URL".into(), db.url.clone());
+    vars.insert("WJ_SHUTDOWN_GRACE_SECS".into(), "5".into());
+    for (k, v) in extra {
+        vars.insert((*k).to_owned(), v.clone());
+    }
+    let config = Config::from_vars(&vars).expect("valid test config");
+    let app = Application::build_with_listener(config, leptos_options(), listener).await.expect("app builds");
+    let state = app.state().clone();
+    let shutdown = Arc::new(Notify::new());
+    let task = tokio::spawn({
+        let shutdown = shutdown.clone();
+        async move {
+            let _ = app.run_until(async move { shutdown.notified().await }).await;
+        }
+    });
+    let client =
+        reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Duration::from_secs(30)).build().expect("client");
+    TestApp { addr, base_url, client, state, db, shutdown, task: Some(task) }
+}
+
+/// Defines each test twice: `sqlite::name` and `postgres::name` (the latter skipped, with a
+/// message, when `WJ_TEST_POSTGRES_URL` is not set).
+#[macro_export]
+macro_rules! backend_tests {
+    ($(async fn $name:ident($backend:ident) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $backend = $crate::helpers::Backend::Sqlite;
+                    $body
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    if $crate::helpers::postgres_admin_url().is_none() {
+                        eprintln!("skipped: WJ_TEST_POSTGRES_URL is not set");
+                        return;
+                    }
+                    let $backend = $crate::helpers::Backend::Postgres;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+/// A TCP proxy that a test can cut and restore, to take a dependency "down" and bring it back.
+pub struct CuttableProxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+    cut: Arc<Notify>,
+}
+
+impl CuttableProxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("addr");
+        let up = Arc::new(AtomicBool::new(true));
+        let cut = Arc::new(Notify::new());
+        tokio::spawn({
+            let (up, cut) = (up.clone(), cut.clone());
+            async move {
+                loop {
+                    let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                    if !up.load(Ordering::SeqCst) {
+                        drop(inbound);
+                        continue;
+                    }
+                    let cut = cut.clone();
+                    tokio::spawn(async move {
+                        let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                        tokio::select! {
+                            _ = copy_bidirectional(&mut inbound, &mut outbound) => {}
+                            () = cut.notified() => {}
+                        }
+                    });
+                }
+            }
+        });
+        Self { addr, up, cut }
+    }
+
+    /// Drops every open connection and refuses new ones.
+    pub fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    /// Accepts connections again.
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}
+
+/// Polls `check` every 100 ms until it is true or `timeout` passes.
+pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check().await {
+            return true;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

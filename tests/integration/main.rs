@@ -1,0 +1,8 @@
+//! Integration tests: the real router on a real database (SQLite, and PostgreSQL when
+//! `WJ_TEST_POSTGRES_URL` is set), stubs only for what lies outside Workjet.
+#![cfg(feature = "ssr")]
+
+pub mod helpers;
+
+mod binary;
+mod foundation;
