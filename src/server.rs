@@ -1,10 +1,12 @@
 //! The axum server (feature `ssr`): configuration, start-up, middleware, and the HTTP doors
 //! (sign-in routes, the `/v1` API) onto the domain services.
 
+pub mod auth;
 pub mod config;
 pub mod database;
 pub mod error;
 pub mod health;
+pub mod listener;
 pub mod security;
 pub mod site;
 pub mod startup;

@@ -139,7 +139,7 @@ mod tests {
 
 /// How the sign-in page should present itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SignInInfo {
+pub struct SignInSettings {
     /// True when no Google credentials are configured and the built-in development identity
     /// provider signs people in.
     pub local_development: bool,
@@ -212,5 +212,64 @@ mod redirect_tests {
     fn only_known_error_codes_have_messages() {
         assert!(sign_in_error_message("access_denied").is_some());
         assert!(sign_in_error_message("<script>alert(1)</script>").is_none());
+    }
+}
+
+/// A short description of a browser from its User-Agent ("Chrome on macOS").
+pub fn describe_user_agent(ua: &str) -> String {
+    let browser = if ua.contains("Edg/") {
+        "Edge"
+    } else if ua.contains("OPR/") {
+        "Opera"
+    } else if ua.contains("Firefox/") {
+        "Firefox"
+    } else if ua.contains("Chrome/") || ua.contains("Chromium/") || ua.contains("HeadlessChrome/") {
+        "Chrome"
+    } else if ua.contains("Safari/") {
+        "Safari"
+    } else if ua.starts_with("curl/") {
+        "curl"
+    } else {
+        ""
+    };
+    let os = if ua.contains("iPhone") || ua.contains("iPad") {
+        "iOS"
+    } else if ua.contains("Android") {
+        "Android"
+    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
+        "macOS"
+    } else if ua.contains("Windows") {
+        "Windows"
+    } else if ua.contains("CrOS") {
+        "ChromeOS"
+    } else if ua.contains("Linux") {
+        "Linux"
+    } else {
+        ""
+    };
+    match (browser, os) {
+        ("", "") => "Unknown browser".to_owned(),
+        (b, "") => b.to_owned(),
+        ("", o) => format!("Browser on {o}"),
+        (b, o) => format!("{b} on {o}"),
+    }
+}
+
+#[cfg(test)]
+mod user_agent_tests {
+    use super::describe_user_agent;
+
+    #[test]
+    fn common_browsers_are_recognised() {
+        let chrome_mac =
+            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
+        assert_eq!(describe_user_agent(chrome_mac), "Chrome on macOS");
+        let firefox_linux = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+        assert_eq!(describe_user_agent(firefox_linux), "Firefox on Linux");
+        let safari_ios = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
+        assert_eq!(describe_user_agent(safari_ios), "Safari on iOS");
+        let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36 Edg/131.0";
+        assert_eq!(describe_user_agent(edge), "Edge on Windows");
+        assert_eq!(describe_user_agent(""), "Unknown browser");
     }
 }

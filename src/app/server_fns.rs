@@ -1,5 +1,55 @@
-//! The portal's server functions: thin doors onto the domain services.
+//! The portal's server functions: thin doors onto the domain services. Each gets the
+//! `AppState` and the signed-in user, calls one domain method, and maps the result to a
+//! wire type.
 
 pub mod account;
+pub mod sessions;
 
 pub use account::*;
+pub use sessions::*;
+
+#[cfg(feature = "ssr")]
+pub(crate) mod support {
+    use leptos::prelude::*;
+
+    use crate::{
+        domain::audit::AuditContext,
+        server::{auth::portal::CurrentUser, security::ClientIp, state::AppState},
+        wire::PortalError,
+    };
+
+    /// Sets the HTTP status of the server function's response.
+    pub fn set_status(status: axum::http::StatusCode) {
+        if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+            response.set_status(status);
+        }
+    }
+
+    /// The app state and the signed-in user, or 401 `Unauthorized`.
+    pub fn signed_in() -> Result<(AppState, CurrentUser), PortalError> {
+        let state = expect_context::<AppState>();
+        let user = use_context::<axum::http::request::Parts>().and_then(|parts| parts.extensions.get::<CurrentUser>().cloned());
+        match user {
+            Some(user) => Ok((state, user)),
+            None => {
+                set_status(axum::http::StatusCode::UNAUTHORIZED);
+                Err(PortalError::Unauthorized)
+            }
+        }
+    }
+
+    /// Who acts, from where: for audit events.
+    pub fn audit_context(user: &CurrentUser) -> AuditContext {
+        let ip = use_context::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<ClientIp>().and_then(|ip| ip.0))
+            .map(|ip| ip.to_string());
+        AuditContext { actor_user_id: Some(user.user.id), ip }
+    }
+
+    /// Maps a database failure to 503 `Unavailable`, logging what happened.
+    pub fn unavailable(error: sea_orm::DbErr) -> PortalError {
+        tracing::error!(error = %crate::domain::describe_db_error(&error), "portal request failed on the database");
+        set_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+        PortalError::Unavailable
+    }
+}

@@ -90,6 +90,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub config_file: Option<PathBuf>,
+    /// Timeout of each request to the identity provider.
+    pub oidc_timeout: Duration,
+    /// An unchanged session is written back at most this often (rolling expiry).
+    pub session_touch_interval: Duration,
 }
 
 impl Config {
@@ -219,6 +223,8 @@ impl Config {
             Some(_) => return Err(ConfigError::new("WJ_LOG_FORMAT", "must be text or json")),
         };
         let config_file = env.get("WJ_CONFIG")?.map(PathBuf::from);
+        let oidc_timeout = Duration::from_millis(env.parse_or("WJ_OIDC_TIMEOUT_MS", 10_000u64)?);
+        let session_touch_interval = Duration::from_secs(env.parse_or("WJ_SESSION_TOUCH_SECS", 60u64)?);
 
         Ok(Self {
             listen_addr,
@@ -240,6 +246,8 @@ impl Config {
             shutdown_grace,
             log_format,
             config_file,
+            oidc_timeout,
+            session_touch_interval,
         })
     }
 

@@ -54,11 +54,4 @@ pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> Result<(), Stri
     }
 }
 
-/// A short, secret-free description of a database error for logs and readiness reports.
-pub fn describe_db_error(error: &DbErr) -> String {
-    match error {
-        DbErr::ConnectionAcquire(_) => "no database connection could be acquired".to_owned(),
-        DbErr::Conn(_) => "the database connection failed".to_owned(),
-        _ => "the database returned an error".to_owned(),
-    }
-}
+pub use crate::domain::describe_db_error;

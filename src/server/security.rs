@@ -1,7 +1,7 @@
 //! Response hardening and request provenance: security headers with a per-request CSP
 //! nonce, the cross-origin check for state-changing requests, and the client's IP address.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::{
     extract::{ConnectInfo, Request, State},
@@ -13,7 +13,7 @@ use base64::Engine;
 use ipnet::IpNet;
 use rand::RngCore;
 
-use crate::server::state::AppState;
+use crate::server::{listener::PeerAddr, state::AppState};
 
 /// The CSP nonce of this response, given to Leptos so its hydration scripts may run.
 #[derive(Clone, Debug)]
@@ -95,7 +95,7 @@ pub struct ClientIp(pub Option<IpAddr>);
 
 /// Records the client IP in the request extensions for handlers, audit events and throttles.
 pub async fn resolve_client_ip(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let peer = request.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let peer = request.extensions().get::<ConnectInfo<PeerAddr>>().map(|c| c.0.0.ip());
     let ip = client_ip(peer, request.headers(), &state.config.trusted_proxies);
     request.extensions_mut().insert(ClientIp(ip));
     next.run(request).await

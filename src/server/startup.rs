@@ -1,7 +1,7 @@
 //! Building the application (database, migrations, services, router) and serving it until
 //! shutdown.
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{
     Router,
@@ -9,23 +9,37 @@ use axum::{
     http::{HeaderName, header},
     middleware,
     routing::get,
-    serve::ListenerExt,
 };
 use leptos::{config::LeptosOptions, prelude::*};
 use leptos_axum::{LeptosRoutes, file_and_error_handler_with_context, generate_route_list};
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     sensitive_headers::SetSensitiveHeadersLayer,
+    services::{ServeDir, ServeFile},
     trace::TraceLayer,
 };
 
+use tower_sessions::{Expiry, SessionManagerLayer, cookie::SameSite};
+use url::Url;
+
 use crate::{
     app::{App, shell},
+    domain::{
+        sessions::{SESSION_TTL, SeaOrmSessionStore},
+        users::UserService,
+    },
     server::{
-        config::Config,
+        auth::{
+            self,
+            dev_idp::{self, DevIdp},
+            oidc::OidcClient,
+        },
+        config::{Config, SignIn},
         database, health,
+        listener::{PeerAddr, ServerListener, TlsError, tls_acceptor},
         security::{self, CspNonce},
         state::AppState,
     },
@@ -40,11 +54,13 @@ pub enum StartupError {
     Database(String),
     #[error("database migration failed: {0}")]
     Migration(String),
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// A built application, bound to its port, ready to serve.
 pub struct Application {
-    listener: TcpListener,
+    listener: ServerListener,
     router: Router,
     state: AppState,
 }
@@ -60,16 +76,19 @@ impl Application {
     /// Like [`Application::build`], on a listener the caller bound (tests bind port 0 first,
     /// so that `WJ_PUBLIC_URL` can name the real port).
     pub async fn build_with_listener(config: Config, leptos_options: LeptosOptions, listener: TcpListener) -> Result<Self, StartupError> {
+        let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let db = database::connect(&config).await.map_err(|e| StartupError::Database(e.to_string()))?;
         database::migrate(&db).await.map_err(|e| StartupError::Migration(e.to_string()))?;
-        let state = AppState { config: Arc::new(config), db, leptos_options };
+        let listener = ServerListener::new(listener, tls).map_err(|source| StartupError::Bind { addr: config.listen_addr, source })?;
+        let state = build_state(config, db, leptos_options);
+        spawn_maintenance(&state);
         let router = router(state.clone());
         Ok(Self { listener, router, state })
     }
 
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener.local_addr().expect("a bound listener has an address")
+        axum::serve::Listener::local_addr(&self.listener).expect("a bound listener has an address")
     }
 
     /// The shared state (tests reach the services through it).
@@ -82,16 +101,10 @@ impl Application {
     pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
         let grace = self.state.config.shutdown_grace;
         let addr = self.local_addr();
-        tracing::info!(%addr, public_url = %self.state.config.public_url, "workjet listening");
-        // TCP_NODELAY: without it every relayed stream stalls ~40 ms at its tail (Nagle).
-        let listener = self.listener.tap_io(|tcp| {
-            if let Err(error) = tcp.set_nodelay(true) {
-                tracing::debug!(%error, "cannot set TCP_NODELAY");
-            }
-        });
+        tracing::info!(%addr, public_url = %self.state.config.public_url, tls = self.state.config.tls.is_some(), "workjet listening");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let serve =
-            axum::serve(listener, self.router.into_make_service_with_connect_info::<SocketAddr>()).with_graceful_shutdown(async move {
+            axum::serve(self.listener, self.router.into_make_service_with_connect_info::<PeerAddr>()).with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down: finishing in-flight requests");
                 let _ = stop_tx.send(true);
@@ -110,19 +123,103 @@ impl Application {
     }
 }
 
-/// The whole HTTP surface: health, portal pages and server functions, static assets.
+fn build_state(config: Config, db: DatabaseConnection, leptos_options: LeptosOptions) -> AppState {
+    let public = config.public_url.as_str().trim_end_matches('/').to_owned();
+    let redirect_uri = Url::parse(&format!("{public}/auth/google/callback")).expect("valid redirect URI");
+    let (sign_in, dev_idp) = match &config.sign_in {
+        SignIn::Oidc(oidc) => (
+            OidcClient::new(
+                oidc.issuer.clone(),
+                oidc.client_id.clone(),
+                oidc.client_secret.clone(),
+                redirect_uri,
+                config.allowed_domains.clone(),
+                config.oidc_timeout,
+            ),
+            None,
+        ),
+        SignIn::LocalDevelopment => {
+            let idp = DevIdp::new(&config.public_url);
+            let client = OidcClient::new(
+                idp.issuer().clone(),
+                dev_idp::CLIENT_ID.to_owned(),
+                idp.client_secret(),
+                redirect_uri,
+                config.allowed_domains.clone(),
+                config.oidc_timeout,
+            );
+            (client, Some(Arc::new(idp)))
+        }
+    };
+    AppState {
+        users: UserService::new(db.clone()),
+        sessions: SeaOrmSessionStore::new(db.clone(), config.session_touch_interval),
+        sign_in: Arc::new(sign_in),
+        dev_idp,
+        config: Arc::new(config),
+        db,
+        leptos_options,
+    }
+}
+
+/// Periodic housekeeping: expired sessions are purged every ten minutes.
+fn spawn_maintenance(state: &AppState) {
+    let sessions = state.sessions.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(600));
+        loop {
+            tick.tick().await;
+            match sessions.purge_expired().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(purged = n, "expired sessions purged"),
+                Err(error) => tracing::warn!(error = %crate::domain::describe_db_error(&error), "session purge failed"),
+            }
+        }
+    });
+}
+
+/// The `wj_session` cookie, exactly as the contract says.
+fn session_layer(state: &AppState) -> SessionManagerLayer<SeaOrmSessionStore> {
+    let layer = SessionManagerLayer::new(state.sessions.clone())
+        .with_name("wj_session")
+        .with_http_only(true)
+        .with_secure(state.config.secure_cookies())
+        .with_same_site(SameSite::Lax)
+        .with_path("/")
+        .with_expiry(Expiry::OnInactivity(time::Duration::seconds(SESSION_TTL.as_secs() as i64)))
+        // Rolling expiry: every request renews the cookie (the store bounds the writes).
+        .with_always_save(true);
+    match &state.config.cookie_domain {
+        Some(domain) => layer.with_domain(domain.clone()),
+        None => layer,
+    }
+}
+
+/// The whole HTTP surface: health, static assets, sign-in, portal pages and server functions.
 pub fn router(state: AppState) -> Router {
     let leptos_options = state.leptos_options.clone();
     let routes = generate_route_list(App);
     let context = leptos_context;
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
+    let site_root = std::path::PathBuf::from(leptos_options.site_root.as_ref());
+    let pkg_dir = site_root.join(leptos_options.site_pkg_dir.as_ref());
+    let portal = Router::new()
         .leptos_routes_with_context(&state, routes, context, {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
+        .merge(auth::routes::router())
         .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::portal::resolve_user))
+        .layer(session_layer(&state));
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .nest_service("/pkg", ServeDir::new(pkg_dir))
+        .route_service("/favicon.svg", ServeFile::new(site_root.join("favicon.svg")))
+        .route_service("/robots.txt", ServeFile::new(site_root.join("robots.txt")))
+        .nest(dev_idp::MOUNT, dev_idp::router())
+        .merge(portal)
+        .layer(middleware::from_fn_with_state(state.clone(), auth::portal::cross_origin_guard))
         .layer(middleware::from_fn_with_state(state.clone(), security::resolve_client_ip))
         .layer(middleware::from_fn_with_state(state.clone(), security::security_headers))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(crate::server::error::ApiError::internal())))

@@ -6,7 +6,13 @@ use axum::extract::FromRef;
 use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 
-use crate::server::config::Config;
+use crate::{
+    domain::{sessions::SeaOrmSessionStore, users::UserService},
+    server::{
+        auth::{dev_idp::DevIdp, oidc::OidcClient},
+        config::Config,
+    },
+};
 
 /// Everything a handler, server function or middleware may need.
 #[derive(Clone)]
@@ -14,6 +20,12 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub db: DatabaseConnection,
     pub leptos_options: LeptosOptions,
+    pub users: UserService,
+    pub sessions: SeaOrmSessionStore,
+    /// The OpenID Connect relying party (Google, or the development provider).
+    pub sign_in: Arc<OidcClient>,
+    /// The built-in development identity provider, when no Google credentials are set.
+    pub dev_idp: Option<Arc<DevIdp>>,
 }
 
 impl AppState {

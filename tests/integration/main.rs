@@ -2,7 +2,10 @@
 //! `WJ_TEST_POSTGRES_URL` is set), stubs only for what lies outside Workjet.
 #![cfg(feature = "ssr")]
 
+pub mod browser;
 pub mod helpers;
+pub mod idp;
 
 mod binary;
 mod foundation;
+mod sign_in;

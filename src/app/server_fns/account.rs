@@ -1,19 +1,21 @@
-//! Who is signed in.
+//! Who is signed in, and how sign-in works here.
 
 use leptos::prelude::*;
 
-use crate::wire::{PortalError, UserView};
+use crate::wire::{PortalError, SignInSettings, UserView};
 
 /// The signed-in user, or `None`.
 #[server(prefix = "/api", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<UserView>, PortalError> {
-    Ok(None)
+    use crate::server::auth::portal::CurrentUser;
+    let user = use_context::<axum::http::request::Parts>().and_then(|parts| parts.extensions.get::<CurrentUser>().cloned());
+    Ok(user.map(|u| UserView { name: u.user.name, email: u.user.email, picture: u.user.picture }))
 }
 
 /// Whether sign-in goes through Google or the built-in development identity provider.
 #[server(prefix = "/api", endpoint = "sign_in_info")]
-pub async fn sign_in_info() -> Result<crate::wire::SignInInfo, PortalError> {
+pub async fn sign_in_info() -> Result<SignInSettings, PortalError> {
     use crate::server::{config::SignIn, state::AppState};
     let state = expect_context::<AppState>();
-    Ok(crate::wire::SignInInfo { local_development: matches!(state.config.sign_in, SignIn::LocalDevelopment) })
+    Ok(SignInSettings { local_development: matches!(state.config.sign_in, SignIn::LocalDevelopment) })
 }

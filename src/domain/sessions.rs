@@ -1,0 +1,251 @@
+//! Browser sessions: a [`tower_sessions::SessionStore`] on SeaORM.
+//!
+//! The cookie carries tower-sessions' 128-bit random id; the database keys the row by the
+//! SHA-256 of it, so a database dump exposes no live session, and the id itself is never
+//! written anywhere. A deleted session is never resurrected: `save` only updates rows
+//! that still exist. Rolling expiry costs at most one write per session per minute.
+
+use std::{
+    hash::{BuildHasher, Hasher},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use dashmap::DashMap;
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set, sea_query::Expr};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use tower_sessions::{
+    SessionStore,
+    session::{Id, Record},
+    session_store,
+};
+
+use crate::entities::sessions;
+
+/// Session data keys. Namespaced: `auth.*` is the signed-in state, `oauth.*` the sign-in
+/// flow in progress, `meta.*` what the sessions page shows.
+pub mod keys {
+    pub const USER_ID: &str = "auth.user_id";
+    pub const SIGNED_IN_AT: &str = "auth.signed_in_at";
+    pub const USER_AGENT: &str = "meta.user_agent";
+    pub const IP: &str = "meta.ip";
+    pub const OAUTH_STATE: &str = "oauth.state";
+    pub const OAUTH_NONCE: &str = "oauth.nonce";
+    pub const OAUTH_PKCE_VERIFIER: &str = "oauth.pkce_verifier";
+    pub const OAUTH_RETURN_TO: &str = "oauth.return_to";
+}
+
+/// How long a signed-in session lives without activity (rolling).
+pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// How long a sign-in flow may take.
+pub const SIGN_IN_FLOW_TTL: Duration = Duration::from_secs(10 * 60);
+
+/// The SHA-256 of a session id: what the `sessions` table stores.
+pub fn token_hash(id: &Id) -> [u8; 32] {
+    Sha256::digest(id.0.to_le_bytes()).into()
+}
+
+/// One row of the sessions page.
+#[derive(Clone, Debug)]
+pub struct SessionInfo {
+    pub id: i64,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub token_hash: [u8; 32],
+}
+
+#[derive(Clone, Copy)]
+struct LastWrite {
+    fingerprint: u64,
+    at: Instant,
+}
+
+/// Called after sessions are deleted, so caches on every instance forget them.
+pub type RevocationHook = Arc<dyn Fn() + Send + Sync>;
+
+/// The SeaORM-backed session store.
+#[derive(Clone)]
+pub struct SeaOrmSessionStore {
+    db: DatabaseConnection,
+    writes: Arc<DashMap<[u8; 32], LastWrite>>,
+    hasher: std::hash::RandomState,
+    touch_interval: Duration,
+}
+
+impl std::fmt::Debug for SeaOrmSessionStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SeaOrmSessionStore").finish_non_exhaustive()
+    }
+}
+
+fn backend(e: DbErr) -> session_store::Error {
+    // The message names the failure kind only; it never contains a token or its hash.
+    session_store::Error::Backend(crate::domain::describe_db_error(&e))
+}
+
+fn to_offset(dt: DateTime<Utc>) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(dt.timestamp()).unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+fn to_chrono(dt: OffsetDateTime) -> DateTime<Utc> {
+    DateTime::from_timestamp(dt.unix_timestamp(), 0).unwrap_or_default()
+}
+
+/// The session data as JSON with sorted keys, so equal data always serializes equally
+/// (a `HashMap`'s iteration order differs between instances).
+fn canonical_json(record: &Record) -> session_store::Result<String> {
+    let sorted: std::collections::BTreeMap<&String, &serde_json::Value> = record.data.iter().collect();
+    serde_json::to_string(&sorted).map_err(|e| session_store::Error::Encode(e.to_string()))
+}
+
+fn str_field(record: &Record, key: &str, max: usize) -> Option<String> {
+    record.data.get(key).and_then(|v| v.as_str()).map(|s| s.chars().take(max).collect())
+}
+
+impl SeaOrmSessionStore {
+    /// A store writing unchanged sessions back at most once per `touch_interval`.
+    pub fn new(db: DatabaseConnection, touch_interval: Duration) -> Self {
+        Self { db, writes: Arc::new(DashMap::new()), hasher: std::hash::RandomState::new(), touch_interval }
+    }
+
+    fn fingerprint(&self, data: &str) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        h.write(data.as_bytes());
+        h.finish()
+    }
+
+    /// The signed-in sessions of a user, most recently seen first.
+    pub async fn list_for_user(&self, user_id: i64) -> Result<Vec<SessionInfo>, DbErr> {
+        let rows = sessions::Entity::find()
+            .filter(sessions::Column::UserId.eq(user_id))
+            .filter(sessions::Column::ExpiresAt.gt(Utc::now()))
+            .order_by_desc(sessions::Column::LastSeenAt)
+            .limit(200)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SessionInfo {
+                id: r.id,
+                user_agent: r.user_agent,
+                ip: r.ip,
+                created_at: r.created_at,
+                last_seen_at: r.last_seen_at,
+                token_hash: r.token_hash.try_into().unwrap_or([0; 32]),
+            })
+            .collect())
+    }
+
+    /// Deletes one of the user's sessions; `false` if the user has no such session.
+    pub async fn delete_for_user(&self, user_id: i64, session_id: i64) -> Result<bool, DbErr> {
+        let result = sessions::Entity::delete_many()
+            .filter(sessions::Column::Id.eq(session_id))
+            .filter(sessions::Column::UserId.eq(user_id))
+            .exec(&self.db)
+            .await?;
+        Ok(result.rows_affected > 0)
+    }
+
+    /// Deletes every session of the user ("sign out everywhere"); returns how many.
+    pub async fn delete_all_for_user(&self, user_id: i64) -> Result<u64, DbErr> {
+        let result = sessions::Entity::delete_many().filter(sessions::Column::UserId.eq(user_id)).exec(&self.db).await?;
+        Ok(result.rows_affected)
+    }
+
+    /// Deletes expired sessions; returns how many.
+    pub async fn purge_expired(&self) -> Result<u64, DbErr> {
+        let result = sessions::Entity::delete_many().filter(sessions::Column::ExpiresAt.lte(Utc::now())).exec(&self.db).await?;
+        let horizon = Instant::now().checked_sub(self.touch_interval * 2 + Duration::from_secs(60));
+        if let Some(horizon) = horizon {
+            self.writes.retain(|_, w| w.at > horizon);
+        }
+        Ok(result.rows_affected)
+    }
+}
+
+#[async_trait]
+impl SessionStore for SeaOrmSessionStore {
+    async fn create(&self, record: &mut Record) -> session_store::Result<()> {
+        let data = canonical_json(record)?;
+        let now = Utc::now();
+        for _ in 0..4 {
+            let hash = token_hash(&record.id);
+            let row = sessions::ActiveModel {
+                token_hash: Set(hash.to_vec()),
+                user_id: Set(record.data.get(keys::USER_ID).and_then(|v| v.as_i64())),
+                data: Set(data.clone()),
+                created_at: Set(now),
+                expires_at: Set(to_chrono(record.expiry_date)),
+                last_seen_at: Set(now),
+                user_agent: Set(str_field(record, keys::USER_AGENT, 512)),
+                ip: Set(str_field(record, keys::IP, 64)),
+                ..Default::default()
+            };
+            match sessions::Entity::insert(row).exec_without_returning(&self.db).await {
+                Ok(_) => {
+                    self.writes.insert(hash, LastWrite { fingerprint: self.fingerprint(&data), at: Instant::now() });
+                    return Ok(());
+                }
+                // A 128-bit collision is practically impossible; a new id is the answer anyway.
+                Err(e) if matches!(e.sql_err(), Some(sea_orm::SqlErr::UniqueConstraintViolation(_))) => record.id = Id::default(),
+                Err(e) => return Err(backend(e)),
+            }
+        }
+        Err(session_store::Error::Backend("could not allocate a session id".into()))
+    }
+
+    async fn save(&self, record: &Record) -> session_store::Result<()> {
+        let hash = token_hash(&record.id);
+        let data = canonical_json(record)?;
+        let fingerprint = self.fingerprint(&data);
+        if let Some(last) = self.writes.get(&hash).map(|w| *w) {
+            if last.fingerprint == fingerprint && last.at.elapsed() < self.touch_interval {
+                return Ok(());
+            }
+        }
+        let now = Utc::now();
+        // UPDATE only: a session deleted meanwhile (signed out elsewhere) stays deleted.
+        let result = sessions::Entity::update_many()
+            .col_expr(sessions::Column::Data, Expr::value(data))
+            .col_expr(sessions::Column::ExpiresAt, Expr::value(to_chrono(record.expiry_date)))
+            .col_expr(sessions::Column::LastSeenAt, Expr::value(now))
+            .col_expr(sessions::Column::UserId, Expr::value(record.data.get(keys::USER_ID).and_then(|v| v.as_i64())))
+            .col_expr(sessions::Column::UserAgent, Expr::value(str_field(record, keys::USER_AGENT, 512)))
+            .col_expr(sessions::Column::Ip, Expr::value(str_field(record, keys::IP, 64)))
+            .filter(sessions::Column::TokenHash.eq(hash.to_vec()))
+            .exec(&self.db)
+            .await
+            .map_err(backend)?;
+        if result.rows_affected == 0 {
+            self.writes.remove(&hash);
+        } else {
+            self.writes.insert(hash, LastWrite { fingerprint, at: Instant::now() });
+        }
+        Ok(())
+    }
+
+    async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
+        let hash = token_hash(id);
+        let row = sessions::Entity::find()
+            .filter(sessions::Column::TokenHash.eq(hash.to_vec()))
+            .filter(sessions::Column::ExpiresAt.gt(Utc::now()))
+            .one(&self.db)
+            .await
+            .map_err(backend)?;
+        let Some(row) = row else { return Ok(None) };
+        let data = serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
+        Ok(Some(Record { id: *id, data, expiry_date: to_offset(row.expires_at) }))
+    }
+
+    async fn delete(&self, id: &Id) -> session_store::Result<()> {
+        let hash = token_hash(id);
+        sessions::Entity::delete_many().filter(sessions::Column::TokenHash.eq(hash.to_vec())).exec(&self.db).await.map_err(backend)?;
+        self.writes.remove(&hash);
+        Ok(())
+    }
+}

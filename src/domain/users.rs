@@ -1,0 +1,102 @@
+//! Users: created or updated from a verified identity at each sign-in.
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set, sea_query::OnConflict};
+
+use crate::entities::users;
+
+/// A verified identity from the identity provider.
+#[derive(Clone, Debug)]
+pub struct VerifiedIdentity {
+    pub issuer: String,
+    pub subject: String,
+    pub email: String,
+    pub name: String,
+    pub picture: Option<String>,
+}
+
+/// A signed-in person.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub picture: Option<String>,
+    pub disabled: bool,
+}
+
+impl From<users::Model> for User {
+    fn from(m: users::Model) -> Self {
+        Self { id: m.id, email: m.email, name: m.name, picture: m.picture, disabled: m.disabled_at.is_some() }
+    }
+}
+
+/// Reads and writes users.
+#[derive(Clone)]
+pub struct UserService {
+    db: DatabaseConnection,
+}
+
+impl UserService {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    /// Creates the user on first sign-in, or refreshes email, name and picture (they can
+    /// change at the provider) and the sign-in time. Keyed by (issuer, subject).
+    pub async fn upsert_from_identity(&self, identity: &VerifiedIdentity) -> Result<User, DbErr> {
+        let now = Utc::now();
+        let name = if identity.name.trim().is_empty() { identity.email.clone() } else { identity.name.trim().chars().take(255).collect() };
+        let model = users::ActiveModel {
+            oidc_issuer: Set(identity.issuer.clone()),
+            oidc_subject: Set(identity.subject.clone()),
+            email: Set(identity.email.chars().take(320).collect()),
+            name: Set(name),
+            picture: Set(identity.picture.clone().filter(|p| p.starts_with("https://") && p.len() <= 2048)),
+            created_at: Set(now),
+            last_sign_in_at: Set(now),
+            disabled_at: Set(None),
+            ..Default::default()
+        };
+        users::Entity::insert(model)
+            .on_conflict(
+                OnConflict::columns([users::Column::OidcIssuer, users::Column::OidcSubject])
+                    .update_columns([users::Column::Email, users::Column::Name, users::Column::Picture, users::Column::LastSignInAt])
+                    .to_owned(),
+            )
+            .exec_without_returning(&self.db)
+            .await?;
+        let user = users::Entity::find()
+            .filter(users::Column::OidcIssuer.eq(&identity.issuer))
+            .filter(users::Column::OidcSubject.eq(&identity.subject))
+            .one(&self.db)
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("user just upserted".into()))?;
+        Ok(user.into())
+    }
+
+    /// The user with this id.
+    pub async fn get(&self, id: i64) -> Result<Option<User>, DbErr> {
+        Ok(users::Entity::find_by_id(id).one(&self.db).await?.map(User::from))
+    }
+
+    /// Disables (or re-enables) a user: a disabled user's sessions and keys stop working.
+    pub async fn set_disabled(&self, id: i64, disabled: bool) -> Result<bool, DbErr> {
+        let Some(user) = users::Entity::find_by_id(id).one(&self.db).await? else { return Ok(false) };
+        let mut active: users::ActiveModel = user.into();
+        active.disabled_at = Set(disabled.then(Utc::now));
+        active.update(&self.db).await?;
+        Ok(true)
+    }
+
+    /// The user with this email (most recently signed in, if several).
+    pub async fn find_by_email(&self, email: &str) -> Result<Option<User>, DbErr> {
+        use sea_orm::QueryOrder;
+        Ok(users::Entity::find()
+            .filter(users::Column::Email.eq(email))
+            .order_by_desc(users::Column::LastSignInAt)
+            .one(&self.db)
+            .await?
+            .map(User::from))
+    }
+}

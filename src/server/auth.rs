@@ -1,0 +1,7 @@
+//! Browser authentication: Google (OpenID Connect) sign-in, the `wj_session` cookie, the
+//! built-in development identity provider, and the portal's session middleware.
+
+pub mod dev_idp;
+pub mod oidc;
+pub mod portal;
+pub mod routes;

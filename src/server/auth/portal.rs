@@ -1,0 +1,91 @@
+//! The portal's middleware: who is signed in (from the `wj_session` cookie), which pages
+//! need a signed-in user, and the cross-origin check for state-changing requests.
+
+use axum::{
+    extract::{Request, State},
+    http::{StatusCode, header},
+    middleware::Next,
+    response::{Html, IntoResponse, Redirect, Response},
+};
+use tower_sessions::Session;
+
+use crate::{
+    domain::{sessions::keys, users::User},
+    server::{auth::routes::HOME, security::cross_origin_allowed, state::AppState},
+    wire::encode_query_value,
+};
+
+/// The signed-in user of a portal request (a request extension).
+#[derive(Clone, Debug)]
+pub struct CurrentUser {
+    pub user: User,
+    /// The row id of this browser's session.
+    pub session_hash: [u8; 32],
+}
+
+fn unavailable_page() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "5")],
+        Html("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Workjet is temporarily unavailable</title></head><body><h1>Workjet is temporarily unavailable</h1><p>Please try again in a moment.</p></body></html>"),
+    )
+        .into_response()
+}
+
+/// Finds the signed-in user, then applies the page guards: `/` and `/login` send signed-in
+/// people to their keys; `/settings/*` sends everyone else to `/login?return_to=…`.
+pub async fn resolve_user(State(state): State<AppState>, session: Session, mut request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let current = match session.get::<i64>(keys::USER_ID).await {
+        Ok(Some(user_id)) => match state.users.get(user_id).await {
+            Ok(Some(user)) if !user.disabled => {
+                let hash = session.id().map(|id| crate::domain::sessions::token_hash(&id)).unwrap_or([0; 32]);
+                Some(CurrentUser { user, session_hash: hash })
+            }
+            Ok(_) => {
+                // Deleted or disabled: the session dies with the account.
+                let _ = session.flush().await;
+                None
+            }
+            Err(error) => {
+                tracing::error!(error = %crate::domain::describe_db_error(&error), "user lookup failed");
+                return unavailable_page();
+            }
+        },
+        Ok(None) => None,
+        Err(error) => {
+            tracing::error!(%error, "session lookup failed");
+            return unavailable_page();
+        }
+    };
+    let is_get = request.method() == axum::http::Method::GET;
+    match (&current, path.as_str()) {
+        (Some(_), "/" | "/login") if is_get => return Redirect::to(HOME).into_response(),
+        (None, "/") if is_get => return Redirect::to("/login").into_response(),
+        (None, p) if is_get && (p == "/settings" || p.starts_with("/settings/")) => {
+            let target = match request.uri().query() {
+                Some(q) => format!("{p}?{q}"),
+                None => p.to_owned(),
+            };
+            return Redirect::to(&format!("/login?return_to={}", encode_query_value(&target))).into_response();
+        }
+        (Some(_), "/settings" | "/settings/") if is_get => return Redirect::to(HOME).into_response(),
+        _ => {}
+    }
+    if let Some(current) = current {
+        request.extensions_mut().insert(current);
+    }
+    next.run(request).await
+}
+
+/// Refuses state-changing requests from other sites (CSRF defence beside `SameSite=Lax`).
+/// `/v1` applies the same check itself, only to cookie-authenticated requests.
+pub async fn cross_origin_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/v1/")
+        && !cross_origin_allowed(request.method(), request.headers(), &state.config.allowed_origins)
+    {
+        tracing::warn!(method = %request.method(), path = %request.uri().path(), "cross-origin state-changing request refused");
+        return (StatusCode::FORBIDDEN, "This request was refused because it did not come from the Workjet portal.").into_response();
+    }
+    next.run(request).await
+}

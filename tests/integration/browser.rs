@@ -1,0 +1,114 @@
+//! A minimal browser for tests: follows nothing by itself, keeps the `wj_session` cookie,
+//! and walks the sign-in flow through a test identity provider.
+
+use reqwest::{Response, header};
+
+use crate::{helpers::TestApp, idp::TestIdp};
+
+/// One browser profile (one cookie jar with just `wj_session`).
+pub struct Browser {
+    pub client: reqwest::Client,
+    pub cookie: Option<String>,
+    /// The raw `Set-Cookie` header of the last response that set `wj_session`.
+    pub last_set_cookie: Option<String>,
+}
+
+impl Default for Browser {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Browser {
+    pub fn new() -> Self {
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { client, cookie: None, last_set_cookie: None }
+    }
+
+    fn absorb(&mut self, response: &Response) {
+        for value in response.headers().get_all(header::SET_COOKIE) {
+            let Ok(text) = value.to_str() else { continue };
+            let Some(rest) = text.strip_prefix("wj_session=") else { continue };
+            self.last_set_cookie = Some(text.to_owned());
+            let value = rest.split(';').next().unwrap_or_default();
+            let removed = value.is_empty() || text.to_ascii_lowercase().contains("max-age=0");
+            self.cookie = if removed { None } else { Some(value.to_owned()) };
+        }
+    }
+
+    fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        match &self.cookie {
+            Some(c) => request.header(header::COOKIE, format!("wj_session={c}")),
+            None => request,
+        }
+    }
+
+    pub async fn get(&mut self, url: &str) -> Response {
+        let response = self.with_cookie(self.client.get(url)).send().await.expect("GET");
+        self.absorb(&response);
+        response
+    }
+
+    /// A same-origin form POST, as the portal's own pages send it.
+    pub async fn post(&mut self, url: &str, origin: &str, body: &str) -> Response {
+        let request = self
+            .with_cookie(self.client.post(url))
+            .header(header::ORIGIN, origin)
+            .header("sec-fetch-site", "same-origin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+        let response = request.send().await.expect("POST");
+        self.absorb(&response);
+        response
+    }
+
+    /// Calls a portal server function (`/api/<name>`) with form-encoded arguments.
+    pub async fn server_fn(&mut self, app: &TestApp, name: &str, body: &str) -> Response {
+        let origin = app.base_url.clone();
+        let mut response = self.post(&app.url(&format!("/api/{name}")), &origin, body).await;
+        // Server functions answer JSON; keep the status and body for the caller.
+        if response.status().is_redirection() {
+            response = self.get(&app.url("/")).await;
+        }
+        response
+    }
+
+    /// Walks `/auth/google` → provider → callback; returns where the browser lands.
+    pub async fn sign_in(&mut self, app: &TestApp, return_to: Option<&str>) -> String {
+        let start = match return_to {
+            Some(r) => app.url(&format!("/auth/google?return_to={}", workjet::wire::encode_query_value(r))),
+            None => app.url("/auth/google"),
+        };
+        let response = self.get(&start).await;
+        let to_provider = location(&response);
+        if to_provider.starts_with("/login") {
+            return to_provider;
+        }
+        let at_provider = self.client.get(&to_provider).send().await.expect("authorize");
+        let callback = location(&at_provider);
+        let response = self.get(&callback).await;
+        location(&response)
+    }
+
+    /// Starts a sign-in and returns the provider's redirect to the callback, unused.
+    pub async fn begin_sign_in(&mut self, app: &TestApp) -> String {
+        let response = self.get(&app.url("/auth/google")).await;
+        let at_provider = self.client.get(location(&response)).send().await.expect("authorize");
+        location(&at_provider)
+    }
+}
+
+/// The `Location` header of a redirect.
+pub fn location(response: &Response) -> String {
+    assert!(response.status().is_redirection(), "expected a redirect, got {} for {}", response.status(), response.url());
+    response.headers()[header::LOCATION].to_str().expect("ascii").to_owned()
+}
+
+/// A provider and an app configured to sign in with it.
+pub async fn app_with_idp(backend: crate::helpers::Backend, extra: &[(&str, String)]) -> (TestApp, TestIdp) {
+    let idp = TestIdp::start().await;
+    let mut settings = idp.settings();
+    settings.extend(extra.iter().cloned());
+    let app = crate::helpers::spawn_app_with(backend, &settings).await.expect("app");
+    (app, idp)
+}
