@@ -12,3 +12,4 @@ pub mod site;
 pub mod startup;
 pub mod state;
 pub mod telemetry;
+pub mod v1;

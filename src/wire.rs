@@ -39,6 +39,15 @@ impl ApiKeyView {
     }
 }
 
+/// What the create dialog sends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CreateApiKeyRequest {
+    pub name: String,
+    pub permissions: Permissions,
+    /// `None`: the key never expires.
+    pub expires_in_days: Option<u32>,
+}
+
 /// The answer to a create: the listed key and, this once, the raw key.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct CreatedApiKey {
@@ -143,6 +152,8 @@ pub struct SignInSettings {
     /// True when no Google credentials are configured and the built-in development identity
     /// provider signs people in.
     pub local_development: bool,
+    /// Where the API is served (`WJ_PUBLIC_URL`, no trailing slash).
+    pub api_base_url: String,
 }
 
 /// A same-origin path that is safe to send a browser back to after sign-in, or `None`.

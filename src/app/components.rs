@@ -1,5 +1,9 @@
 //! Reusable pieces of the portal, one non-trivial component per file.
 
+pub mod copy_once_modal;
+pub mod create_key_dialog;
 pub mod dialog;
 pub mod icons;
+pub mod key_table;
 pub mod layout;
+pub mod revoke_key_dialog;

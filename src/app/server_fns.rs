@@ -3,9 +3,11 @@
 //! wire type.
 
 pub mod account;
+pub mod api_keys;
 pub mod sessions;
 
 pub use account::*;
+pub use api_keys::*;
 pub use sessions::*;
 
 #[cfg(feature = "ssr")]

@@ -203,10 +203,11 @@ impl SessionStore for SeaOrmSessionStore {
         let hash = token_hash(&record.id);
         let data = canonical_json(record)?;
         let fingerprint = self.fingerprint(&data);
-        if let Some(last) = self.writes.get(&hash).map(|w| *w) {
-            if last.fingerprint == fingerprint && last.at.elapsed() < self.touch_interval {
-                return Ok(());
-            }
+        if let Some(last) = self.writes.get(&hash).map(|w| *w)
+            && last.fingerprint == fingerprint
+            && last.at.elapsed() < self.touch_interval
+        {
+            return Ok(());
         }
         let now = Utc::now();
         // UPDATE only: a session deleted meanwhile (signed out elsewhere) stays deleted.

@@ -138,10 +138,10 @@ impl Config {
         let database_timeout = Duration::from_millis(env.parse_or("WJ_DATABASE_TIMEOUT_MS", 5_000u64)?);
 
         let redis_url = env.get("WJ_REDIS_URL")?;
-        if let Some(url) = &redis_url {
-            if !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://")) {
-                return Err(ConfigError::new("WJ_REDIS_URL", "must start with redis://, rediss:// or unix://"));
-            }
+        if let Some(url) = &redis_url
+            && !(url.starts_with("redis://") || url.starts_with("rediss://") || url.starts_with("unix://"))
+        {
+            return Err(ConfigError::new("WJ_REDIS_URL", "must start with redis://, rediss:// or unix://"));
         }
 
         let sign_in = match (env.get("WJ_GOOGLE_CLIENT_ID")?, env.get("WJ_GOOGLE_CLIENT_SECRET")?) {

@@ -11,9 +11,13 @@ use axum::{
 };
 use serde::Serialize;
 
-/// An error answered by the `/v1` API.
+/// An error answered by the `/v1` API. Boxed: errors are rare, and a small `Result` keeps
+/// the success path cheap.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug, Clone)]
+struct Inner {
     status: StatusCode,
     code: &'static str,
     message: Cow<'static, str>,
@@ -37,13 +41,13 @@ struct Detail<'a> {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, code, message: message.into(), param: None, headers: HeaderMap::new() }
+        Self(Box::new(Inner { status, code, message: message.into(), param: None, headers: HeaderMap::new() }))
     }
 
     /// 401 `unauthorized`: missing, malformed, unknown, revoked or expired key or session.
     pub fn unauthorized(message: impl Into<Cow<'static, str>>) -> Self {
         let mut e = Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message);
-        e.headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"workjet\""));
+        e.0.headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"workjet\""));
         e
     }
 
@@ -146,34 +150,34 @@ impl ApiError {
 
     /// Names the request parameter at fault.
     pub fn with_param(mut self, param: &'static str) -> Self {
-        self.param = Some(param);
+        self.0.param = Some(param);
         self
     }
 
     /// Adds a response header (rate-limit fields, `Retry-After`, …).
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.insert(name, value);
+        self.0.headers.insert(name, value);
         self
     }
 
     /// Adds every header of `headers`.
     pub fn with_headers(mut self, headers: &HeaderMap) -> Self {
         for (name, value) in headers {
-            self.headers.insert(name.clone(), value.clone());
+            self.0.headers.insert(name.clone(), value.clone());
         }
         self
     }
 
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     pub fn code(&self) -> &'static str {
-        self.code
+        self.0.code
     }
 
     pub fn message(&self) -> &str {
-        &self.message
+        &self.0.message
     }
 
     /// The OpenAI error `type` for a status.
@@ -190,7 +194,7 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(f, "{} {}: {}", self.0.status.as_u16(), self.0.code, self.0.message)
     }
 }
 
@@ -198,10 +202,11 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let inner = *self.0;
         let body =
-            Body { error: Detail { message: &self.message, kind: Self::error_type(self.status), code: self.code, param: self.param } };
-        let mut response = (self.status, Json(body)).into_response();
-        response.headers_mut().extend(self.headers);
+            Body { error: Detail { message: &inner.message, kind: Self::error_type(inner.status), code: inner.code, param: inner.param } };
+        let mut response = (inner.status, Json(body)).into_response();
+        response.headers_mut().extend(inner.headers);
         response
     }
 }

@@ -22,6 +22,7 @@ pub struct CspNonce(pub String);
 /// Adds security headers to every response. HTML pages get a strict Content-Security-Policy
 /// whose script nonce is fresh for each request.
 pub async fn security_headers(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let is_api = request.uri().path().starts_with("/api/") || request.uri().path().starts_with("/v1/");
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
     let nonce = base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes);
@@ -42,7 +43,7 @@ pub async fn security_headers(State(state): State<AppState>, mut request: Reques
         headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=63072000; includeSubDomains"));
     }
     let is_html = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/html"));
-    if is_html || headers.contains_key(header::SET_COOKIE) {
+    if is_html || headers.contains_key(header::SET_COOKIE) || is_api {
         // Pages show who is signed in, and may show a key; never let a cache keep them.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

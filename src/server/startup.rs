@@ -28,6 +28,7 @@ use url::Url;
 use crate::{
     app::{App, shell},
     domain::{
+        api_keys::ApiKeyService,
         sessions::{SESSION_TTL, SeaOrmSessionStore},
         users::UserService,
     },
@@ -42,6 +43,7 @@ use crate::{
         listener::{PeerAddr, ServerListener, TlsError, tls_acceptor},
         security::{self, CspNonce},
         state::AppState,
+        v1,
     },
 };
 
@@ -110,7 +112,8 @@ impl Application {
                 let _ = stop_tx.send(true);
             });
         let mut stop_rx_grace = stop_rx.clone();
-        tokio::select! {
+        let keys = self.state.keys.clone();
+        let result = tokio::select! {
             result = serve => result,
             () = async move {
                 let _ = stop_rx_grace.wait_for(|stopped| *stopped).await;
@@ -119,7 +122,11 @@ impl Application {
                 tracing::warn!(grace_secs = grace.as_secs(), "grace period over: closing remaining connections");
                 Ok(())
             }
+        };
+        if let Err(error) = keys.flush_last_used().await {
+            tracing::warn!(error = %crate::domain::describe_db_error(&error), "last_used_at flush at shutdown failed");
         }
+        result
     }
 }
 
@@ -153,6 +160,7 @@ fn build_state(config: Config, db: DatabaseConnection, leptos_options: LeptosOpt
     };
     AppState {
         users: UserService::new(db.clone()),
+        keys: ApiKeyService::new(db.clone()),
         sessions: SeaOrmSessionStore::new(db.clone(), config.session_touch_interval),
         sign_in: Arc::new(sign_in),
         dev_idp,
@@ -162,8 +170,20 @@ fn build_state(config: Config, db: DatabaseConnection, leptos_options: LeptosOpt
     }
 }
 
-/// Periodic housekeeping: expired sessions are purged every ten minutes.
+/// Periodic housekeeping: `last_used_at` is flushed every minute, expired sessions are
+/// purged every ten minutes.
 fn spawn_maintenance(state: &AppState) {
+    let keys = state.keys.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            if let Err(error) = keys.flush_last_used().await {
+                tracing::warn!(error = %crate::domain::describe_db_error(&error), "last_used_at flush failed (will retry)");
+            }
+        }
+    });
     let sessions = state.sessions.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(600));
@@ -211,6 +231,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::resolve_user))
         .layer(session_layer(&state));
+    let api = Router::new().nest("/v1", v1::router(&state)).layer(session_layer(&state));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -218,6 +239,7 @@ pub fn router(state: AppState) -> Router {
         .route_service("/favicon.svg", ServeFile::new(site_root.join("favicon.svg")))
         .route_service("/robots.txt", ServeFile::new(site_root.join("robots.txt")))
         .nest(dev_idp::MOUNT, dev_idp::router())
+        .merge(api)
         .merge(portal)
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::cross_origin_guard))
         .layer(middleware::from_fn_with_state(state.clone(), security::resolve_client_ip))
@@ -236,10 +258,10 @@ pub fn router(state: AppState) -> Router {
 
 /// Context for every server-side render and server function: the request's CSP nonce.
 fn leptos_context() {
-    if let Some(parts) = use_context::<axum::http::request::Parts>() {
-        if let Some(CspNonce(nonce)) = parts.extensions.get::<CspNonce>() {
-            provide_context(leptos::nonce::Nonce::from_value(nonce.clone()));
-        }
+    if let Some(parts) = use_context::<axum::http::request::Parts>()
+        && let Some(CspNonce(nonce)) = parts.extensions.get::<CspNonce>()
+    {
+        provide_context(leptos::nonce::Nonce::from_value(nonce.clone()));
     }
 }
 

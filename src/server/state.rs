@@ -7,7 +7,7 @@ use leptos::config::LeptosOptions;
 use sea_orm::DatabaseConnection;
 
 use crate::{
-    domain::{sessions::SeaOrmSessionStore, users::UserService},
+    domain::{api_keys::ApiKeyService, sessions::SeaOrmSessionStore, users::UserService},
     server::{
         auth::{dev_idp::DevIdp, oidc::OidcClient},
         config::Config,
@@ -21,6 +21,7 @@ pub struct AppState {
     pub db: DatabaseConnection,
     pub leptos_options: LeptosOptions,
     pub users: UserService,
+    pub keys: ApiKeyService,
     pub sessions: SeaOrmSessionStore,
     /// The OpenID Connect relying party (Google, or the development provider).
     pub sign_in: Arc<OidcClient>,
@@ -32,6 +33,11 @@ impl AppState {
     /// Why the state shared between instances is not reachable, if it is not.
     pub async fn shared_state_problem(&self) -> Option<String> {
         None
+    }
+
+    /// Requests and tokens per key of `user_id` over the last 24 hours.
+    pub async fn usage_last_24h(&self, _user_id: i64) -> std::collections::HashMap<i64, (u64, u64)> {
+        std::collections::HashMap::new()
     }
 
     /// `disabled` without `WJ_REDIS_URL`, `up` otherwise.

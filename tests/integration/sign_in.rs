@@ -24,6 +24,8 @@ async fn session_rows(app: &TestApp) -> Vec<(Vec<u8>, Option<i64>, String)> {
         .collect()
 }
 
+type BehaviorChange = Box<dyn Fn(&mut crate::idp::Behavior)>;
+
 fn attributes(set_cookie: &str) -> Vec<String> {
     set_cookie.split(';').skip(1).map(|a| a.trim().to_ascii_lowercase()).collect()
 }
@@ -277,7 +279,7 @@ backend_tests! {
 
     async fn bad_id_tokens_are_refused(backend) {
         let (app, idp) = app_with_idp(backend, &[]).await;
-        let cases: Vec<(&str, Box<dyn Fn(&mut crate::idp::Behavior)>)> = vec![
+        let cases: Vec<(&str, BehaviorChange)> = vec![
             ("nonce mismatch", Box::new(|b| b.nonce_override = Some("another-nonce".into()))),
             ("wrong audience", Box::new(|b| b.audience = "someone-else.apps.example".into())),
             ("wrong issuer", Box::new(|b| b.issuer_override = Some("https://evil.example".into()))),

@@ -25,10 +25,10 @@ pub fn Modal(
         use wasm_bindgen::JsCast;
         let previous_focus = StoredValue::new_local(document().active_element().and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok()));
         Effect::new(move |_| {
-            if let Some(dialog) = dialog_ref.get() {
-                if !dialog.open() {
-                    let _ = dialog.show_modal();
-                }
+            if let Some(dialog) = dialog_ref.get()
+                && !dialog.open()
+            {
+                let _ = dialog.show_modal();
             }
         });
         on_cleanup(move || {

@@ -18,7 +18,7 @@ pub fn AppHeader() -> impl IntoView {
     view! {
         <header class="sticky top-0 z-30 border-b border-slate-200 bg-white/90 backdrop-blur">
             <div class="mx-auto flex h-14 w-full max-w-6xl items-center justify-between px-4 sm:px-6 lg:px-8">
-                <a href="/" class="flex items-center gap-2.5 rounded-md text-[15px] font-semibold tracking-tight text-slate-900 focus-visible:outline-2 focus-visible:outline-offset-4 focus-visible:outline-sky-500">
+                <a href="/" rel="external" class="flex items-center gap-2.5 rounded-md text-[15px] font-semibold tracking-tight text-slate-900 focus-visible:outline-2 focus-visible:outline-offset-4 focus-visible:outline-sky-500">
                     <LogoMark class="h-7 w-7" />
                     <span>"Workjet"</span>
                     <span class="hidden rounded-full border border-slate-200 px-2 py-0.5 text-xs font-medium text-slate-500 sm:inline">"Portal"</span>

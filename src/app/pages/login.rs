@@ -36,8 +36,10 @@ pub fn LoginPage() -> impl IntoView {
                 {move || error().map(|message| view! {
                     <div role="alert" class="mt-6 rounded-lg border border-red-200 bg-red-50 px-4 py-3 text-sm text-red-800">{message}</div>
                 })}
+                // rel="external": a server route (the sign-in flow), not a client-side page.
                 <a
                     href=href
+                    rel="external"
                     role="button"
                     aria-busy=move || pending.get().to_string()
                     on:click=move |_| set_pending.set(true)

@@ -16,7 +16,7 @@ pub fn NotFound() -> impl IntoView {
             <p class="text-sm font-semibold text-sky-600">"404"</p>
             <h1 class="mt-2 text-3xl font-semibold tracking-tight text-slate-900">"Page not found"</h1>
             <p class="mt-3 text-slate-600">"The page you asked for does not exist. It may have moved, or the link may be mistyped."</p>
-            <a href="/" class="mt-8 inline-flex items-center rounded-lg bg-slate-900 px-4 py-2.5 text-sm font-semibold text-white shadow-sm hover:bg-slate-700">
+            <a href="/" rel="external" class="mt-8 inline-flex items-center rounded-lg bg-slate-900 px-4 py-2.5 text-sm font-semibold text-white shadow-sm hover:bg-slate-700">
                 "Back to the portal"
             </a>
         </section>

@@ -49,7 +49,7 @@ pub fn SessionsPage() -> impl IntoView {
             <button
                 type="button"
                 on:click=move |_| set_confirm_everywhere.set(true)
-                class="inline-flex items-center justify-center rounded-lg border border-red-200 bg-white px-4 py-2 text-sm font-semibold text-red-700 shadow-xs hover:bg-red-50 focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-red-500"
+                class="inline-flex shrink-0 items-center justify-center whitespace-nowrap rounded-lg border border-red-200 bg-white px-4 py-2 text-sm font-semibold text-red-700 shadow-xs hover:bg-red-50 focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-red-500"
             >
                 "Sign out everywhere"
             </button>
@@ -103,7 +103,7 @@ fn SessionTable(sessions: Vec<SessionView>, revoke: ServerAction<RevokeSession>)
     view! {
         <table class="w-full text-left text-sm">
             <caption class="sr-only">"Signed-in browsers"</caption>
-            <thead class="border-b border-slate-200 bg-slate-50 text-xs font-semibold uppercase tracking-wide text-slate-500">
+            <thead class="whitespace-nowrap border-b border-slate-200 bg-slate-50 text-xs font-semibold uppercase tracking-wide text-slate-500">
                 <tr>
                     <th scope="col" class="px-4 py-3">"Device"</th>
                     <th scope="col" class="hidden px-4 py-3 md:table-cell">"IP address"</th>

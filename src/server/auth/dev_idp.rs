@@ -120,15 +120,12 @@ pub fn router() -> Router<AppState> {
         .route("/jwks", get(jwks))
 }
 
-fn idp(state: &AppState) -> Result<&DevIdp, Response> {
-    state.dev_idp.as_deref().ok_or_else(|| StatusCode::NOT_FOUND.into_response())
+fn not_found() -> Response {
+    StatusCode::NOT_FOUND.into_response()
 }
 
 async fn discovery(State(state): State<AppState>) -> Response {
-    let idp = match idp(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
     let base = idp.issuer.as_str();
     Json(json!({
         "issuer": base,
@@ -147,10 +144,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
 }
 
 async fn jwks(State(state): State<AppState>) -> Response {
-    let idp = match idp(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
     Json(json!({"keys": [idp.key().await.jwk.clone()]})).into_response()
 }
 
@@ -211,10 +205,7 @@ fn check_request(idp: &DevIdp, q: &AuthorizeQuery) -> Result<(), &'static str> {
 }
 
 async fn authorize_page(State(state): State<AppState>, Query(q): Query<AuthorizeQuery>) -> Response {
-    let idp = match idp(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
     if let Err(message) = check_request(idp, &q) {
         return error_page(StatusCode::BAD_REQUEST, message);
     }
@@ -258,10 +249,7 @@ struct AuthorizeForm {
 }
 
 async fn authorize(State(state): State<AppState>, Form(form): Form<AuthorizeForm>) -> Response {
-    let idp = match idp(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
     if let Err(message) = check_request(idp, &form.request) {
         return error_page(StatusCode::BAD_REQUEST, message);
     }
@@ -332,10 +320,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 }
 
 async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
-    let idp = match idp(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
+    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
     if !client_authenticated(idp, &headers, &form) {
         return token_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }

@@ -198,10 +198,10 @@ impl OidcClient {
     }
 
     async fn metadata(&self) -> Result<ProviderMetadata, SignInError> {
-        if let Some((m, at)) = self.metadata.lock().expect("lock").as_ref() {
-            if at.elapsed() < DISCOVERY_TTL {
-                return Ok(m.clone());
-            }
+        if let Some((m, at)) = self.metadata.lock().expect("lock").as_ref()
+            && at.elapsed() < DISCOVERY_TTL
+        {
+            return Ok(m.clone());
         }
         let base = self.issuer.as_str().trim_end_matches('/');
         let url =
@@ -270,12 +270,11 @@ impl OidcClient {
     }
 
     async fn jwks(&self, metadata: &ProviderMetadata, force: bool) -> Result<JwkSet, SignInError> {
-        if !force {
-            if let Some((set, at)) = self.jwks.lock().expect("lock").as_ref() {
-                if at.elapsed() < JWKS_TTL {
-                    return Ok(set.clone());
-                }
-            }
+        if !force
+            && let Some((set, at)) = self.jwks.lock().expect("lock").as_ref()
+            && at.elapsed() < JWKS_TTL
+        {
+            return Ok(set.clone());
         }
         let set: JwkSet = self.fetch_json(metadata.jwks_uri.clone()).await?;
         *self.jwks.lock().expect("lock") = Some((set.clone(), Instant::now()));

@@ -1,0 +1,100 @@
+//! Settings > API Keys: list, create (the raw key returned once), revoke.
+
+use leptos::{prelude::*, server_fn::codec::Json};
+
+use crate::wire::{ApiKeyView, CreateApiKeyRequest, CreatedApiKey, PortalError};
+
+#[cfg(feature = "ssr")]
+fn view_of(record: crate::domain::api_keys::ApiKeyRecord, usage: Option<(u64, u64)>) -> ApiKeyView {
+    let (requests_24h, tokens_24h) = usage.unwrap_or_default();
+    ApiKeyView {
+        id: record.id,
+        name: record.name,
+        hint: record.hint,
+        permissions: record.permissions,
+        created_at: record.created_at.timestamp_millis(),
+        last_used_at: record.last_used_at.map(|t| t.timestamp_millis()),
+        revoked_at: record.revoked_at.map(|t| t.timestamp_millis()),
+        expires_at: record.expires_at.map(|t| t.timestamp_millis()),
+        requests_24h,
+        tokens_24h,
+    }
+}
+
+#[cfg(feature = "ssr")]
+fn key_error(error: crate::domain::api_keys::ApiKeyError) -> PortalError {
+    use axum::http::StatusCode;
+
+    use super::support::{set_status, unavailable};
+    use crate::domain::api_keys::ApiKeyError;
+    match error {
+        ApiKeyError::InvalidName(message) => {
+            set_status(StatusCode::BAD_REQUEST);
+            PortalError::Invalid { field: "name".into(), message }
+        }
+        ApiKeyError::InvalidExpiry | ApiKeyError::InvalidRateLimit => {
+            set_status(StatusCode::BAD_REQUEST);
+            PortalError::Invalid { field: "expires_in_days".into(), message: error.to_string() }
+        }
+        ApiKeyError::TooManyKeys => {
+            set_status(StatusCode::CONFLICT);
+            PortalError::Limit("You already have 100 active API keys. Revoke a key you no longer use, then create a new one.".into())
+        }
+        ApiKeyError::NotFound => {
+            set_status(StatusCode::NOT_FOUND);
+            PortalError::NotFound("That API key does not exist.".into())
+        }
+        ApiKeyError::Database(e) => unavailable(e),
+    }
+}
+
+/// The signed-in user's keys, newest first.
+#[server(prefix = "/api", endpoint = "list_api_keys")]
+pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, PortalError> {
+    use super::support::{signed_in, unavailable};
+    let (state, me) = signed_in()?;
+    let keys = state.keys.list(me.user.id).await.map_err(unavailable)?;
+    let usage = state.usage_last_24h(me.user.id).await;
+    Ok(keys
+        .into_iter()
+        .map(|k| {
+            let u = usage.get(&k.id).copied();
+            view_of(k, u)
+        })
+        .collect())
+}
+
+/// Creates a key and returns it — the only time the raw key is ever sent.
+#[server(prefix = "/api", endpoint = "create_api_key", input = Json)]
+pub async fn create_api_key(request: CreateApiKeyRequest) -> Result<CreatedApiKey, PortalError> {
+    use super::support::{audit_context, set_status, signed_in};
+    use crate::domain::api_keys::{KeyName, NewKeyOptions};
+    let (state, me) = signed_in()?;
+    let name = KeyName::parse(&request.name).map_err(|message| {
+        set_status(axum::http::StatusCode::BAD_REQUEST);
+        PortalError::Invalid { field: "name".into(), message }
+    })?;
+    let expires_at = match request.expires_in_days {
+        None => None,
+        Some(days @ 1..=3650) => Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days))),
+        Some(_) => {
+            set_status(axum::http::StatusCode::BAD_REQUEST);
+            return Err(PortalError::Invalid {
+                field: "expires_in_days".into(),
+                message: "Choose an expiry between 1 day and 10 years.".into(),
+            });
+        }
+    };
+    let options = NewKeyOptions { permissions: request.permissions, expires_at, rate_limit_per_minute: None };
+    let (record, key) = state.keys.create(me.user.id, name, options, &audit_context(&me)).await.map_err(key_error)?;
+    Ok(CreatedApiKey { key: view_of(record, None), secret: key.into_secret() })
+}
+
+/// Revokes one of the user's keys at once; another user's id is not found.
+#[server(prefix = "/api", endpoint = "revoke_api_key")]
+pub async fn revoke_api_key(id: i64) -> Result<ApiKeyView, PortalError> {
+    use super::support::{audit_context, signed_in};
+    let (state, me) = signed_in()?;
+    let (record, _) = state.keys.revoke(me.user.id, id, &audit_context(&me)).await.map_err(key_error)?;
+    Ok(view_of(record, None))
+}

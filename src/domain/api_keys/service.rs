@@ -1,0 +1,297 @@
+//! The key service: create (raw key returned once), list, revoke (soft, owner-scoped),
+//! authenticate. Both doors — the portal's server functions and `/v1` — call these, so
+//! the rules live here once.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
+    TransactionTrait, sea_query::Expr,
+};
+
+use crate::{
+    domain::{
+        api_keys::{
+            KeyName,
+            format::{self, ApiKeyHash, KeyFormatError, PlainApiKey},
+            last_used::LastUsedTracker,
+        },
+        audit::{self, AuditContext},
+    },
+    entities::{api_keys, users},
+    permissions::Permissions,
+};
+
+/// At most this many active (neither revoked nor expired) keys per user.
+pub const MAX_ACTIVE_KEYS: u64 = 100;
+
+/// A stored key (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub hint: String,
+    pub permissions: Permissions,
+    pub rate_limit_per_minute: Option<u32>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKeyRecord {
+    fn from_model(m: api_keys::Model) -> Self {
+        Self {
+            id: m.id,
+            user_id: m.user_id,
+            permissions: stored_permissions(&m.permissions, m.id),
+            name: m.name,
+            hint: m.hint,
+            rate_limit_per_minute: m.rate_limit_per_minute.and_then(|r| u32::try_from(r).ok()),
+            created_at: m.created_at,
+            last_used_at: m.last_used_at,
+            revoked_at: m.revoked_at,
+            expires_at: m.expires_at,
+        }
+    }
+
+    /// Neither revoked nor expired at `now`.
+    pub fn is_active(&self, now: DateTime<Utc>) -> bool {
+        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+    }
+}
+
+fn stored_permissions(raw: &str, key_id: i64) -> Permissions {
+    Permissions::from_storage(raw).unwrap_or_else(|| {
+        // Fail closed: a value we cannot read grants nothing.
+        tracing::error!(key_id, "unreadable permissions on an API key; treating it as having none");
+        Permissions::restricted([])
+    })
+}
+
+/// Why a key operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiKeyError {
+    #[error("{0}")]
+    InvalidName(String),
+    #[error("the expiry must be in the future and at most ten years away")]
+    InvalidExpiry,
+    #[error("the rate limit must be between 1 and 1000000 requests a minute")]
+    InvalidRateLimit,
+    #[error("you already have {MAX_ACTIVE_KEYS} active API keys; revoke one you no longer use first")]
+    TooManyKeys,
+    #[error("no such API key")]
+    NotFound,
+    #[error("database: {}", crate::domain::describe_db_error(.0))]
+    Database(#[from] DbErr),
+}
+
+/// Who a valid key belongs to and what it may do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPrincipal {
+    pub key_id: i64,
+    pub user_id: i64,
+    pub name: String,
+    pub hint: String,
+    pub permissions: Permissions,
+    pub rate_limit_per_minute: Option<u32>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Why a presented key does not authenticate. Callers answer all of them with the same
+/// 401 shape; the reason is for logs and metrics.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthFailure {
+    #[error("malformed key: {0}")]
+    Malformed(#[from] KeyFormatError),
+    #[error("unknown key")]
+    Unknown,
+    #[error("revoked key")]
+    Revoked,
+    #[error("expired key")]
+    Expired,
+    #[error("the key's owner is disabled")]
+    OwnerDisabled,
+    #[error("database unavailable: {}", crate::domain::describe_db_error(.0))]
+    Unavailable(DbErr),
+}
+
+/// Options of a new key beyond its name.
+#[derive(Clone, Debug, Default)]
+pub struct NewKeyOptions {
+    pub permissions: Permissions,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+/// The key service.
+#[derive(Clone)]
+pub struct ApiKeyService {
+    db: DatabaseConnection,
+    last_used: LastUsedTracker,
+}
+
+impl ApiKeyService {
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db, last_used: LastUsedTracker::default() }
+    }
+
+    /// Pending `last_used_at` writes (flushed by the maintenance task).
+    pub fn last_used(&self) -> &LastUsedTracker {
+        &self.last_used
+    }
+
+    /// Creates a key for `owner`. The returned [`PlainApiKey`] is the only copy that will
+    /// ever exist; only its SHA-256 is stored.
+    pub async fn create(
+        &self,
+        owner: i64,
+        name: KeyName,
+        options: NewKeyOptions,
+        ctx: &AuditContext,
+    ) -> Result<(ApiKeyRecord, PlainApiKey), ApiKeyError> {
+        let now = Utc::now();
+        if let Some(expires_at) = options.expires_at
+            && (expires_at <= now || expires_at > now + chrono::Duration::days(3660))
+        {
+            return Err(ApiKeyError::InvalidExpiry);
+        }
+        if options.rate_limit_per_minute.is_some_and(|r| r == 0 || r > 1_000_000) {
+            return Err(ApiKeyError::InvalidRateLimit);
+        }
+        let key = PlainApiKey::generate();
+        let txn = self.db.begin().await?;
+        // Serialise creates of one owner (a row lock on PostgreSQL, the write lock on
+        // SQLite) so that the active-key limit holds under concurrency.
+        let locked = users::Entity::update_many()
+            .col_expr(users::Column::Id, Expr::col(users::Column::Id))
+            .filter(users::Column::Id.eq(owner))
+            .exec(&txn)
+            .await?;
+        if locked.rows_affected == 0 {
+            return Err(ApiKeyError::NotFound);
+        }
+        let active = api_keys::Entity::find()
+            .filter(api_keys::Column::UserId.eq(owner))
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .filter(api_keys::Column::ExpiresAt.is_null().or(api_keys::Column::ExpiresAt.gt(now)))
+            .count(&txn)
+            .await?;
+        if active >= MAX_ACTIVE_KEYS {
+            return Err(ApiKeyError::TooManyKeys);
+        }
+        let model = api_keys::ActiveModel {
+            user_id: Set(owner),
+            name: Set(name.into_inner()),
+            key_hash: Set(key.hash().as_bytes().to_vec()),
+            hint: Set(key.hint()),
+            permissions: Set(options.permissions.to_storage()),
+            rate_limit_per_minute: Set(options.rate_limit_per_minute.map(|r| r as i32)),
+            created_at: Set(now),
+            last_used_at: Set(None),
+            revoked_at: Set(None),
+            expires_at: Set(options.expires_at),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        audit::record(&txn, ctx, audit::action::API_KEY_CREATE, Some(format!("api_key:{}", model.id))).await?;
+        txn.commit().await?;
+        Ok((ApiKeyRecord::from_model(model), key))
+    }
+
+    /// The owner's keys, newest first (revoked ones included, marked).
+    pub async fn list(&self, owner: i64) -> Result<Vec<ApiKeyRecord>, DbErr> {
+        let rows = api_keys::Entity::find()
+            .filter(api_keys::Column::UserId.eq(owner))
+            .order_by_desc(api_keys::Column::CreatedAt)
+            .order_by_desc(api_keys::Column::Id)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|m| self.with_pending_use(ApiKeyRecord::from_model(m))).collect())
+    }
+
+    /// One of the owner's keys; another user's id is simply not found.
+    pub async fn get(&self, owner: i64, id: i64) -> Result<Option<ApiKeyRecord>, DbErr> {
+        let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&self.db).await?;
+        Ok(row.map(|m| self.with_pending_use(ApiKeyRecord::from_model(m))))
+    }
+
+    fn with_pending_use(&self, mut record: ApiKeyRecord) -> ApiKeyRecord {
+        if let Some(pending) = self.last_used.pending(record.id) {
+            record.last_used_at = Some(record.last_used_at.map_or(pending, |t| Ord::max(t, pending)));
+        }
+        record
+    }
+
+    /// Revokes one of the owner's keys, at once and for good. Revoking a revoked key
+    /// changes nothing and succeeds; another user's id is [`ApiKeyError::NotFound`] and
+    /// changes nothing. Returns the record and whether this call revoked it.
+    pub async fn revoke(&self, owner: i64, id: i64, ctx: &AuditContext) -> Result<(ApiKeyRecord, bool), ApiKeyError> {
+        let now = Utc::now();
+        let txn = self.db.begin().await?;
+        let result = api_keys::Entity::update_many()
+            .col_expr(api_keys::Column::RevokedAt, Expr::value(now))
+            .filter(api_keys::Column::Id.eq(id))
+            .filter(api_keys::Column::UserId.eq(owner))
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .exec(&txn)
+            .await?;
+        let revoked_now = result.rows_affected > 0;
+        if revoked_now {
+            audit::record(&txn, ctx, audit::action::API_KEY_REVOKE, Some(format!("api_key:{id}"))).await?;
+        }
+        let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&txn).await?;
+        txn.commit().await?;
+        let record = row.map(ApiKeyRecord::from_model).ok_or(ApiKeyError::NotFound)?;
+        Ok((self.with_pending_use(record), revoked_now))
+    }
+
+    /// Checks a presented key: format and checksum first (no database work for junk),
+    /// then the stored hash, revocation, expiry and the owner's status.
+    pub async fn authenticate(&self, raw: &str) -> Result<KeyPrincipal, AuthFailure> {
+        let key = PlainApiKey::parse(raw)?;
+        let principal = self.lookup(&key.hash()).await?;
+        self.last_used.touch(principal.key_id);
+        Ok(principal)
+    }
+
+    /// The database lookup behind [`ApiKeyService::authenticate`], by hash.
+    pub async fn lookup(&self, hash: &ApiKeyHash) -> Result<KeyPrincipal, AuthFailure> {
+        let found = api_keys::Entity::find()
+            .filter(api_keys::Column::KeyHash.eq(hash.as_bytes().to_vec()))
+            .find_also_related(users::Entity)
+            .one(&self.db)
+            .await
+            .map_err(AuthFailure::Unavailable)?;
+        let Some((key, owner)) = found else { return Err(AuthFailure::Unknown) };
+        if key.revoked_at.is_some() {
+            return Err(AuthFailure::Revoked);
+        }
+        if key.expires_at.is_some_and(|e| e <= Utc::now()) {
+            return Err(AuthFailure::Expired);
+        }
+        if owner.is_none_or(|u| u.disabled_at.is_some()) {
+            return Err(AuthFailure::OwnerDisabled);
+        }
+        Ok(KeyPrincipal {
+            key_id: key.id,
+            user_id: key.user_id,
+            permissions: stored_permissions(&key.permissions, key.id),
+            name: key.name,
+            hint: key.hint,
+            rate_limit_per_minute: key.rate_limit_per_minute.and_then(|r| u32::try_from(r).ok()),
+            expires_at: key.expires_at,
+        })
+    }
+
+    /// Writes pending `last_used_at` values.
+    pub async fn flush_last_used(&self) -> Result<usize, DbErr> {
+        self.last_used.flush(&self.db).await
+    }
+}
+
+/// Validates without a database: `true` when the string has our key's shape and checksum.
+pub fn is_well_formed(raw: &str) -> bool {
+    format::validate(raw).is_ok()
+}

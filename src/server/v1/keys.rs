@@ -1,0 +1,193 @@
+//! `GET /v1/keys`, `POST /v1/keys`, `GET /v1/keys/{id}`, `DELETE /v1/keys/{id}`: key
+//! management for scripts, on the same service as the portal.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+    response::{IntoResponse, Response},
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::{
+    domain::{
+        api_keys::{ApiKeyError, ApiKeyRecord, KeyName, NewKeyOptions},
+        audit::AuditContext,
+    },
+    permissions::{Permission, Permissions},
+    server::{
+        error::ApiError,
+        security::ClientIp,
+        state::AppState,
+        v1::{auth::Principal, json::ApiJson},
+    },
+};
+
+/// A key as the API shows it (never the key itself, except `key` in the create answer).
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyObject {
+    pub id: i64,
+    /// Always `api_key`.
+    pub object: &'static str,
+    pub name: String,
+    /// `wj_live_` + first 4 + `…` + last 4 characters.
+    pub hint: String,
+    /// `"all"` or a list of `inference`, `keys:read`, `keys:write`.
+    #[schema(value_type = Object)]
+    pub permissions: Permissions,
+    /// `active`, `revoked` or `expired`.
+    pub status: &'static str,
+    /// Unix seconds.
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub expires_at: Option<i64>,
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+impl KeyObject {
+    pub fn from_record(r: ApiKeyRecord) -> Self {
+        let now = Utc::now();
+        let status = if r.revoked_at.is_some() {
+            "revoked"
+        } else if r.expires_at.is_some_and(|e| e <= now) {
+            "expired"
+        } else {
+            "active"
+        };
+        Self {
+            id: r.id,
+            object: "api_key",
+            name: r.name,
+            hint: r.hint,
+            permissions: r.permissions,
+            status,
+            created_at: r.created_at.timestamp(),
+            last_used_at: r.last_used_at.map(|t| t.timestamp()),
+            revoked_at: r.revoked_at.map(|t| t.timestamp()),
+            expires_at: r.expires_at.map(|t| t.timestamp()),
+            rate_limit_per_minute: r.rate_limit_per_minute,
+        }
+    }
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct KeyList {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<KeyObject>,
+}
+
+/// The create answer: the key object and, this once, the key.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct CreatedKey {
+    #[serde(flatten)]
+    pub key_object: KeyObject,
+    /// The raw API key. Shown only in this response: store it now.
+    pub key: String,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// 1–100 characters, e.g. "CI/CD Pipeline".
+    pub name: String,
+    /// `"all"` (default) or a list of permissions; never more than the caller has.
+    #[serde(default)]
+    #[schema(value_type = Option<Object>)]
+    pub permissions: Option<Permissions>,
+    /// Expiry as Unix seconds (optional).
+    pub expires_at: Option<i64>,
+    /// Requests a minute for this key (optional; the server default otherwise).
+    pub rate_limit_per_minute: Option<u32>,
+}
+
+fn map_error(error: ApiKeyError) -> ApiError {
+    match error {
+        ApiKeyError::InvalidName(message) => ApiError::invalid_param("invalid_name", "name", message),
+        ApiKeyError::InvalidExpiry => ApiError::invalid_param("invalid_expiry", "expires_at", error.to_string()),
+        ApiKeyError::InvalidRateLimit => ApiError::invalid_param("invalid_rate_limit", "rate_limit_per_minute", error.to_string()),
+        ApiKeyError::TooManyKeys => ApiError::conflict("too_many_keys", error.to_string()),
+        ApiKeyError::NotFound => ApiError::not_found("No API key with that id."),
+        ApiKeyError::Database(e) => database(e),
+    }
+}
+
+fn database(error: sea_orm::DbErr) -> ApiError {
+    tracing::error!(error = %crate::domain::describe_db_error(&error), "key request failed on the database");
+    if crate::domain::is_unavailable(&error) { ApiError::unavailable() } else { ApiError::internal() }
+}
+
+fn parse_id(raw: &str) -> Result<i64, ApiError> {
+    // Anything that is not one of the caller's key ids is simply not found.
+    raw.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| ApiError::not_found("No API key with that id."))
+}
+
+fn audit(principal: &Principal, ip: &ClientIp) -> AuditContext {
+    AuditContext { actor_user_id: Some(principal.user_id), ip: ip.0.map(|ip| ip.to_string()) }
+}
+
+/// The caller's keys, newest first.
+#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
+    responses((status = 200, body = KeyList), (status = 401, body = crate::server::v1::openapi::ErrorBody), (status = 403, body = crate::server::v1::openapi::ErrorBody)))]
+pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<KeyList>, ApiError> {
+    principal.require(Permission::KeysRead)?;
+    let keys = state.keys.list(principal.user_id).await.map_err(database)?;
+    Ok(Json(KeyList { object: "list", data: keys.into_iter().map(KeyObject::from_record).collect() }))
+}
+
+/// One of the caller's keys.
+#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = KeyObject), (status = 404, body = crate::server::v1::openapi::ErrorBody)))]
+pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<Json<KeyObject>, ApiError> {
+    principal.require(Permission::KeysRead)?;
+    let id = parse_id(&id)?;
+    match state.keys.get(principal.user_id, id).await.map_err(database)? {
+        Some(record) => Ok(Json(KeyObject::from_record(record))),
+        None => Err(ApiError::not_found("No API key with that id.")),
+    }
+}
+
+/// Creates a key; the answer carries the raw key, once.
+#[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("bearer" = [])), request_body = CreateKeyRequest,
+    responses((status = 201, body = CreatedKey), (status = 400, body = crate::server::v1::openapi::ErrorBody), (status = 403, body = crate::server::v1::openapi::ErrorBody), (status = 409, body = crate::server::v1::openapi::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    ip: axum::Extension<ClientIp>,
+    ApiJson(body): ApiJson<CreateKeyRequest>,
+) -> Result<Response, ApiError> {
+    principal.require(Permission::KeysWrite)?;
+    let name = KeyName::parse(&body.name).map_err(|m| ApiError::invalid_param("invalid_name", "name", m))?;
+    let permissions = body.permissions.unwrap_or(principal.permissions);
+    if !principal.permissions.includes(permissions) {
+        return Err(ApiError::forbidden("A key cannot create a key with permissions it does not have itself.").with_param("permissions"));
+    }
+    let expires_at = match body.expires_at {
+        None => None,
+        Some(secs) => Some(
+            DateTime::<Utc>::from_timestamp(secs, 0)
+                .ok_or_else(|| ApiError::invalid_param("invalid_expiry", "expires_at", "expires_at is not a valid Unix time."))?,
+        ),
+    };
+    let options = NewKeyOptions { permissions, expires_at, rate_limit_per_minute: body.rate_limit_per_minute };
+    let (record, key) = state.keys.create(principal.user_id, name, options, &audit(&principal, &ip.0)).await.map_err(map_error)?;
+    let created = CreatedKey { key_object: KeyObject::from_record(record), key: key.into_secret() };
+    Ok((StatusCode::CREATED, Json(created)).into_response())
+}
+
+/// Revokes a key at once (idempotent).
+#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = KeyObject), (status = 403, body = crate::server::v1::openapi::ErrorBody), (status = 404, body = crate::server::v1::openapi::ErrorBody)))]
+pub async fn revoke(
+    State(state): State<AppState>,
+    principal: Principal,
+    ip: axum::Extension<ClientIp>,
+    Path(id): Path<String>,
+) -> Result<Json<KeyObject>, ApiError> {
+    principal.require(Permission::KeysWrite)?;
+    let id = parse_id(&id)?;
+    let (record, _) = state.keys.revoke(principal.user_id, id, &audit(&principal, &ip.0)).await.map_err(map_error)?;
+    Ok(Json(KeyObject::from_record(record)))
+}

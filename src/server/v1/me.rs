@@ -1,0 +1,65 @@
+//! `GET /v1/me`: who is calling, and how.
+
+use axum::{Json, extract::State};
+use serde::Serialize;
+
+use crate::{
+    permissions::Permissions,
+    server::{
+        error::ApiError,
+        state::AppState,
+        v1::auth::{AuthMethod, Principal},
+    },
+};
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeResponse {
+    /// Always `me`.
+    pub object: &'static str,
+    pub user: MeUser,
+    /// `api_key` or `session`.
+    pub auth_method: &'static str,
+    /// The key used, when the request authenticated with one.
+    pub key: Option<MeKey>,
+    #[schema(value_type = Object)]
+    pub permissions: Permissions,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeUser {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct MeKey {
+    pub id: i64,
+    pub name: String,
+    pub hint: String,
+}
+
+/// The signed-in user behind the request.
+#[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
+    responses((status = 200, body = MeResponse), (status = 401, body = crate::server::v1::openapi::ErrorBody)))]
+pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<MeResponse>, ApiError> {
+    let user = match state.users.get(principal.user_id).await {
+        Ok(Some(user)) => user,
+        Ok(None) => return Err(ApiError::unauthorized("Invalid API key.")),
+        Err(error) => {
+            tracing::error!(error = %crate::domain::describe_db_error(&error), "user lookup failed");
+            return Err(ApiError::unavailable());
+        }
+    };
+    let (auth_method, key) = match principal.method {
+        AuthMethod::ApiKey { key_id, name, hint } => ("api_key", Some(MeKey { id: key_id, name, hint })),
+        AuthMethod::Session => ("session", None),
+    };
+    Ok(Json(MeResponse {
+        object: "me",
+        user: MeUser { id: user.id, email: user.email, name: user.name },
+        auth_method,
+        key,
+        permissions: principal.permissions,
+    }))
+}
