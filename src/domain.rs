@@ -3,7 +3,10 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod providers;
+pub mod rate_limit;
 pub mod sessions;
+pub mod usage;
 pub mod users;
 
 use sea_orm::DbErr;

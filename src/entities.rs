@@ -4,4 +4,5 @@
 pub mod api_keys;
 pub mod audit_events;
 pub mod sessions;
+pub mod usage_events;
 pub mod users;

@@ -62,6 +62,10 @@ async fn serve() -> ExitCode {
     };
     let app = match Application::build(config, options).await {
         Ok(app) => app,
+        Err(e @ workjet::server::startup::StartupError::Providers(_)) => {
+            eprintln!("workjet: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => {
             tracing::error!(error = %e, "start-up failed");
             eprintln!("workjet: {e}");

@@ -29,7 +29,9 @@ use crate::{
     app::{App, shell},
     domain::{
         api_keys::ApiKeyService,
+        providers::{self, Registry},
         sessions::{SESSION_TTL, SeaOrmSessionStore},
+        usage::UsageRecorder,
         users::UserService,
     },
     server::{
@@ -40,6 +42,7 @@ use crate::{
         },
         config::{Config, SignIn},
         database, health,
+        limits::Limits,
         listener::{PeerAddr, ServerListener, TlsError, tls_acceptor},
         security::{self, CspNonce},
         state::AppState,
@@ -58,6 +61,18 @@ pub enum StartupError {
     Migration(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// `workjet.toml` (or a provider secret it names) is wrong: a configuration error.
+    #[error("configuration error: {0}")]
+    Providers(String),
+}
+
+/// Reads `WJ_CONFIG` (if set) and builds the provider registry.
+pub fn load_providers(config: &Config) -> Result<Registry, StartupError> {
+    let Some(path) = &config.config_file else { return Ok(Registry::default()) };
+    let text = std::fs::read_to_string(path).map_err(|e| StartupError::Providers(format!("WJ_CONFIG {}: {e}", path.display())))?;
+    let file = providers::config::parse(&text).map_err(|e| StartupError::Providers(format!("WJ_CONFIG {}: {e}", path.display())))?;
+    Registry::build(&file, |name| std::env::var(name).ok())
+        .map_err(|e| StartupError::Providers(format!("WJ_CONFIG {}: {e}", path.display())))
 }
 
 /// A built application, bound to its port, ready to serve.
@@ -79,10 +94,11 @@ impl Application {
     /// so that `WJ_PUBLIC_URL` can name the real port).
     pub async fn build_with_listener(config: Config, leptos_options: LeptosOptions, listener: TcpListener) -> Result<Self, StartupError> {
         let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
+        let registry = load_providers(&config)?;
         let db = database::connect(&config).await.map_err(|e| StartupError::Database(e.to_string()))?;
         database::migrate(&db).await.map_err(|e| StartupError::Migration(e.to_string()))?;
         let listener = ServerListener::new(listener, tls).map_err(|source| StartupError::Bind { addr: config.listen_addr, source })?;
-        let state = build_state(config, db, leptos_options);
+        let state = build_state(config, db, leptos_options, registry);
         spawn_maintenance(&state);
         let router = router(state.clone());
         Ok(Self { listener, router, state })
@@ -130,7 +146,7 @@ impl Application {
     }
 }
 
-fn build_state(config: Config, db: DatabaseConnection, leptos_options: LeptosOptions) -> AppState {
+fn build_state(config: Config, db: DatabaseConnection, leptos_options: LeptosOptions, registry: Registry) -> AppState {
     let public = config.public_url.as_str().trim_end_matches('/').to_owned();
     let redirect_uri = Url::parse(&format!("{public}/auth/google/callback")).expect("valid redirect URI");
     let (sign_in, dev_idp) = match &config.sign_in {
@@ -161,6 +177,9 @@ fn build_state(config: Config, db: DatabaseConnection, leptos_options: LeptosOpt
     AppState {
         users: UserService::new(db.clone()),
         keys: ApiKeyService::new(db.clone()),
+        limits: Limits::local(config.auth_failures_per_minute),
+        gateway: Arc::new(registry),
+        usage: UsageRecorder::start(db.clone()),
         sessions: SeaOrmSessionStore::new(db.clone(), config.session_touch_interval),
         sign_in: Arc::new(sign_in),
         dev_idp,
@@ -182,6 +201,14 @@ fn spawn_maintenance(state: &AppState) {
             if let Err(error) = keys.flush_last_used().await {
                 tracing::warn!(error = %crate::domain::describe_db_error(&error), "last_used_at flush failed (will retry)");
             }
+        }
+    });
+    let limits = state.limits.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            limits.prune();
         }
     });
     let sessions = state.sessions.clone();
@@ -231,7 +258,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::resolve_user))
         .layer(session_layer(&state));
-    let api = Router::new().nest("/v1", v1::router(&state)).layer(session_layer(&state));
+    let api = v1::router(&state).layer(session_layer(&state));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))

@@ -22,6 +22,10 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub users: UserService,
     pub keys: ApiKeyService,
+    pub limits: crate::server::limits::Limits,
+    /// Upstream providers by public model name.
+    pub gateway: Arc<crate::domain::providers::Registry>,
+    pub usage: crate::domain::usage::UsageRecorder,
     pub sessions: SeaOrmSessionStore,
     /// The OpenID Connect relying party (Google, or the development provider).
     pub sign_in: Arc<OidcClient>,
@@ -36,8 +40,15 @@ impl AppState {
     }
 
     /// Requests and tokens per key of `user_id` over the last 24 hours.
-    pub async fn usage_last_24h(&self, _user_id: i64) -> std::collections::HashMap<i64, (u64, u64)> {
-        std::collections::HashMap::new()
+    pub async fn usage_last_24h(&self, user_id: i64) -> std::collections::HashMap<i64, (u64, u64)> {
+        match self.usage.last_24h(user_id).await {
+            Ok(usage) => usage,
+            Err(error) => {
+                // The list still renders; only the usage column is empty.
+                tracing::warn!(error = %crate::domain::describe_db_error(&error), "usage query failed");
+                std::collections::HashMap::new()
+            }
+        }
     }
 
     /// `disabled` without `WJ_REDIS_URL`, `up` otherwise.

@@ -3,19 +3,28 @@
 //! never lets a response be cached.
 
 pub mod auth;
+pub mod body;
+pub mod chat;
 pub mod json;
 pub mod keys;
+pub mod limits;
 pub mod me;
+pub mod models;
 pub mod openapi;
+
+use std::time::Duration;
 
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::{HeaderValue, header},
+    http::{HeaderName, HeaderValue, Method, header},
     middleware,
-    routing::{delete, get},
+    routing::{any, delete, get, post},
 };
-use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::{
+    cors::{AllowOrigin, CorsLayer},
+    set_header::SetResponseHeaderLayer,
+};
 
 use crate::server::{error::ApiError, state::AppState};
 
@@ -24,14 +33,45 @@ use crate::server::{error::ApiError, state::AppState};
 pub const UNAUTHENTICATED_ALLOWLIST: &[&str] = &[];
 
 pub fn router(state: &AppState) -> Router<AppState> {
+    // Full paths and explicit catch-alls (rather than `nest`), so that every path under /v1
+    // — `/v1`, `/v1/` and anything below — is answered here, behind authentication.
     Router::new()
-        .route("/me", get(me::me))
-        .route("/keys", get(keys::list).post(keys::create))
-        .route("/keys/{id}", delete(keys::revoke).get(keys::get))
-        .route("/openapi.json", get(openapi::openapi))
-        .fallback(|| async { ApiError::not_found("Unknown API route. See /v1/openapi.json for the routes this server offers.") })
+        .route("/v1/me", get(me::me))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::get))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/keys", get(keys::list).post(keys::create))
+        .route("/v1/keys/{id}", delete(keys::revoke).get(keys::get))
+        .route("/v1/openapi.json", get(openapi::openapi))
+        .route("/v1", any(unknown_route))
+        .route("/v1/", any(unknown_route))
+        .route("/v1/{*rest}", any(unknown_route))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(state.clone(), limits::rate_limit))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+        .layer(cors(state))
+}
+
+async fn unknown_route() -> ApiError {
+    ApiError::not_found("Unknown API route. See /v1/openapi.json for the routes this server offers.")
+}
+
+/// CORS for the browser apps on sibling subdomains: exactly the allowed origins, with
+/// credentials; an arbitrary `Origin` is never reflected.
+fn cors(state: &AppState) -> CorsLayer {
+    let origins: Vec<HeaderValue> = state.config.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            HeaderName::from_static("openai-organization"),
+            HeaderName::from_static("openai-project"),
+        ])
+        .expose_headers(limits::EXPOSED_HEADERS.iter().map(|h| HeaderName::from_static(h)).collect::<Vec<_>>())
+        .max_age(Duration::from_secs(600))
 }

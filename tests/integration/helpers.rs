@@ -281,3 +281,44 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A user created as sign-in would create them.
+pub async fn make_user(app: &TestApp, email: &str) -> workjet::domain::users::User {
+    let identity = workjet::domain::users::VerifiedIdentity {
+        issuer: "https://accounts.google.com".into(),
+        subject: format!("sub-{email}"),
+        email: email.into(),
+        name: email.split('@').next().unwrap_or("user").into(),
+        picture: None,
+    };
+    app.state.users.upsert_from_identity(&identity).await.expect("user")
+}
+
+/// A key for `user` with `permissions` (and options), returned raw.
+pub async fn make_key_with(app: &TestApp, user_id: i64, name: &str, options: workjet::domain::api_keys::NewKeyOptions) -> (i64, String) {
+    let (record, key) = app
+        .state
+        .keys
+        .create(user_id, workjet::domain::api_keys::KeyName::parse(name).expect("name"), options, &Default::default())
+        .await
+        .expect("create key");
+    (record.id, key.into_secret())
+}
+
+/// A key with every permission.
+pub async fn make_key(app: &TestApp, user_id: i64) -> (i64, String) {
+    make_key_with(app, user_id, "test key", Default::default()).await
+}
+
+/// The parsed JSON error of a response, asserting the OpenAI shape.
+pub async fn error_of(response: reqwest::Response) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body: serde_json::Value = response.json().await.expect("an error body is JSON");
+    let error = body.get("error").expect("{\"error\": …}");
+    assert!(error["message"].is_string(), "{body}");
+    assert!(error["type"].is_string(), "{body}");
+    assert!(error["code"].is_string(), "{body}");
+    assert!(error.get("param").is_some(), "param is present (maybe null): {body}");
+    (status, headers, body)
+}

@@ -6,6 +6,7 @@ pub mod browser;
 pub mod helpers;
 pub mod idp;
 
+mod api;
 mod binary;
 mod foundation;
 mod sign_in;

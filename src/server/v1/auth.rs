@@ -14,7 +14,12 @@ use tower_sessions::Session;
 use crate::{
     domain::{api_keys::AuthFailure, sessions::keys},
     permissions::{Permission, Permissions},
-    server::{error::ApiError, security::cross_origin_allowed, state::AppState},
+    server::{
+        error::ApiError,
+        security::{ClientIp, cross_origin_allowed},
+        state::AppState,
+        v1::limits,
+    },
 };
 
 /// How a request authenticated.
@@ -104,10 +109,41 @@ pub fn bearer_token(headers: &HeaderMap) -> BearerToken<'_> {
 /// expired, disabled owner): the answer never tells which.
 pub const INVALID_KEY: &str = "Invalid API key. Check the key, or create a new one under Settings > API Keys.";
 
-/// The `/v1` authentication middleware.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// The `/v1` authentication middleware. A client that keeps failing is throttled per IP:
+/// once its budget of failures is spent it gets 429 before any parsing, hashing or database
+/// work, so guessing keys or flooding junk costs us nothing.
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let ip = request.extensions().get::<ClientIp>().copied().unwrap_or(ClientIp(None));
+    let bucket = limits::auth_failure_bucket(&ip);
+    let quota = state.limits.failure_quota;
+    if let Some(wait) = state.limits.blocked(&bucket, quota).await {
+        let decision = crate::domain::rate_limit::Decision {
+            allowed: false,
+            limit: quota.per_minute,
+            remaining: 0,
+            reset_after: wait,
+            retry_after: Some(wait),
+        };
+        return limits::too_many(
+            &decision,
+            "auth-failures",
+            "Too many failed authentication attempts from your address. Wait for the time in the Retry-After header.",
+        )
+        .into_response();
+    }
+    match authenticate_inner(&state, request, next).await {
+        Ok(response) => response,
+        Err(error) if error.status() == axum::http::StatusCode::UNAUTHORIZED => {
+            let decision = state.limits.check(&bucket, quota).await;
+            error.with_headers(&limits::headers(&decision, "auth-failures")).into_response()
+        }
+        Err(error) => error.into_response(),
+    }
+}
+
+async fn authenticate_inner(state: &AppState, mut request: Request, next: Next) -> Result<Response, ApiError> {
     let principal = match bearer_token(request.headers()) {
-        BearerToken::Invalid(message) => return ApiError::unauthorized(message).into_response(),
+        BearerToken::Invalid(message) => return Err(ApiError::unauthorized(message)),
         BearerToken::Token(token) => match state.keys.authenticate(token).await {
             Ok(key) => Principal {
                 user_id: key.user_id,
@@ -117,24 +153,21 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
             },
             Err(AuthFailure::Unavailable(error)) => {
                 tracing::error!(error = %crate::domain::describe_db_error(&error), "key lookup failed: answering 503");
-                return ApiError::unavailable().into_response();
+                return Err(ApiError::unavailable());
             }
             Err(failure) => {
                 tracing::info!(reason = %failure, "API key refused");
-                return ApiError::unauthorized(INVALID_KEY).into_response();
+                return Err(ApiError::unauthorized(INVALID_KEY));
             }
         },
-        BearerToken::Absent => match session_principal(&state, request.extensions().get::<Session>().cloned()).await {
-            Ok(p) => p,
-            Err(e) => return e.into_response(),
-        },
+        BearerToken::Absent => session_principal(state, request.extensions().get::<Session>().cloned()).await?,
     };
     if principal.method == AuthMethod::Session && !cross_origin_allowed(request.method(), request.headers(), &state.config.allowed_origins)
     {
-        return ApiError::forbidden("Cross-site requests authenticated by the session cookie are not allowed.").into_response();
+        return Err(ApiError::forbidden("Cross-site requests authenticated by the session cookie are not allowed."));
     }
     request.extensions_mut().insert(principal);
-    next.run(request).await
+    Ok(next.run(request).await)
 }
 
 async fn session_principal(state: &AppState, session: Option<Session>) -> Result<Principal, ApiError> {

@@ -93,7 +93,8 @@ pub struct CreatedKey {
 pub struct CreateKeyRequest {
     /// 1–100 characters, e.g. "CI/CD Pipeline".
     pub name: String,
-    /// `"all"` (default) or a list of permissions; never more than the caller has.
+    /// `"all"` or a list of permissions, never more than the caller has. Default: the
+    /// caller's own permissions (`"all"` for a session or an all-permissions key).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub permissions: Option<Permissions>,

@@ -45,7 +45,7 @@ impl Modify for BearerScheme {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Workjet API", description = "OpenAI-compatible LLM gateway with API key management."),
-    paths(super::me::me, super::keys::list, super::keys::get, super::keys::create, super::keys::revoke),
+    paths(super::me::me, super::models::list, super::models::get, super::chat::chat_completions, super::keys::list, super::keys::get, super::keys::create, super::keys::revoke),
     components(schemas(ErrorBody, ErrorDetail)),
     modifiers(&BearerScheme),
     security(("bearer" = []))

@@ -1,0 +1,122 @@
+//! Usage accounting off the request path: requests hand a record to a channel; a writer
+//! task inserts them in batches (at most every second, or every 500 records).
+
+use std::{collections::HashMap, time::Duration};
+
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, sea_query::Expr,
+};
+use tokio::sync::mpsc;
+
+use crate::entities::usage_events;
+
+/// One gateway request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UsageRecord {
+    pub user_id: i64,
+    pub api_key_id: Option<i64>,
+    pub model: String,
+    pub status: u16,
+    pub latency_ms: u32,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub streamed: bool,
+    pub at: DateTime<Utc>,
+}
+
+const BATCH: usize = 500;
+const QUEUE: usize = 100_000;
+
+/// Where requests report their usage.
+#[derive(Clone)]
+pub struct UsageRecorder {
+    tx: mpsc::Sender<UsageRecord>,
+    db: DatabaseConnection,
+}
+
+impl UsageRecorder {
+    /// Starts the writer task.
+    pub fn start(db: DatabaseConnection) -> Self {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(db.clone(), rx));
+        Self { tx, db }
+    }
+
+    /// Queues a record; never waits. A full queue (the database is far behind) drops the
+    /// record and says so, rather than slowing requests.
+    pub fn record(&self, record: UsageRecord) {
+        if self.tx.try_send(record).is_err() {
+            tracing::warn!("usage queue full: a usage record was dropped");
+        }
+    }
+
+    /// Requests and tokens per key of `user_id` in the last 24 hours.
+    pub async fn last_24h(&self, user_id: i64) -> Result<HashMap<i64, (u64, u64)>, DbErr> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            api_key_id: Option<i64>,
+            requests: i64,
+            tokens: Option<i64>,
+        }
+        let since = Utc::now() - chrono::Duration::hours(24);
+        let rows = usage_events::Entity::find()
+            .select_only()
+            .column(usage_events::Column::ApiKeyId)
+            .column_as(Expr::cust("COUNT(*)"), "requests")
+            .column_as(Expr::cust("SUM(prompt_tokens + completion_tokens)"), "tokens")
+            .filter(usage_events::Column::UserId.eq(user_id))
+            .filter(usage_events::Column::CreatedAt.gt(since))
+            .group_by(usage_events::Column::ApiKeyId)
+            .into_model::<Row>()
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| Some((r.api_key_id?, (r.requests.max(0) as u64, r.tokens.unwrap_or(0).max(0) as u64))))
+            .collect())
+    }
+}
+
+async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<UsageRecord>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let first = match rx.recv().await {
+            Some(r) => r,
+            None => return,
+        };
+        batch.push(first);
+        let deadline = tokio::time::sleep(Duration::from_secs(1));
+        tokio::pin!(deadline);
+        while batch.len() < BATCH {
+            tokio::select! {
+                more = rx.recv() => match more {
+                    Some(r) => batch.push(r),
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
+        if let Err(error) = insert(&db, &batch).await {
+            tracing::warn!(error = %crate::domain::describe_db_error(&error), dropped = batch.len(), "usage records could not be written");
+        }
+        batch.clear();
+    }
+}
+
+async fn insert(db: &DatabaseConnection, batch: &[UsageRecord]) -> Result<(), DbErr> {
+    let rows = batch.iter().map(|r| usage_events::ActiveModel {
+        user_id: Set(r.user_id),
+        api_key_id: Set(r.api_key_id),
+        model: Set(r.model.chars().take(200).collect()),
+        status: Set(r.status as i16),
+        latency_ms: Set(r.latency_ms.min(i32::MAX as u32) as i32),
+        prompt_tokens: Set(r.prompt_tokens.min(i64::MAX as u64) as i64),
+        completion_tokens: Set(r.completion_tokens.min(i64::MAX as u64) as i64),
+        streamed: Set(r.streamed),
+        created_at: Set(r.at),
+        ..Default::default()
+    });
+    usage_events::Entity::insert_many(rows).exec_without_returning(db).await?;
+    Ok(())
+}

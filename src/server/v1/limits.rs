@@ -1,0 +1,109 @@
+//! Rate limits on `/v1`: a budget per key (per user for cookie requests), and a throttle on
+//! failed authentication per client IP that answers 429 before any hashing or database
+//! work. Every `/v1` response says where the caller stands:
+//!
+//! - `X-RateLimit-Limit`: requests allowed per minute;
+//! - `X-RateLimit-Remaining`: requests allowed right now;
+//! - `X-RateLimit-Reset`: seconds until the budget is full again;
+//! - `RateLimit-Policy` / `RateLimit` (IETF draft): `"<policy>";q=<limit>;w=60` and
+//!   `"<policy>";r=<remaining>;t=<reset>`;
+//! - on 429 also `Retry-After` (seconds, at least 1), `retry-after-ms` (the official OpenAI
+//!   SDKs read it first) and `x-should-retry: false` when the wait exceeds what the SDKs
+//!   would honour (60 s).
+
+use std::time::Duration;
+
+use axum::{
+    extract::{Request, State},
+    http::{HeaderMap, HeaderName, HeaderValue},
+    middleware::Next,
+    response::{IntoResponse, Response},
+};
+
+use crate::{
+    domain::rate_limit::{Decision, Quota},
+    server::{
+        error::ApiError,
+        security::ClientIp,
+        state::AppState,
+        v1::auth::{AuthMethod, Principal},
+    },
+};
+
+/// The headers every `/v1` response carries, for CORS `Access-Control-Expose-Headers`.
+pub const EXPOSED_HEADERS: &[&str] = &[
+    "x-ratelimit-limit",
+    "x-ratelimit-remaining",
+    "x-ratelimit-reset",
+    "ratelimit-policy",
+    "ratelimit",
+    "retry-after",
+    "retry-after-ms",
+    "x-should-retry",
+    "x-request-id",
+];
+
+fn ceil_secs(d: Duration) -> u64 {
+    d.as_micros().div_ceil(1_000_000) as u64
+}
+
+fn value(n: impl ToString) -> HeaderValue {
+    HeaderValue::from_str(&n.to_string()).expect("numbers are valid header values")
+}
+
+/// The rate-limit headers for a decision under `policy` (`per-key`, `per-user`, `auth-failures`).
+pub fn headers(decision: &Decision, policy: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let reset = ceil_secs(decision.reset_after);
+    h.insert(HeaderName::from_static("x-ratelimit-limit"), value(decision.limit));
+    h.insert(HeaderName::from_static("x-ratelimit-remaining"), value(decision.remaining));
+    h.insert(HeaderName::from_static("x-ratelimit-reset"), value(reset));
+    h.insert(HeaderName::from_static("ratelimit-policy"), value(format!("\"{policy}\";q={};w=60", decision.limit)));
+    h.insert(HeaderName::from_static("ratelimit"), value(format!("\"{policy}\";r={};t={reset}", decision.remaining)));
+    if let Some(wait) = decision.retry_after {
+        h.insert(HeaderName::from_static("retry-after"), value(ceil_secs(wait).max(1)));
+        h.insert(HeaderName::from_static("retry-after-ms"), value(wait.as_micros().div_ceil(1000).max(1)));
+        if wait > Duration::from_secs(60) {
+            h.insert(HeaderName::from_static("x-should-retry"), HeaderValue::from_static("false"));
+        }
+    }
+    h
+}
+
+/// A 429 for a denied decision.
+pub fn too_many(decision: &Decision, policy: &str, message: &'static str) -> ApiError {
+    ApiError::rate_limited(message).with_headers(&headers(decision, policy))
+}
+
+/// The bucket for failed authentications from one client.
+pub fn auth_failure_bucket(ip: &ClientIp) -> String {
+    match ip.0 {
+        Some(ip) => format!("authfail:{ip}"),
+        None => "authfail:unknown".to_owned(),
+    }
+}
+
+/// Spends the caller's budget; 429 when it is empty. Runs after authentication.
+pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
+        return ApiError::unauthorized("Authentication required.").into_response();
+    };
+    let (bucket, policy, per_minute) = match &principal.method {
+        AuthMethod::ApiKey { key_id, .. } => {
+            (format!("key:{key_id}"), "per-key", principal.rate_limit_per_minute.unwrap_or(state.config.rate_limit_per_minute))
+        }
+        AuthMethod::Session => (format!("user:{}", principal.user_id), "per-user", state.config.rate_limit_per_minute),
+    };
+    let decision = state.limits.check(&bucket, Quota { per_minute }).await;
+    if !decision.allowed {
+        return too_many(
+            &decision,
+            policy,
+            "Rate limit reached for this API key. Wait for the time in the Retry-After header, or ask for a higher limit.",
+        )
+        .into_response();
+    }
+    let mut response = next.run(request).await;
+    response.headers_mut().extend(headers(&decision, policy));
+    response
+}
