@@ -2,12 +2,20 @@
 //! optional `workjet.toml` named by `WJ_CONFIG` for structured settings), read once into a
 //! typed [`Config`]. A bad value stops start-up with a message naming the variable.
 
-use std::{collections::HashMap, net::SocketAddr, path::PathBuf, str::FromStr, time::Duration};
+use std::{
+    collections::{BTreeMap, HashMap},
+    net::SocketAddr,
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
 
 use secrecy::SecretString;
 use url::Url;
 
 use ipnet::IpNet;
+
+use crate::domain::providers::{FileConfig, config as providers_config};
 
 /// A configuration error: which setting, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -90,6 +98,10 @@ pub struct Config {
     pub shutdown_grace: Duration,
     pub log_format: LogFormat,
     pub config_file: Option<PathBuf>,
+    /// Providers and upstream timeouts from `workjet.toml`.
+    pub providers: FileConfig,
+    /// The secrets named by the providers' `api_key_env`, read from the environment.
+    pub provider_secrets: BTreeMap<String, SecretString>,
     /// Timeout of each request to the identity provider.
     pub oidc_timeout: Duration,
     /// An unchanged session is written back at most this often (rolling expiry).
@@ -97,12 +109,12 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads the configuration from the process environment.
+    /// Reads the configuration from the process environment (`WJ_*`, and the variables
+    /// that `workjet.toml` names for provider secrets).
     pub fn from_env() -> Result<Self, ConfigError> {
         let vars: HashMap<String, String> = std::env::vars_os()
             .filter_map(|(k, v)| {
                 let k = k.into_string().ok()?;
-                k.starts_with("WJ_").then_some(())?;
                 match v.into_string() {
                     Ok(v) => Some((k, v)),
                     // Keep the name so that the error below can point at it.
@@ -223,6 +235,25 @@ impl Config {
             Some(_) => return Err(ConfigError::new("WJ_LOG_FORMAT", "must be text or json")),
         };
         let config_file = env.get("WJ_CONFIG")?.map(PathBuf::from);
+        let providers = match &config_file {
+            None => FileConfig::default(),
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new("WJ_CONFIG", format!("{}: {e}", path.display())))?;
+                providers_config::parse(&text).map_err(|e| ConfigError::new("WJ_CONFIG", format!("{}: {e}", path.display())))?
+            }
+        };
+        let mut provider_secrets = BTreeMap::new();
+        for provider in &providers.providers {
+            if let Some(name) = &provider.api_key_env {
+                let value = vars.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
+                    ConfigError::new(
+                        name.clone(),
+                        format!("is not set; provider {:?} in WJ_CONFIG reads its API key from it", provider.name),
+                    )
+                })?;
+                provider_secrets.insert(name.clone(), SecretString::from(value.clone()));
+            }
+        }
         let oidc_timeout = Duration::from_millis(env.parse_or("WJ_OIDC_TIMEOUT_MS", 10_000u64)?);
         let session_touch_interval = Duration::from_secs(env.parse_or("WJ_SESSION_TOUCH_SECS", 60u64)?);
 
@@ -246,6 +277,8 @@ impl Config {
             shutdown_grace,
             log_format,
             config_file,
+            providers,
+            provider_secrets,
             oidc_timeout,
             session_touch_interval,
         })
@@ -379,5 +412,30 @@ mod tests {
         assert_eq!(c.allowed_origins[1], "https://marketplace.workjet.dev");
         assert_eq!(c.allowed_origins[2], "https://x.workjet.dev:8443");
         assert_eq!(config(&[("WJ_ALLOWED_ORIGINS", "https://a.dev/path")]).unwrap_err().name, "WJ_ALLOWED_ORIGINS");
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use super::*;
+
+    #[test]
+    fn the_provider_file_and_its_secrets_are_read_at_start() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("workjet.toml");
+        std::fs::write(&path, "[[providers]]\nname = \"openai\"\nkind = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\napi_key_env = \"OPENAI_API_KEY\"\nmodels = [\"gpt-4o\"]\n").expect("write");
+        let mut vars: HashMap<String, String> = [("WJ_CONFIG".to_owned(), path.display().to_string())].into_iter().collect();
+        let err = Config::from_vars(&vars).unwrap_err();
+        assert_eq!(err.name, "OPENAI_API_KEY", "a missing provider secret is fatal and named");
+        vars.insert("OPENAI_API_KEY".into(), "sk-test-secret".into());
+        let config = Config::from_vars(&vars).expect("valid");
+        assert_eq!(config.providers.providers.len(), 1);
+        assert!(!format!("{config:?}").contains("sk-test-secret"), "Debug never prints provider secrets");
+        std::fs::write(&path, "[[providers]]\nname = 1\n").expect("write");
+        let err = Config::from_vars(&vars).unwrap_err();
+        assert_eq!(err.name, "WJ_CONFIG");
+        assert!(err.message.contains("line 2"), "{}", err.message);
+        vars.insert("WJ_CONFIG".into(), "/no/such/file.toml".into());
+        assert_eq!(Config::from_vars(&vars).unwrap_err().name, "WJ_CONFIG");
     }
 }

@@ -29,7 +29,7 @@ use crate::{
     app::{App, shell},
     domain::{
         api_keys::ApiKeyService,
-        providers::{self, Registry},
+        providers::Registry,
         sessions::{SESSION_TTL, SeaOrmSessionStore},
         usage::UsageRecorder,
         users::UserService,
@@ -66,13 +66,11 @@ pub enum StartupError {
     Providers(String),
 }
 
-/// Reads `WJ_CONFIG` (if set) and builds the provider registry.
+/// Builds the provider registry from the configuration.
 pub fn load_providers(config: &Config) -> Result<Registry, StartupError> {
-    let Some(path) = &config.config_file else { return Ok(Registry::default()) };
-    let text = std::fs::read_to_string(path).map_err(|e| StartupError::Providers(format!("WJ_CONFIG {}: {e}", path.display())))?;
-    let file = providers::config::parse(&text).map_err(|e| StartupError::Providers(format!("WJ_CONFIG {}: {e}", path.display())))?;
-    Registry::build(&file, |name| std::env::var(name).ok())
-        .map_err(|e| StartupError::Providers(format!("WJ_CONFIG {}: {e}", path.display())))
+    use secrecy::ExposeSecret;
+    Registry::build(&config.providers, |name| config.provider_secrets.get(name).map(|s| s.expose_secret().to_owned()))
+        .map_err(StartupError::Providers)
 }
 
 /// A built application, bound to its port, ready to serve.

@@ -5,8 +5,11 @@
 pub mod browser;
 pub mod helpers;
 pub mod idp;
+pub mod upstream;
 
 mod api;
 mod binary;
 mod foundation;
+mod gateway;
+mod sdk;
 mod sign_in;
