@@ -3,9 +3,11 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod auth_cache;
 pub mod providers;
 pub mod rate_limit;
 pub mod sessions;
+pub mod shared_state;
 pub mod usage;
 pub mod users;
 

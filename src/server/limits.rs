@@ -1,44 +1,96 @@
 //! The limiters the server uses: a budget per key or user, and the failed-authentication
-//! throttle per client IP.
+//! throttle per client IP — shared through Redis when configured, per instance otherwise
+//! (and whenever Redis cannot be reached).
 
 use std::{sync::Arc, time::Duration};
 
-use crate::domain::rate_limit::{Decision, LocalRateLimiter, Quota, RateLimiter};
+use crate::domain::{
+    auth_cache::Generations,
+    rate_limit::{Decision, LocalRateLimiter, Quota},
+    shared_state::SharedState,
+};
+
+/// What one gate check found.
+#[derive(Clone, Copy, Debug)]
+pub struct GateOutcome {
+    pub throttled: Option<Duration>,
+    pub decision: Option<Decision>,
+    /// `None` when the generation cannot be known (Redis down): no cache may be used.
+    pub generation: Option<u64>,
+}
 
 /// Request budgets and the failed-authentication throttle.
 #[derive(Clone)]
 pub struct Limits {
-    shared: Option<Arc<dyn RateLimiter>>,
+    shared: Option<Arc<SharedState>>,
     local: LocalRateLimiter,
     pub failure_quota: Quota,
 }
 
 impl Limits {
-    /// In-process limiting only.
-    pub fn local(failures_per_minute: u32) -> Self {
-        Self { shared: None, local: LocalRateLimiter::default(), failure_quota: Quota { per_minute: failures_per_minute } }
+    pub fn new(shared: Option<Arc<SharedState>>, failures_per_minute: u32) -> Self {
+        Self { shared, local: LocalRateLimiter::default(), failure_quota: Quota { per_minute: failures_per_minute } }
     }
 
-    /// Spends from `bucket`; a shared limiter that fails falls back to this instance's own.
-    pub async fn check(&self, bucket: &str, quota: Quota) -> Decision {
+    /// The throttle, the budget (spent when `rate` is given) and the generation of
+    /// `bucket`: one Redis round trip, or local state.
+    pub async fn gate(&self, rate: Option<(&str, Quota)>, bucket: u8, throttle: &str, generations: &Generations) -> GateOutcome {
         if let Some(shared) = &self.shared {
-            match shared.check(bucket, quota).await {
+            match shared.gate(rate, bucket, throttle, self.failure_quota).await {
+                Ok(gate) => return GateOutcome { throttled: gate.throttled, decision: gate.decision, generation: Some(gate.generation) },
+                Err(error) => tracing::debug!(%error, "shared gate unavailable: deciding locally, no cache"),
+            }
+            return GateOutcome {
+                throttled: self.local.blocked_now(&format!("af:{throttle}"), self.failure_quota),
+                decision: rate.map(|(key, quota)| self.local.check_now(&format!("rl:{key}"), quota)),
+                generation: None,
+            };
+        }
+        let throttled = self.local.blocked_now(&format!("af:{throttle}"), self.failure_quota);
+        if throttled.is_some() {
+            return GateOutcome { throttled, decision: None, generation: None };
+        }
+        GateOutcome {
+            throttled: None,
+            decision: rate.map(|(key, quota)| self.local.check_now(&format!("rl:{key}"), quota)),
+            generation: generations.current(bucket).await,
+        }
+    }
+
+    /// Spends from a budget.
+    pub async fn check(&self, key: &str, quota: Quota) -> Decision {
+        if let Some(shared) = &self.shared {
+            match shared.spend("rl", key, quota).await {
                 Ok(decision) => return decision,
-                Err(error) => tracing::warn!(%error, "shared rate limiter unavailable: limiting per instance"),
+                Err(error) => tracing::debug!(%error, "shared limiter unavailable: limiting per instance"),
             }
         }
-        self.local.check_now(bucket, quota)
+        self.local_check(key, quota)
     }
 
-    /// Whether `bucket` is empty (without spending).
-    pub async fn blocked(&self, bucket: &str, quota: Quota) -> Option<Duration> {
+    /// Spends from a budget in this instance only.
+    pub fn local_check(&self, key: &str, quota: Quota) -> Decision {
+        self.local.check_now(&format!("rl:{key}"), quota)
+    }
+
+    /// `Some(wait)` if the address's failed-authentication budget is spent.
+    pub async fn failure_blocked(&self, throttle: &str) -> Option<Duration> {
         if let Some(shared) = &self.shared {
-            match shared.blocked(bucket, quota).await {
-                Ok(wait) => return wait,
-                Err(error) => tracing::warn!(%error, "shared rate limiter unavailable: limiting per instance"),
+            if let Ok(gate) = shared.gate(None, 0, throttle, self.failure_quota).await {
+                return gate.throttled;
             }
         }
-        self.local.blocked_now(bucket, quota)
+        self.local.blocked_now(&format!("af:{throttle}"), self.failure_quota)
+    }
+
+    /// Counts one failed authentication from an address.
+    pub async fn spend_failure(&self, throttle: &str) -> Decision {
+        if let Some(shared) = &self.shared {
+            if let Ok(decision) = shared.spend("af", throttle, self.failure_quota).await {
+                return decision;
+            }
+        }
+        self.local.check_now(&format!("af:{throttle}"), self.failure_quota)
     }
 
     /// Drops full buckets from memory.

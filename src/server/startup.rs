@@ -29,8 +29,10 @@ use crate::{
     app::{App, shell},
     domain::{
         api_keys::ApiKeyService,
+        auth_cache::{Generations, KeyCache},
         providers::Registry,
         sessions::{SESSION_TTL, SeaOrmSessionStore},
+        shared_state::SharedState,
         usage::UsageRecorder,
         users::UserService,
     },
@@ -40,7 +42,7 @@ use crate::{
             dev_idp::{self, DevIdp},
             oidc::OidcClient,
         },
-        config::{Config, SignIn},
+        config::{CacheMode, Config, SignIn},
         database, health,
         limits::Limits,
         listener::{PeerAddr, ServerListener, TlsError, tls_acceptor},
@@ -59,6 +61,8 @@ pub enum StartupError {
     Database(String),
     #[error("database migration failed: {0}")]
     Migration(String),
+    #[error("cannot use WJ_REDIS_URL: {0}")]
+    Redis(String),
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// `workjet.toml` (or a provider secret it names) is wrong: a configuration error.
@@ -96,7 +100,11 @@ impl Application {
         let db = database::connect(&config).await.map_err(|e| StartupError::Database(e.to_string()))?;
         database::migrate(&db).await.map_err(|e| StartupError::Migration(e.to_string()))?;
         let listener = ServerListener::new(listener, tls).map_err(|source| StartupError::Bind { addr: config.listen_addr, source })?;
-        let state = build_state(config, db, leptos_options, registry);
+        let shared = match &config.redis_url {
+            Some(url) => Some(SharedState::connect(url).await.map_err(|e| StartupError::Redis(e.to_string()))?),
+            None => None,
+        };
+        let state = build_state(config, db, leptos_options, registry, shared);
         spawn_maintenance(&state);
         let router = router(state.clone());
         Ok(Self { listener, router, state })
@@ -144,7 +152,24 @@ impl Application {
     }
 }
 
-fn build_state(config: Config, db: DatabaseConnection, leptos_options: LeptosOptions, registry: Registry) -> AppState {
+/// Whether key lookups may be cached in this process (see `WJ_AUTH_CACHE`).
+pub fn cache_enabled(config: &Config) -> bool {
+    match config.cache_mode {
+        CacheMode::On => true,
+        CacheMode::Off => false,
+        // One SQLite file means one instance; with Redis, revocations reach every instance.
+        // PostgreSQL without Redis may mean several instances that cannot tell each other.
+        CacheMode::Auto => config.is_sqlite() || config.redis_url.is_some(),
+    }
+}
+
+fn build_state(
+    config: Config,
+    db: DatabaseConnection,
+    leptos_options: LeptosOptions,
+    registry: Registry,
+    shared: Option<Arc<SharedState>>,
+) -> AppState {
     let public = config.public_url.as_str().trim_end_matches('/').to_owned();
     let redirect_uri = Url::parse(&format!("{public}/auth/google/callback")).expect("valid redirect URI");
     let (sign_in, dev_idp) = match &config.sign_in {
@@ -174,8 +199,13 @@ fn build_state(config: Config, db: DatabaseConnection, leptos_options: LeptosOpt
     };
     AppState {
         users: UserService::new(db.clone()),
-        keys: ApiKeyService::new(db.clone()),
-        limits: Limits::local(config.auth_failures_per_minute),
+        keys: ApiKeyService::new(
+            db.clone(),
+            cache_enabled(&config).then(|| Arc::new(KeyCache::new(2_000_000))),
+            Arc::new(Generations::new(shared.clone())),
+        ),
+        limits: Limits::new(shared.clone(), config.auth_failures_per_minute),
+        shared,
         gateway: Arc::new(registry),
         usage: UsageRecorder::start(db.clone()),
         sessions: SeaOrmSessionStore::new(db.clone(), config.session_touch_interval),
@@ -207,6 +237,14 @@ fn spawn_maintenance(state: &AppState) {
         loop {
             tick.tick().await;
             limits.prune();
+        }
+    });
+    let generations = state.keys.generations().clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tick.tick().await;
+            generations.retry_unsent().await;
         }
     });
     let sessions = state.sessions.clone();

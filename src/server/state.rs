@@ -26,6 +26,8 @@ pub struct AppState {
     /// Upstream providers by public model name.
     pub gateway: Arc<crate::domain::providers::Registry>,
     pub usage: crate::domain::usage::UsageRecorder,
+    /// Redis, when several instances share state.
+    pub shared: Option<Arc<crate::domain::shared_state::SharedState>>,
     pub sessions: SeaOrmSessionStore,
     /// The OpenID Connect relying party (Google, or the development provider).
     pub sign_in: Arc<OidcClient>,
@@ -36,7 +38,17 @@ pub struct AppState {
 impl AppState {
     /// Why the state shared between instances is not reachable, if it is not.
     pub async fn shared_state_problem(&self) -> Option<String> {
-        None
+        self.shared.as_ref().and_then(|s| s.problem())
+    }
+
+    /// Disables a user: their sessions end and their keys stop working, on every instance.
+    pub async fn disable_user(&self, user_id: i64) -> Result<bool, sea_orm::DbErr> {
+        if !self.users.set_disabled(user_id, true).await? {
+            return Ok(false);
+        }
+        self.sessions.delete_all_for_user(user_id).await?;
+        self.keys.forget_user(user_id).await?;
+        Ok(true)
     }
 
     /// Requests and tokens per key of `user_id` over the last 24 hours.
@@ -51,9 +63,13 @@ impl AppState {
         }
     }
 
-    /// `disabled` without `WJ_REDIS_URL`, `up` otherwise.
+    /// `disabled` without `WJ_REDIS_URL`, `up` or `down` otherwise.
     pub fn redis_status(&self) -> &'static str {
-        if self.config.redis_url.is_some() { "up" } else { "disabled" }
+        match &self.shared {
+            None => "disabled",
+            Some(s) if s.problem().is_some() => "down",
+            Some(_) => "up",
+        }
     }
 }
 

@@ -47,7 +47,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/", any(unknown_route))
         .route("/v1/{*rest}", any(unknown_route))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(middleware::from_fn_with_state(state.clone(), limits::rate_limit))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))

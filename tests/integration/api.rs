@@ -165,7 +165,7 @@ backend_tests! {
         let user = make_user(&app, "ada@example.com").await;
         let (_, key) = make_key(&app, user.id).await;
         assert_eq!(call(&app, Method::GET, "/v1/me", Some(&bearer(&key)), None).await.status(), 200);
-        app.state.users.set_disabled(user.id, true).await.expect("disable");
+        app.state.disable_user(user.id).await.expect("disable");
         assert_eq!(call(&app, Method::GET, "/v1/me", Some(&bearer(&key)), None).await.status(), 401);
     }
 

@@ -2,6 +2,8 @@
 //! authenticate. Both doors — the portal's server functions and `/v1` — call these, so
 //! the rules live here once.
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
@@ -16,6 +18,7 @@ use crate::{
             last_used::LastUsedTracker,
         },
         audit::{self, AuditContext},
+        auth_cache::{CachedKey, Generations, KeyCache, bucket_of},
     },
     entities::{api_keys, users},
     permissions::Permissions,
@@ -91,11 +94,33 @@ pub enum ApiKeyError {
 pub struct KeyPrincipal {
     pub key_id: i64,
     pub user_id: i64,
-    pub name: String,
-    pub hint: String,
     pub permissions: Permissions,
     pub rate_limit_per_minute: Option<u32>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl KeyPrincipal {
+    fn from_cached(entry: &CachedKey) -> Self {
+        Self {
+            key_id: entry.key_id,
+            user_id: entry.user_id,
+            permissions: entry.permissions(),
+            rate_limit_per_minute: (entry.rate_limit != 0).then_some(entry.rate_limit),
+            expires_at: (entry.expires_at != 0).then(|| DateTime::from_timestamp(i64::from(entry.expires_at), 0)).flatten(),
+        }
+    }
+
+    fn to_cached(&self) -> CachedKey {
+        CachedKey {
+            key_id: self.key_id,
+            user_id: self.user_id,
+            expires_at: self.expires_at.map_or(0, |e| e.timestamp().clamp(1, i64::from(u32::MAX)) as u32),
+            rate_limit: self.rate_limit_per_minute.unwrap_or(0),
+            generation: 0,
+            filled: 0,
+            permissions: CachedKey::encode_permissions(self.permissions),
+        }
+    }
 }
 
 /// Why a presented key does not authenticate. Callers answer all of them with the same
@@ -129,11 +154,67 @@ pub struct NewKeyOptions {
 pub struct ApiKeyService {
     db: DatabaseConnection,
     last_used: LastUsedTracker,
+    cache: Option<Arc<KeyCache>>,
+    generations: Arc<Generations>,
 }
 
 impl ApiKeyService {
-    pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, last_used: LastUsedTracker::default() }
+    /// A service; `cache` enables the in-process lookup cache (see [`crate::domain::auth_cache`]).
+    pub fn new(db: DatabaseConnection, cache: Option<Arc<KeyCache>>, generations: Arc<Generations>) -> Self {
+        Self { db, last_used: LastUsedTracker::default(), cache, generations }
+    }
+
+    /// The revocation generations this service bumps.
+    pub fn generations(&self) -> &Arc<Generations> {
+        &self.generations
+    }
+
+    /// Whether lookups may be cached.
+    pub fn caching(&self) -> bool {
+        self.cache.is_some()
+    }
+
+    /// The cached principal of `hash`, if valid under `generation` (no I/O).
+    pub fn cached(&self, hash: &ApiKeyHash, generation: u64) -> Option<KeyPrincipal> {
+        let entry = self.cache.as_ref()?.get(hash, generation, Utc::now().timestamp())?;
+        self.last_used.touch(entry.key_id);
+        Some(KeyPrincipal::from_cached(&entry))
+    }
+
+    /// The cached entry whatever its generation (which rate-limit bucket the key uses).
+    pub fn cached_hint(&self, hash: &ApiKeyHash) -> Option<KeyPrincipal> {
+        self.cache.as_ref()?.peek(hash).map(|e| KeyPrincipal::from_cached(&e))
+    }
+
+    /// The database lookup, filling the cache under `generation_before` — the generation
+    /// read *before* the lookup began, so a revocation racing with it is never masked.
+    pub async fn lookup_and_cache(&self, hash: &ApiKeyHash, generation_before: Option<u64>) -> Result<KeyPrincipal, AuthFailure> {
+        let principal = self.lookup(hash).await?;
+        if let (Some(cache), Some(generation)) = (&self.cache, generation_before) {
+            cache.insert(hash, principal.to_cached(), generation);
+        }
+        self.last_used.touch(principal.key_id);
+        Ok(principal)
+    }
+
+    /// Forgets a key everywhere: this process's cache now, other instances on their next
+    /// request (the generation bump).
+    async fn forget(&self, hash: &ApiKeyHash) {
+        if let Some(cache) = &self.cache {
+            cache.remove(hash);
+        }
+        self.generations.bump(bucket_of(hash.as_bytes())).await;
+    }
+
+    /// Forgets every key of a user (after the user was disabled).
+    pub async fn forget_user(&self, user_id: i64) -> Result<(), DbErr> {
+        let rows = api_keys::Entity::find().filter(api_keys::Column::UserId.eq(user_id)).all(&self.db).await?;
+        for row in rows {
+            if let Some(hash) = ApiKeyHash::from_slice(&row.key_hash) {
+                self.forget(&hash).await;
+            }
+        }
+        Ok(())
     }
 
     /// Pending `last_used_at` writes (flushed by the maintenance task).
@@ -243,17 +324,24 @@ impl ApiKeyService {
         }
         let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&txn).await?;
         txn.commit().await?;
+        // After the commit: bump, so that no instance keeps serving the key from a cache.
+        if let Some(hash) = row.as_ref().and_then(|r| ApiKeyHash::from_slice(&r.key_hash)) {
+            self.forget(&hash).await;
+        }
         let record = row.map(ApiKeyRecord::from_model).ok_or(ApiKeyError::NotFound)?;
         Ok((self.with_pending_use(record), revoked_now))
     }
 
     /// Checks a presented key: format and checksum first (no database work for junk),
-    /// then the stored hash, revocation, expiry and the owner's status.
+    /// then the cache (when the generation is known), then the database.
     pub async fn authenticate(&self, raw: &str) -> Result<KeyPrincipal, AuthFailure> {
         let key = PlainApiKey::parse(raw)?;
-        let principal = self.lookup(&key.hash()).await?;
-        self.last_used.touch(principal.key_id);
-        Ok(principal)
+        let hash = key.hash();
+        let generation = if self.cache.is_some() { self.generations.current(bucket_of(hash.as_bytes())).await } else { None };
+        if let Some(principal) = generation.and_then(|g| self.cached(&hash, g)) {
+            return Ok(principal);
+        }
+        self.lookup_and_cache(&hash, generation).await
     }
 
     /// The database lookup behind [`ApiKeyService::authenticate`], by hash.
@@ -278,8 +366,6 @@ impl ApiKeyService {
             key_id: key.id,
             user_id: key.user_id,
             permissions: stored_permissions(&key.permissions, key.id),
-            name: key.name,
-            hint: key.hint,
             rate_limit_per_minute: key.rate_limit_per_minute.and_then(|r| u32::try_from(r).ok()),
             expires_at: key.expires_at,
         })

@@ -12,7 +12,12 @@ use axum::{
 use tower_sessions::Session;
 
 use crate::{
-    domain::{api_keys::AuthFailure, sessions::keys},
+    domain::{
+        api_keys::{AuthFailure, KeyPrincipal, PlainApiKey},
+        auth_cache::bucket_of,
+        rate_limit::{Decision, Quota},
+        sessions::keys,
+    },
     permissions::{Permission, Permissions},
     server::{
         error::ApiError,
@@ -25,7 +30,7 @@ use crate::{
 /// How a request authenticated.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthMethod {
-    ApiKey { key_id: i64, name: String, hint: String },
+    ApiKey { key_id: i64 },
     Session,
 }
 
@@ -109,65 +114,137 @@ pub fn bearer_token(headers: &HeaderMap) -> BearerToken<'_> {
 /// expired, disabled owner): the answer never tells which.
 pub const INVALID_KEY: &str = "Invalid API key. Check the key, or create a new one under Settings > API Keys.";
 
-/// The `/v1` authentication middleware. A client that keeps failing is throttled per IP:
-/// once its budget of failures is spent it gets 429 before any parsing, hashing or database
-/// work, so guessing keys or flooding junk costs us nothing.
-pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+/// The `/v1` gate: who is calling (a key or the session cookie), whether their address
+/// is throttled for failed authentications, and whether their budget allows the request.
+///
+/// A key found in the in-process cache costs no database work: with Redis, one script call
+/// both spends the budget and returns the key's revocation generation, and the cached entry
+/// is used only if its generation is still current. Otherwise (cache miss, stale entry,
+/// Redis down) the database decides, and throttled addresses get 429 before any lookup.
+pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let ip = request.extensions().get::<ClientIp>().copied().unwrap_or(ClientIp(None));
-    let bucket = limits::auth_failure_bucket(&ip);
-    let quota = state.limits.failure_quota;
-    if let Some(wait) = state.limits.blocked(&bucket, quota).await {
-        let decision = crate::domain::rate_limit::Decision {
-            allowed: false,
-            limit: quota.per_minute,
-            remaining: 0,
-            reset_after: wait,
-            retry_after: Some(wait),
-        };
-        return limits::too_many(
-            &decision,
-            "auth-failures",
-            "Too many failed authentication attempts from your address. Wait for the time in the Retry-After header.",
-        )
-        .into_response();
-    }
-    match authenticate_inner(&state, request, next).await {
-        Ok(response) => response,
+    let throttle = limits::auth_failure_bucket(&ip);
+    let outcome = match bearer_token(request.headers()) {
+        BearerToken::Invalid(message) => Err(ApiError::unauthorized(message)),
+        BearerToken::Token(token) => key_gate(&state, token, &throttle).await,
+        BearerToken::Absent => session_gate(&state, request.extensions().get::<Session>().cloned(), &throttle).await,
+    };
+    let (principal, decision, policy) = match outcome {
+        Ok(admitted) => admitted,
         Err(error) if error.status() == axum::http::StatusCode::UNAUTHORIZED => {
-            let decision = state.limits.check(&bucket, quota).await;
-            error.with_headers(&limits::headers(&decision, "auth-failures")).into_response()
+            let decision = state.limits.spend_failure(&throttle).await;
+            return error.with_headers(&limits::headers(&decision, "auth-failures")).into_response();
         }
-        Err(error) => error.into_response(),
-    }
-}
-
-async fn authenticate_inner(state: &AppState, mut request: Request, next: Next) -> Result<Response, ApiError> {
-    let principal = match bearer_token(request.headers()) {
-        BearerToken::Invalid(message) => return Err(ApiError::unauthorized(message)),
-        BearerToken::Token(token) => match state.keys.authenticate(token).await {
-            Ok(key) => Principal {
-                user_id: key.user_id,
-                method: AuthMethod::ApiKey { key_id: key.key_id, name: key.name, hint: key.hint },
-                permissions: key.permissions,
-                rate_limit_per_minute: key.rate_limit_per_minute,
-            },
-            Err(AuthFailure::Unavailable(error)) => {
-                tracing::error!(error = %crate::domain::describe_db_error(&error), "key lookup failed: answering 503");
-                return Err(ApiError::unavailable());
-            }
-            Err(failure) => {
-                tracing::info!(reason = %failure, "API key refused");
-                return Err(ApiError::unauthorized(INVALID_KEY));
-            }
-        },
-        BearerToken::Absent => session_principal(state, request.extensions().get::<Session>().cloned()).await?,
+        Err(error) => return error.into_response(),
     };
     if principal.method == AuthMethod::Session && !cross_origin_allowed(request.method(), request.headers(), &state.config.allowed_origins)
     {
-        return Err(ApiError::forbidden("Cross-site requests authenticated by the session cookie are not allowed."));
+        return ApiError::forbidden("Cross-site requests authenticated by the session cookie are not allowed.").into_response();
+    }
+    if !decision.allowed {
+        return limits::too_many(
+            &decision,
+            policy,
+            "Rate limit reached for this API key. Wait for the time in the Retry-After header, or ask for a higher limit.",
+        )
+        .into_response();
     }
     request.extensions_mut().insert(principal);
-    Ok(next.run(request).await)
+    let mut response = next.run(request).await;
+    response.headers_mut().extend(limits::headers(&decision, policy));
+    response
+}
+
+type Admitted = (Principal, Decision, &'static str);
+
+fn key_principal(key: KeyPrincipal) -> Principal {
+    Principal {
+        user_id: key.user_id,
+        method: AuthMethod::ApiKey { key_id: key.key_id },
+        permissions: key.permissions,
+        rate_limit_per_minute: key.rate_limit_per_minute,
+    }
+}
+
+fn budget(state: &AppState, key: &KeyPrincipal) -> (String, Quota) {
+    (format!("key:{}", key.key_id), Quota { per_minute: key.rate_limit_per_minute.unwrap_or(state.config.rate_limit_per_minute) })
+}
+
+fn throttled(wait: std::time::Duration, quota: Quota) -> ApiError {
+    let decision = Decision { allowed: false, limit: quota.per_minute, remaining: 0, reset_after: wait, retry_after: Some(wait) };
+    limits::too_many(
+        &decision,
+        "auth-failures",
+        "Too many failed authentication attempts from your address. Wait for the time in the Retry-After header.",
+    )
+}
+
+async fn key_gate(state: &AppState, token: &str, throttle: &str) -> Result<Admitted, ApiError> {
+    let key = match PlainApiKey::parse(token) {
+        Ok(key) => key,
+        Err(reason) => {
+            // Refused without touching the database (or Redis, beyond the failure count).
+            if let Some(wait) = state.limits.failure_blocked(throttle).await {
+                return Err(throttled(wait, state.limits.failure_quota));
+            }
+            tracing::info!(%reason, "malformed API key refused");
+            return Err(ApiError::unauthorized(INVALID_KEY));
+        }
+    };
+    let hash = key.hash();
+    let bucket = bucket_of(hash.as_bytes());
+    let failure_quota = state.limits.failure_quota;
+    // Fast path: a cached key. One check yields the throttle, the budget and the generation.
+    let spent: Option<Decision>;
+    let generation: Option<u64>;
+    if let Some(hint) = state.keys.cached_hint(&hash) {
+        let (rate_key, quota) = budget(state, &hint);
+        let gate = state.limits.gate(Some((&rate_key, quota)), bucket, throttle, state.keys.generations()).await;
+        if let Some(wait) = gate.throttled {
+            return Err(throttled(wait, failure_quota));
+        }
+        spent = gate.decision;
+        generation = gate.generation;
+        if let Some(key) = generation.and_then(|g| state.keys.cached(&hash, g)) {
+            let decision = spent.unwrap_or_else(|| state.limits.local_check(&rate_key, quota));
+            return Ok((key_principal(key), decision, "per-key"));
+        }
+    } else {
+        let gate = state.limits.gate(None, bucket, throttle, state.keys.generations()).await;
+        if let Some(wait) = gate.throttled {
+            return Err(throttled(wait, failure_quota));
+        }
+        spent = None;
+        generation = gate.generation;
+    }
+    // Slow path: the database decides; the cache is filled under the generation read above.
+    let key = match state.keys.lookup_and_cache(&hash, generation).await {
+        Ok(key) => key,
+        Err(AuthFailure::Unavailable(error)) => {
+            tracing::error!(error = %crate::domain::describe_db_error(&error), "key lookup failed: answering 503");
+            return Err(ApiError::unavailable());
+        }
+        Err(failure) => {
+            tracing::info!(reason = %failure, "API key refused");
+            return Err(ApiError::unauthorized(INVALID_KEY));
+        }
+    };
+    let (rate_key, quota) = budget(state, &key);
+    let decision = match spent {
+        Some(d) => d,
+        None => state.limits.check(&rate_key, quota).await,
+    };
+    Ok((key_principal(key), decision, "per-key"))
+}
+
+async fn session_gate(state: &AppState, session: Option<Session>, throttle: &str) -> Result<Admitted, ApiError> {
+    if let Some(wait) = state.limits.failure_blocked(throttle).await {
+        return Err(throttled(wait, state.limits.failure_quota));
+    }
+    let principal = session_principal(state, session).await?;
+    let quota = Quota { per_minute: state.config.rate_limit_per_minute };
+    let decision = state.limits.check(&format!("user:{}", principal.user_id), quota).await;
+    Ok((principal, decision, "per-user"))
 }
 
 async fn session_principal(state: &AppState, session: Option<Session>) -> Result<Principal, ApiError> {

@@ -13,21 +13,11 @@
 
 use std::time::Duration;
 
-use axum::{
-    extract::{Request, State},
-    http::{HeaderMap, HeaderName, HeaderValue},
-    middleware::Next,
-    response::{IntoResponse, Response},
-};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::{
-    domain::rate_limit::{Decision, Quota},
-    server::{
-        error::ApiError,
-        security::ClientIp,
-        state::AppState,
-        v1::auth::{AuthMethod, Principal},
-    },
+    domain::rate_limit::Decision,
+    server::{error::ApiError, security::ClientIp},
 };
 
 /// The headers every `/v1` response carries, for CORS `Access-Control-Expose-Headers`.
@@ -81,29 +71,4 @@ pub fn auth_failure_bucket(ip: &ClientIp) -> String {
         Some(ip) => format!("authfail:{ip}"),
         None => "authfail:unknown".to_owned(),
     }
-}
-
-/// Spends the caller's budget; 429 when it is empty. Runs after authentication.
-pub async fn rate_limit(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(principal) = request.extensions().get::<Principal>().cloned() else {
-        return ApiError::unauthorized("Authentication required.").into_response();
-    };
-    let (bucket, policy, per_minute) = match &principal.method {
-        AuthMethod::ApiKey { key_id, .. } => {
-            (format!("key:{key_id}"), "per-key", principal.rate_limit_per_minute.unwrap_or(state.config.rate_limit_per_minute))
-        }
-        AuthMethod::Session => (format!("user:{}", principal.user_id), "per-user", state.config.rate_limit_per_minute),
-    };
-    let decision = state.limits.check(&bucket, Quota { per_minute }).await;
-    if !decision.allowed {
-        return too_many(
-            &decision,
-            policy,
-            "Rate limit reached for this API key. Wait for the time in the Retry-After header, or ask for a higher limit.",
-        )
-        .into_response();
-    }
-    let mut response = next.run(request).await;
-    response.headers_mut().extend(headers(&decision, policy));
-    response
 }

@@ -52,7 +52,13 @@ pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<J
         }
     };
     let (auth_method, key) = match principal.method {
-        AuthMethod::ApiKey { key_id, name, hint } => ("api_key", Some(MeKey { id: key_id, name, hint })),
+        AuthMethod::ApiKey { key_id } => {
+            let record = state.keys.get(principal.user_id, key_id).await.map_err(|error| {
+                tracing::error!(error = %crate::domain::describe_db_error(&error), "key lookup failed");
+                ApiError::unavailable()
+            })?;
+            ("api_key", record.map(|r| MeKey { id: r.id, name: r.name, hint: r.hint }))
+        }
         AuthMethod::Session => ("session", None),
     };
     Ok(Json(MeResponse {
