@@ -83,6 +83,7 @@ pub struct SharedState {
     last_error: Mutex<Option<String>>,
     gate: Script,
     spend: Script,
+    prefix: String,
 }
 
 impl std::fmt::Debug for SharedState {
@@ -91,8 +92,10 @@ impl std::fmt::Debug for SharedState {
     }
 }
 
-fn bucket_key(kind: &str, name: &str) -> String {
-    format!("wj:{kind}:{name}")
+impl SharedState {
+    fn key(&self, kind: &str, name: &str) -> String {
+        format!("{}{kind}:{name}", self.prefix)
+    }
 }
 
 fn decision(limit: u32, values: &[i64]) -> Decision {
@@ -108,7 +111,7 @@ fn decision(limit: u32, values: &[i64]) -> Decision {
 
 impl SharedState {
     /// Connects (in the background if Redis is not there yet) and keeps the connection up.
-    pub async fn connect(url: &str) -> Result<Arc<Self>, SharedError> {
+    pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, SharedError> {
         let client = Client::open(url).map_err(|e| describe(&e))?;
         let state = Arc::new(Self {
             client,
@@ -117,6 +120,7 @@ impl SharedState {
             last_error: Mutex::new(Some("not connected yet".into())),
             gate: Script::new(GATE),
             spend: Script::new(SPEND),
+            prefix: prefix.to_owned(),
         });
         state.try_connect().await;
         let watcher = Arc::downgrade(&state);
@@ -202,9 +206,9 @@ impl SharedState {
         let (rate_key, quota) = rate.unwrap_or(("none", Quota { per_minute: 1 }));
         let result: redis::RedisResult<Vec<i64>> = self
             .gate
-            .key(bucket_key("rl", rate_key))
-            .key(bucket_key("gen", &generation_bucket.to_string()))
-            .key(bucket_key("af", throttle))
+            .key(self.key("rl", rate_key))
+            .key(self.key("gen", &generation_bucket.to_string()))
+            .key(self.key("af", throttle))
             .arg(quota.emission_interval_us())
             .arg(quota.capacity_us())
             .arg(throttle_quota.emission_interval_us())
@@ -230,7 +234,7 @@ impl SharedState {
     pub async fn spend(&self, kind: &str, bucket: &str, quota: Quota) -> Result<Decision, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<Vec<i64>> =
-            self.spend.key(bucket_key(kind, bucket)).arg(quota.emission_interval_us()).arg(quota.capacity_us()).invoke_async(&mut c).await;
+            self.spend.key(self.key(kind, bucket)).arg(quota.emission_interval_us()).arg(quota.capacity_us()).invoke_async(&mut c).await;
         let values = result.map_err(|e| describe(&e));
         self.mark(values.as_ref().map(|_| ()).map_err(|e| SharedError(e.0.clone())));
         let values = values?;
@@ -243,7 +247,7 @@ impl SharedState {
     /// The generation of a bucket.
     pub async fn generation(&self, bucket: u8) -> Result<u64, SharedError> {
         let mut c = self.connection().await?;
-        let result: redis::RedisResult<Option<u64>> = c.get(bucket_key("gen", &bucket.to_string())).await;
+        let result: redis::RedisResult<Option<u64>> = c.get(self.key("gen", &bucket.to_string())).await;
         self.mark(result.as_ref().map(|_| ()).map_err(|e| describe(e)));
         result.map(|g| g.unwrap_or(0)).map_err(|e| describe(&e))
     }
@@ -251,7 +255,7 @@ impl SharedState {
     /// Bumps a bucket's generation (after a revocation is committed).
     pub async fn bump(&self, bucket: u8) -> Result<u64, SharedError> {
         let mut c = self.connection().await?;
-        let result: redis::RedisResult<u64> = c.incr(bucket_key("gen", &bucket.to_string()), 1).await;
+        let result: redis::RedisResult<u64> = c.incr(self.key("gen", &bucket.to_string()), 1).await;
         self.mark(result.as_ref().map(|_| ()).map_err(|e| describe(e)));
         result.map_err(|e| describe(&e))
     }

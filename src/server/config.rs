@@ -85,6 +85,8 @@ pub struct Config {
     pub database_max_connections: u32,
     pub database_timeout: Duration,
     pub redis_url: Option<String>,
+    /// Prefix of every Redis key Workjet writes (several deployments can share a Redis).
+    pub redis_prefix: String,
     pub sign_in: SignIn,
     pub allowed_domains: Vec<String>,
     pub cookie_domain: Option<String>,
@@ -156,6 +158,10 @@ impl Config {
             return Err(ConfigError::new("WJ_REDIS_URL", "must start with redis://, rediss:// or unix://"));
         }
 
+        let redis_prefix = env.get("WJ_REDIS_PREFIX")?.unwrap_or_else(|| "wj:".to_owned());
+        if redis_prefix.len() > 64 || redis_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(ConfigError::new("WJ_REDIS_PREFIX", "must be at most 64 characters without spaces"));
+        }
         let sign_in = match (env.get("WJ_GOOGLE_CLIENT_ID")?, env.get("WJ_GOOGLE_CLIENT_SECRET")?) {
             (Some(client_id), Some(secret)) => {
                 let issuer_raw = env.get("WJ_OIDC_ISSUER")?.unwrap_or_else(|| "https://accounts.google.com".to_owned());
@@ -264,6 +270,7 @@ impl Config {
             database_max_connections,
             database_timeout,
             redis_url,
+            redis_prefix,
             sign_in,
             allowed_domains,
             cookie_domain,

@@ -101,7 +101,7 @@ impl Application {
         database::migrate(&db).await.map_err(|e| StartupError::Migration(e.to_string()))?;
         let listener = ServerListener::new(listener, tls).map_err(|source| StartupError::Bind { addr: config.listen_addr, source })?;
         let shared = match &config.redis_url {
-            Some(url) => Some(SharedState::connect(url).await.map_err(|e| StartupError::Redis(e.to_string()))?),
+            Some(url) => Some(SharedState::connect(url, &config.redis_prefix).await.map_err(|e| StartupError::Redis(e.to_string()))?),
             None => None,
         };
         let state = build_state(config, db, leptos_options, registry, shared);

@@ -75,9 +75,14 @@ impl Browser {
 
     /// Walks `/auth/google` → provider → callback; returns where the browser lands.
     pub async fn sign_in(&mut self, app: &TestApp, return_to: Option<&str>) -> String {
+        self.sign_in_at(&app.base_url, return_to).await
+    }
+
+    /// [`Browser::sign_in`] on a server given by its base URL.
+    pub async fn sign_in_at(&mut self, base_url: &str, return_to: Option<&str>) -> String {
         let start = match return_to {
-            Some(r) => app.url(&format!("/auth/google?return_to={}", workjet::wire::encode_query_value(r))),
-            None => app.url("/auth/google"),
+            Some(r) => format!("{base_url}/auth/google?return_to={}", workjet::wire::encode_query_value(r)),
+            None => format!("{base_url}/auth/google"),
         };
         let response = self.get(&start).await;
         let to_provider = location(&response);

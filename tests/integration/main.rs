@@ -11,5 +11,6 @@ mod api;
 mod binary;
 mod foundation;
 mod gateway;
+mod scale_out;
 mod sdk;
 mod sign_in;
