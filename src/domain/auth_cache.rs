@@ -166,51 +166,64 @@ impl KeyCache {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::domain::api_keys::PlainApiKey;
+/// Where generations come from: this process (one instance), or Redis (several).
+pub struct Generations {
+    local: LocalGenerations,
+    shared: Option<std::sync::Arc<crate::domain::shared_state::SharedState>>,
+    /// Buckets whose shared bump failed; retried until Redis takes them.
+    unsent: std::sync::Mutex<std::collections::BTreeSet<u8>>,
+}
 
-    fn entry() -> CachedKey {
-        CachedKey { key_id: 1, user_id: 2, expires_at: 0, rate_limit: 0, generation: 0, filled: 0, permissions: 0xFF }
+impl Generations {
+    pub fn new(shared: Option<std::sync::Arc<crate::domain::shared_state::SharedState>>) -> Self {
+        Self { local: LocalGenerations::default(), shared, unsent: std::sync::Mutex::new(Default::default()) }
     }
 
-    #[test]
-    fn entries_are_valid_only_for_their_generation() {
-        let cache = KeyCache::new(100);
-        let key = PlainApiKey::generate().hash();
-        cache.insert(&key, entry(), 7);
-        assert!(cache.get(&key, 7, 0).is_some());
-        assert!(cache.get(&key, 8, 0).is_none(), "a newer generation invalidates");
-        assert!(cache.get(&key, 7, 0).is_none(), "and the stale entry is gone");
+    /// Whether generations are shared between instances.
+    pub fn is_shared(&self) -> bool {
+        self.shared.is_some()
     }
 
-    #[test]
-    fn expired_keys_are_never_served_from_the_cache() {
-        let cache = KeyCache::new(100);
-        let key = PlainApiKey::generate().hash();
-        cache.insert(&key, CachedKey { expires_at: 1_000, ..entry() }, 0);
-        assert!(cache.get(&key, 0, 999).is_some());
-        assert!(cache.get(&key, 0, 1_000).is_none());
-    }
-
-    #[test]
-    fn the_cache_is_bounded() {
-        let cache = KeyCache::new(1_000);
-        for _ in 0..10_000 {
-            cache.insert(&PlainApiKey::generate().hash(), entry(), 0);
+    /// The current generation of `bucket`, or `None` when it cannot be known (Redis down):
+    /// then nothing may be served from, or put into, a cache.
+    pub async fn current(&self, bucket: u8) -> Option<u64> {
+        match &self.shared {
+            None => Some(self.local.current(bucket)),
+            Some(shared) => shared.generation(bucket).await.ok(),
         }
-        assert!(cache.len() <= 1_000, "{}", cache.len());
     }
 
-    #[test]
-    fn entries_are_compact() {
-        assert_eq!(std::mem::size_of::<([u8; 16], CachedKey)>(), 48);
-        let generations = LocalGenerations::default();
-        assert_eq!(generations.current(3), 0);
-        assert_eq!(generations.bump(3), 1);
-        assert_eq!(generations.current(3), 1);
-        assert_eq!(generations.current(4), 0);
+    /// Bumps `bucket` after a revocation was committed. A failed shared bump is retried
+    /// (entries elsewhere also expire after [`MAX_ENTRY_AGE`] whatever happens).
+    pub async fn bump(&self, bucket: u8) {
+        self.local.bump(bucket);
+        if let Some(shared) = &self.shared {
+            let pending: Vec<u8> = {
+                let mut unsent = self.unsent.lock().expect("lock");
+                unsent.insert(bucket);
+                unsent.iter().copied().collect()
+            };
+            for b in pending {
+                match shared.bump(b).await {
+                    Ok(_) => {
+                        self.unsent.lock().expect("lock").remove(&b);
+                    }
+                    Err(error) => tracing::error!(%error, bucket = b, "revocation generation not shared yet; will retry"),
+                }
+            }
+        }
+    }
+
+    /// Retries bumps that did not reach Redis (the maintenance task calls this).
+    pub async fn retry_unsent(&self) {
+        let pending: Vec<u8> = self.unsent.lock().expect("lock").iter().copied().collect();
+        if let (Some(shared), false) = (&self.shared, pending.is_empty()) {
+            for b in pending {
+                if shared.bump(b).await.is_ok() {
+                    self.unsent.lock().expect("lock").remove(&b);
+                }
+            }
+        }
     }
 }
 
@@ -272,5 +285,53 @@ impl Generations {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::api_keys::PlainApiKey;
+
+    fn entry() -> CachedKey {
+        CachedKey { key_id: 1, user_id: 2, expires_at: 0, rate_limit: 0, generation: 0, filled: 0, permissions: 0xFF }
+    }
+
+    #[test]
+    fn entries_are_valid_only_for_their_generation() {
+        let cache = KeyCache::new(100);
+        let key = PlainApiKey::generate().hash();
+        cache.insert(&key, entry(), 7);
+        assert!(cache.get(&key, 7, 0).is_some());
+        assert!(cache.get(&key, 8, 0).is_none(), "a newer generation invalidates");
+        assert!(cache.get(&key, 7, 0).is_none(), "and the stale entry is gone");
+    }
+
+    #[test]
+    fn expired_keys_are_never_served_from_the_cache() {
+        let cache = KeyCache::new(100);
+        let key = PlainApiKey::generate().hash();
+        cache.insert(&key, CachedKey { expires_at: 1_000, ..entry() }, 0);
+        assert!(cache.get(&key, 0, 999).is_some());
+        assert!(cache.get(&key, 0, 1_000).is_none());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let cache = KeyCache::new(1_000);
+        for _ in 0..10_000 {
+            cache.insert(&PlainApiKey::generate().hash(), entry(), 0);
+        }
+        assert!(cache.len() <= 1_000, "{}", cache.len());
+    }
+
+    #[test]
+    fn entries_are_compact() {
+        assert_eq!(std::mem::size_of::<([u8; 16], CachedKey)>(), 48);
+        let generations = LocalGenerations::default();
+        assert_eq!(generations.current(3), 0);
+        assert_eq!(generations.bump(3), 1);
+        assert_eq!(generations.current(3), 1);
+        assert_eq!(generations.current(4), 0);
     }
 }

@@ -248,7 +248,7 @@ impl SharedState {
     pub async fn generation(&self, bucket: u8) -> Result<u64, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<Option<u64>> = c.get(self.key("gen", &bucket.to_string())).await;
-        self.mark(result.as_ref().map(|_| ()).map_err(|e| describe(e)));
+        self.mark(result.as_ref().map(|_| ()).map_err(describe));
         result.map(|g| g.unwrap_or(0)).map_err(|e| describe(&e))
     }
 
@@ -256,7 +256,7 @@ impl SharedState {
     pub async fn bump(&self, bucket: u8) -> Result<u64, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<u64> = c.incr(self.key("gen", &bucket.to_string()), 1).await;
-        self.mark(result.as_ref().map(|_| ()).map_err(|e| describe(e)));
+        self.mark(result.as_ref().map(|_| ()).map_err(describe));
         result.map_err(|e| describe(&e))
     }
 }

@@ -75,20 +75,20 @@ impl Limits {
 
     /// `Some(wait)` if the address's failed-authentication budget is spent.
     pub async fn failure_blocked(&self, throttle: &str) -> Option<Duration> {
-        if let Some(shared) = &self.shared {
-            if let Ok(gate) = shared.gate(None, 0, throttle, self.failure_quota).await {
-                return gate.throttled;
-            }
+        if let Some(shared) = &self.shared
+            && let Ok(gate) = shared.gate(None, 0, throttle, self.failure_quota).await
+        {
+            return gate.throttled;
         }
         self.local.blocked_now(&format!("af:{throttle}"), self.failure_quota)
     }
 
     /// Counts one failed authentication from an address.
     pub async fn spend_failure(&self, throttle: &str) -> Decision {
-        if let Some(shared) = &self.shared {
-            if let Ok(decision) = shared.spend("af", throttle, self.failure_quota).await {
-                return decision;
-            }
+        if let Some(shared) = &self.shared
+            && let Ok(decision) = shared.spend("af", throttle, self.failure_quota).await
+        {
+            return decision;
         }
         self.local.check_now(&format!("af:{throttle}"), self.failure_quota)
     }

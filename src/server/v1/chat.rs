@@ -398,15 +398,15 @@ impl Relay {
                     out.extend_from_slice(&sse::frame(None, "[DONE]"));
                     return;
                 }
-                if data.contains("\"usage\"") {
-                    if let Ok(value) = serde_json::from_str::<Value>(&data) {
-                        if let Some(usage) = usage_of(&value) {
-                            self.usage = usage;
-                        }
-                        let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
-                        if *strip_usage && usage_only {
-                            return;
-                        }
+                if data.contains("\"usage\"")
+                    && let Ok(value) = serde_json::from_str::<Value>(&data)
+                {
+                    if let Some(usage) = usage_of(&value) {
+                        self.usage = usage;
+                    }
+                    let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+                    if *strip_usage && usage_only {
+                        return;
                     }
                 }
                 out.extend_from_slice(&sse::frame(event.as_deref(), &data));
