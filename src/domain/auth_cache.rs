@@ -227,67 +227,6 @@ impl Generations {
     }
 }
 
-/// Where generations come from: this process (one instance), or Redis (several).
-pub struct Generations {
-    local: LocalGenerations,
-    shared: Option<std::sync::Arc<crate::domain::shared_state::SharedState>>,
-    /// Buckets whose shared bump failed; retried until Redis takes them.
-    unsent: std::sync::Mutex<std::collections::BTreeSet<u8>>,
-}
-
-impl Generations {
-    pub fn new(shared: Option<std::sync::Arc<crate::domain::shared_state::SharedState>>) -> Self {
-        Self { local: LocalGenerations::default(), shared, unsent: std::sync::Mutex::new(Default::default()) }
-    }
-
-    /// Whether generations are shared between instances.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
-    }
-
-    /// The current generation of `bucket`, or `None` when it cannot be known (Redis down):
-    /// then nothing may be served from, or put into, a cache.
-    pub async fn current(&self, bucket: u8) -> Option<u64> {
-        match &self.shared {
-            None => Some(self.local.current(bucket)),
-            Some(shared) => shared.generation(bucket).await.ok(),
-        }
-    }
-
-    /// Bumps `bucket` after a revocation was committed. A failed shared bump is retried
-    /// (entries elsewhere also expire after [`MAX_ENTRY_AGE`] whatever happens).
-    pub async fn bump(&self, bucket: u8) {
-        self.local.bump(bucket);
-        if let Some(shared) = &self.shared {
-            let pending: Vec<u8> = {
-                let mut unsent = self.unsent.lock().expect("lock");
-                unsent.insert(bucket);
-                unsent.iter().copied().collect()
-            };
-            for b in pending {
-                match shared.bump(b).await {
-                    Ok(_) => {
-                        self.unsent.lock().expect("lock").remove(&b);
-                    }
-                    Err(error) => tracing::error!(%error, bucket = b, "revocation generation not shared yet; will retry"),
-                }
-            }
-        }
-    }
-
-    /// Retries bumps that did not reach Redis (the maintenance task calls this).
-    pub async fn retry_unsent(&self) {
-        let pending: Vec<u8> = self.unsent.lock().expect("lock").iter().copied().collect();
-        if let (Some(shared), false) = (&self.shared, pending.is_empty()) {
-            for b in pending {
-                if shared.bump(b).await.is_ok() {
-                    self.unsent.lock().expect("lock").remove(&b);
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
