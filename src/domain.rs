@@ -22,18 +22,65 @@ pub fn describe_db_error(error: &DbErr) -> String {
     }
 }
 
-/// Whether a database error means "unavailable" (answer 503) rather than a bug (500).
+/// Whether a database error means "unavailable" (answer 503) rather than a bug (500): the
+/// connection failed, broke mid-query or could not be had in time, or the database refuses
+/// writes for now (locked, read-only, disk full).
 pub fn is_unavailable(error: &DbErr) -> bool {
+    use sea_orm::{RuntimeErr, sqlx::Error as SqlxError};
     match error {
         DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => true,
         DbErr::Exec(e) | DbErr::Query(e) => {
-            let text = e.to_string();
-            text.contains("database is locked")
-                || text.contains("readonly")
-                || text.contains("disk")
-                || text.contains("connection")
-                || text.contains("closed")
+            if let RuntimeErr::SqlxError(e) = e
+                && matches!(
+                    e.as_ref(),
+                    SqlxError::Io(_)
+                        | SqlxError::Tls(_)
+                        | SqlxError::Protocol(_)
+                        | SqlxError::PoolTimedOut
+                        | SqlxError::PoolClosed
+                        | SqlxError::WorkerCrashed
+                )
+            {
+                return true;
+            }
+            let text = e.to_string().to_ascii_lowercase();
+            [
+                "database is locked",
+                "readonly",
+                "read-only",
+                "disk",
+                "connection",
+                "closed",
+                "broken pipe",
+                "unexpected eof",
+                "end of file",
+                "timed out",
+                "shutting down",
+                "terminating",
+            ]
+            .iter()
+            .any(|needle| text.contains(needle))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{DbErr, RuntimeErr, sqlx};
+
+    use super::is_unavailable;
+
+    #[test]
+    fn broken_connections_are_unavailable_and_bugs_are_not() {
+        let io =
+            || DbErr::Exec(RuntimeErr::SqlxError(Arc::new(sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset)))));
+        assert!(is_unavailable(&io()));
+        assert!(is_unavailable(&DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::PoolTimedOut)))));
+        assert!(is_unavailable(&DbErr::Exec(RuntimeErr::Internal("database is locked".into()))));
+        assert!(!is_unavailable(&DbErr::Query(RuntimeErr::Internal("syntax error near SELECT".into()))));
+        assert!(!is_unavailable(&DbErr::RecordNotFound("x".into())));
     }
 }

@@ -103,6 +103,16 @@ impl leptos::server_fn::error::FromServerFnError for PortalError {
     type Encoder = leptos::server_fn::codec::JsonEncoding;
 
     fn from_server_fn_error(value: leptos::server_fn::error::ServerFnErrorErr) -> Self {
+        // Arguments that cannot be read are the caller's mistake: 400, not the framework's 500.
+        #[cfg(feature = "ssr")]
+        {
+            use leptos::server_fn::error::ServerFnErrorErr as E;
+            if matches!(value, E::Args(_) | E::Deserialization(_) | E::MissingArg(_))
+                && let Some(response) = leptos::prelude::use_context::<leptos_axum::ResponseOptions>()
+            {
+                response.set_status(axum::http::StatusCode::BAD_REQUEST);
+            }
+        }
         PortalError::ServerFn(value.to_string())
     }
 }

@@ -20,7 +20,8 @@ pub struct Quota {
 impl Quota {
     /// Microseconds between two requests at the sustained rate.
     pub fn emission_interval_us(self) -> u64 {
-        60_000_000 / u64::from(self.per_minute.max(1))
+        // At least 1 µs: above 60 million a minute the budget is effectively unlimited.
+        (60_000_000 / u64::from(self.per_minute.max(1))).max(1)
     }
 
     /// Microseconds of burst the bucket holds (the whole budget).
@@ -257,6 +258,14 @@ mod tests {
             }
         });
         assert_eq!(allowed.into_inner(), 100);
+    }
+
+    #[test]
+    fn huge_budgets_do_not_divide_by_zero() {
+        let q = Quota { per_minute: u32::MAX };
+        let (d, _) = gcra(None, 1_000_000, q, 1);
+        assert!(d.allowed);
+        assert!(q.emission_interval_us() >= 1);
     }
 
     #[test]

@@ -216,12 +216,12 @@ impl Config {
             return Err(ConfigError::new("WJ_MAX_BODY_BYTES", "must be at least 1024"));
         }
         let rate_limit_per_minute: u32 = env.parse_or("WJ_RATE_LIMIT_PER_MINUTE", 600)?;
-        if rate_limit_per_minute == 0 {
-            return Err(ConfigError::new("WJ_RATE_LIMIT_PER_MINUTE", "must be at least 1"));
+        if rate_limit_per_minute == 0 || rate_limit_per_minute > 60_000_000 {
+            return Err(ConfigError::new("WJ_RATE_LIMIT_PER_MINUTE", "must be between 1 and 60000000"));
         }
         let auth_failures_per_minute: u32 = env.parse_or("WJ_AUTH_FAILURES_PER_MINUTE", 30)?;
-        if auth_failures_per_minute == 0 {
-            return Err(ConfigError::new("WJ_AUTH_FAILURES_PER_MINUTE", "must be at least 1"));
+        if auth_failures_per_minute == 0 || auth_failures_per_minute > 60_000_000 {
+            return Err(ConfigError::new("WJ_AUTH_FAILURES_PER_MINUTE", "must be between 1 and 60000000"));
         }
         let trusted_proxies = env
             .list("WJ_TRUSTED_PROXIES")?

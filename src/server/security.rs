@@ -5,9 +5,9 @@ use std::net::IpAddr;
 
 use axum::{
     extract::{ConnectInfo, Request, State},
-    http::{HeaderMap, HeaderValue, Method, header},
+    http::{HeaderMap, HeaderValue, Method, StatusCode, header},
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use base64::Engine;
 use ipnet::IpNet;
@@ -18,6 +18,42 @@ use crate::server::{listener::PeerAddr, state::AppState};
 /// The CSP nonce of this response, given to Leptos so its hydration scripts may run.
 #[derive(Clone, Debug)]
 pub struct CspNonce(pub String);
+
+/// The most header bytes (names and values) one request may carry. Browsers with many
+/// cookies stay far below it; anything above is refused before any other work.
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
+
+/// Refuses, before any other work, what no handler should have to read: oversized headers
+/// (431), a declared body over `WJ_MAX_BODY_BYTES` (413 at once, without waiting for the
+/// body) and compressed request bodies (415; bodies are never decompressed, so there is no
+/// decompression bomb to defuse).
+pub async fn request_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    use crate::server::error::ApiError;
+    let headers = request.headers();
+    let header_bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if header_bytes > MAX_HEADER_BYTES {
+        return ApiError::with_status(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("The request headers are larger than the limit of {MAX_HEADER_BYTES} bytes."),
+        )
+        .into_response();
+    }
+    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.max_body_bytes as u64) {
+        return ApiError::payload_too_large(state.config.max_body_bytes).into_response();
+    }
+    let encoded = headers.get_all(header::CONTENT_ENCODING).iter().any(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return ApiError::with_status(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Compressed request bodies are not accepted: send the body without Content-Encoding.",
+        )
+        .into_response();
+    }
+    next.run(request).await
+}
 
 /// Adds security headers to every response. HTML pages get a strict Content-Security-Policy
 /// whose script nonce is fresh for each request.

@@ -306,6 +306,7 @@ pub fn router(state: AppState) -> Router {
         .merge(portal)
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::cross_origin_guard))
         .layer(middleware::from_fn_with_state(state.clone(), security::resolve_client_ip))
+        .layer(middleware::from_fn_with_state(state.clone(), security::request_guard))
         .layer(middleware::from_fn_with_state(state.clone(), security::security_headers))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(crate::server::error::ApiError::internal())))
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {

@@ -9,8 +9,11 @@ pub mod upstream;
 
 mod api;
 mod binary;
+mod faults;
 mod foundation;
 mod gateway;
+mod hardening;
+mod hygiene;
 mod scale_out;
 mod sdk;
 mod sign_in;

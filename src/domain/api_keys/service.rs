@@ -79,7 +79,7 @@ pub enum ApiKeyError {
     InvalidName(String),
     #[error("the expiry must be in the future and at most ten years away")]
     InvalidExpiry,
-    #[error("the rate limit must be between 1 and 1000000 requests a minute")]
+    #[error("the rate limit must be between 1 and 60000000 requests a minute")]
     InvalidRateLimit,
     #[error("you already have {MAX_ACTIVE_KEYS} active API keys; revoke one you no longer use first")]
     TooManyKeys,
@@ -237,7 +237,7 @@ impl ApiKeyService {
         {
             return Err(ApiKeyError::InvalidExpiry);
         }
-        if options.rate_limit_per_minute.is_some_and(|r| r == 0 || r > 1_000_000) {
+        if options.rate_limit_per_minute.is_some_and(|r| r == 0 || r > 60_000_000) {
             return Err(ApiKeyError::InvalidRateLimit);
         }
         let key = PlainApiKey::generate();

@@ -1,0 +1,357 @@
+//! `BENCHMARKS.md` and `benchmarks.svg`: every figure beside its baseline and target.
+
+use std::{fmt::Write, time::Duration};
+
+use crate::client::StreamTiming;
+
+/// One portal run: the database, the keys stored, and the create and revoke latencies.
+pub type PortalRun = (String, usize, (Vec<Duration>, Vec<Duration>));
+
+/// One measured load (median of the runs).
+#[derive(Clone, Debug)]
+pub struct Row {
+    pub label: String,
+    pub concurrency: usize,
+    pub throughput: f64,
+    pub min: f64,
+    pub max: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub unexpected: u64,
+}
+
+/// A single number with its target.
+pub struct Figure {
+    pub label: String,
+    pub value: f64,
+    pub unit: &'static str,
+    pub target: Option<f64>,
+    pub lower_is_better: bool,
+}
+
+struct Target {
+    what: String,
+    target: String,
+    measured: String,
+    met: bool,
+}
+
+/// The report being assembled.
+pub struct Report {
+    command: String,
+    body: String,
+    bars: Vec<(String, f64)>,
+    targets: Vec<Target>,
+}
+
+fn row(r: &Row, baseline: Option<&Row>) -> String {
+    let ratio = baseline.map(|b| format!("{:.2}×", r.throughput / b.throughput)).unwrap_or_else(|| "baseline".into());
+    format!(
+        "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.3} | {:.3} | {} | {} |\n",
+        r.label, r.concurrency, r.throughput, r.min, r.max, r.p50_ms, r.p99_ms, ratio, r.unexpected
+    )
+}
+
+const ROW_HEADER: &str =
+    "| request | connections | req/s median (min–max) | p50 ms | p99 ms | vs baseline | unexpected |\n|---|---|---|---|---|---|---|\n";
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn pct(v: &[Duration], p: f64) -> Duration {
+    if v.is_empty() {
+        return Duration::ZERO;
+    }
+    let mut s = v.to_vec();
+    s.sort();
+    s[((s.len() as f64 - 1.0) * p).round() as usize]
+}
+
+impl Report {
+    pub fn new(args: String) -> Self {
+        Self {
+            command: if args.is_empty() { "scripts/bench".into() } else { format!("scripts/bench {args}") },
+            body: String::new(),
+            bars: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+
+    fn target(&mut self, what: &str, target: String, measured: String, met: bool) {
+        self.targets.push(Target { what: what.into(), target, measured, met });
+    }
+
+    pub fn auth_overhead(&mut self, runs: &[(Row, Row, Row)]) {
+        self.body.push_str("## 1. Authentication overhead\n\n`GET /v1/models` with a valid key against the same server's unauthenticated `GET /healthz`.\n\n");
+        self.body.push_str(ROW_HEADER);
+        for (base, hot, random) in runs {
+            self.body.push_str(&row(base, None));
+            self.body.push_str(&row(hot, Some(base)));
+            self.body.push_str(&row(random, Some(base)));
+            self.bars.push((format!("auth, hot key, c={}", base.concurrency), hot.throughput / base.throughput));
+            self.bars.push((format!("auth, random keys, c={}", base.concurrency), random.throughput / base.throughput));
+            self.target(
+                &format!("authenticated throughput, hot key, c={}", base.concurrency),
+                "≥ 0.90× baseline".into(),
+                format!("{:.2}×", hot.throughput / base.throughput),
+                hot.throughput / base.throughput >= 0.9,
+            );
+            self.target(
+                &format!("authenticated throughput, random keys, c={}", base.concurrency),
+                "≥ 0.90× baseline".into(),
+                format!("{:.2}×", random.throughput / base.throughput),
+                random.throughput / base.throughput >= 0.9,
+            );
+            if base.concurrency == 1 {
+                let added = hot.p50_ms - base.p50_ms;
+                self.target("p50 added by authentication, c=1", "≤ 0.05 ms".into(), format!("{added:.3} ms"), added <= 0.05);
+            }
+        }
+        self.body.push('\n');
+    }
+
+    pub fn junk(&mut self, valid: &Row, bad: &Row, unknown: &Row) {
+        self.body.push_str("## 3. Junk keys\n\nThrottling disabled for the measurement (`WJ_AUTH_FAILURES_PER_MINUTE` at its maximum), so each junk request is really checked. With the default throttle, a client sending junk gets 429 after 30 failures a minute, before any check.\n\n");
+        self.body.push_str(ROW_HEADER);
+        self.body.push_str(&row(valid, None));
+        self.body.push_str(&row(bad, Some(valid)));
+        self.body.push_str(&row(unknown, Some(valid)));
+        self.body.push('\n');
+        self.target(
+            "bad-checksum keys vs valid keys",
+            "cheaper (≥ 1.0×)".into(),
+            format!("{:.2}×", bad.throughput / valid.throughput),
+            bad.throughput >= valid.throughput * 0.95,
+        );
+    }
+
+    pub fn gateway(&mut self, runs: &[(Row, Row)], streams: &[(String, Vec<StreamTiming>)]) {
+        self.body.push_str("## 4. Gateway overhead\n\n`POST /v1/chat/completions` through Workjet to a local fake upstream, against the fake upstream called directly.\n\n");
+        self.body.push_str(ROW_HEADER);
+        for (direct, via) in runs {
+            self.body.push_str(&row(direct, None));
+            self.body.push_str(&row(via, Some(direct)));
+            self.bars.push((format!("gateway, c={}", direct.concurrency), via.throughput / direct.throughput));
+            if direct.concurrency == 1 {
+                let added = via.p50_ms - direct.p50_ms;
+                self.target("p50 added by the gateway, non-streaming, c=1", "≤ 0.3 ms".into(), format!("{added:.3} ms"), added <= 0.3);
+            } else {
+                self.target(
+                    "non-streaming throughput through the gateway, c=64",
+                    "≥ 10,000 req/s".into(),
+                    format!("{:.0} req/s", via.throughput),
+                    via.throughput >= 10_000.0,
+                );
+            }
+        }
+        self.body.push_str("\nStreaming (`\"stream\": true`), one request at a time:\n\n| stream | runs | first byte p50 ms | total p50 ms | largest gap between chunks, max ms |\n|---|---|---|---|---|\n");
+        for (label, timings) in streams {
+            let first: Vec<Duration> = timings.iter().map(|t| t.first_byte).collect();
+            let total: Vec<Duration> = timings.iter().map(|t| t.total).collect();
+            let gap = timings.iter().map(|t| t.largest_gap).max().unwrap_or_default();
+            let _ = writeln!(
+                self.body,
+                "| {label} | {} | {:.3} | {:.3} | {:.3} |",
+                timings.len(),
+                ms(pct(&first, 0.5)),
+                ms(pct(&total, 0.5)),
+                ms(gap)
+            );
+        }
+        let first = |i: usize| ms(pct(&streams[i].1.iter().map(|t| t.first_byte).collect::<Vec<_>>(), 0.5));
+        let added_ttfb = first(1) - first(0);
+        self.target("p50 first byte added, streaming, c=1", "≤ 0.3 ms".into(), format!("{added_ttfb:.3} ms"), added_ttfb <= 0.3);
+        let direct_gap = streams[2].1.iter().map(|t| t.largest_gap).max().unwrap_or_default();
+        let via_gap = streams[3].1.iter().map(|t| t.largest_gap).max().unwrap_or_default();
+        let held = ms(via_gap) - ms(direct_gap);
+        self.target(
+            "longest a chunk is held (largest gap via − direct, 20 ms chunks)",
+            "≤ 5 ms".into(),
+            format!("{held:.3} ms"),
+            held <= 5.0,
+        );
+        self.body.push('\n');
+    }
+
+    pub fn memory(&mut self, idle_kib: u64, connections: usize, before_kib: u64, after_kib: u64) {
+        let per_conn = (after_kib.saturating_sub(before_kib) * 1024) as f64 / connections.max(1) as f64;
+        let _ = writeln!(
+            self.body,
+            "## 6. Memory\n\n| what | measured |\n|---|---|\n| RSS idle, after start-up | {:.1} MiB |\n| RSS with {connections} idle keep-alive connections | {:.1} MiB ({:.1} KiB per connection) |\n",
+            idle_kib as f64 / 1024.0,
+            after_kib as f64 / 1024.0,
+            per_conn / 1024.0
+        );
+        self.target("RSS idle", "≤ 30 MB".into(), format!("{:.1} MB", idle_kib as f64 * 1024.0 / 1e6), idle_kib as f64 * 1024.0 <= 30e6);
+        self.target(
+            &format!("memory per idle keep-alive connection ({connections})"),
+            "≤ 20 KiB".into(),
+            format!("{:.1} KiB", per_conn / 1024.0),
+            per_conn <= 20.0 * 1024.0,
+        );
+    }
+
+    pub fn cache_memory(&mut self, figure: Figure) {
+        let _ = writeln!(
+            self.body,
+            "Key cache: {} = **{:.1} {}** (measured as resident-memory growth while filling it).\n",
+            figure.label, figure.value, figure.unit
+        );
+        if let Some(t) = figure.target {
+            let met = if figure.lower_is_better { figure.value <= t } else { figure.value >= t };
+            self.target(&figure.label, format!("≤ {t} {}", figure.unit), format!("{:.1} {}", figure.value, figure.unit), met);
+        }
+    }
+
+    pub fn key_store(&mut self, points: &[(String, usize, Row, f64)]) {
+        self.body.push_str("## 2. Key-store scale\n\nThe same authenticated request with more keys stored (random keys from a pool of 500, 64 connections); first use = p50 added by a key's first request (a cache miss that reads the database) over a cached request.\n\n| database | keys stored | req/s median (min–max) | vs smallest | p50 ms | p99 ms | first use adds (p50) |\n|---|---|---|---|---|---|---|\n");
+        for (db, size, r, miss) in points {
+            let first = points.iter().find(|(d, ..)| d == db).map(|(_, _, r0, _)| r0.throughput).unwrap_or(r.throughput);
+            let _ = writeln!(
+                self.body,
+                "| {db} | {size} | {:.0} ({:.0}–{:.0}) | {:.2}× | {:.3} | {:.3} | {miss:.3} ms |",
+                r.throughput,
+                r.min,
+                r.max,
+                r.throughput / first,
+                r.p50_ms,
+                r.p99_ms
+            );
+        }
+        self.body.push('\n');
+        for db in points.iter().map(|(d, ..)| d.clone()).collect::<std::collections::BTreeSet<_>>() {
+            let of_db: Vec<_> = points.iter().filter(|(d, ..)| *d == db).collect();
+            if let (Some(first), Some(last)) = (of_db.first(), of_db.last()) {
+                let ratio = last.2.throughput / first.2.throughput;
+                self.bars.push((format!("{db}: {} vs {} keys", last.1, first.1), ratio));
+                self.target(
+                    &format!("{db}: {} keys vs {} keys", last.1, first.1),
+                    "within 10%".into(),
+                    format!("{ratio:.2}×"),
+                    ratio >= 0.9,
+                );
+                let limit = if db.starts_with("SQLite") { 0.5 } else { 1.0 };
+                let worst = of_db.iter().map(|p| p.3).fold(0.0f64, f64::max);
+                self.target(
+                    &format!("{db}: first use (cache miss) p50 added"),
+                    format!("≤ {limit} ms"),
+                    format!("{worst:.3} ms"),
+                    worst <= limit,
+                );
+            }
+        }
+    }
+
+    pub fn portal(&mut self, runs: &[PortalRun]) {
+        self.body.push_str("## 5. Portal path\n\nCreate and revoke through the portal's server functions, with the keys of the previous section stored.\n\n| database | keys stored | create p50 ms | create p99 ms | revoke p50 ms | revoke p99 ms |\n|---|---|---|---|---|---|\n");
+        for (db, size, (creates, revokes)) in runs {
+            let _ = writeln!(
+                self.body,
+                "| {db} | {size} | {:.3} | {:.3} | {:.3} | {:.3} |",
+                ms(pct(creates, 0.5)),
+                ms(pct(creates, 0.99)),
+                ms(pct(revokes, 0.5)),
+                ms(pct(revokes, 0.99))
+            );
+            let ok = ms(pct(creates, 0.5)) <= 2.0
+                && ms(pct(creates, 0.99)) <= 10.0
+                && ms(pct(revokes, 0.5)) <= 2.0
+                && ms(pct(revokes, 0.99)) <= 10.0;
+            self.target(
+                &format!("{db}: create/revoke latency"),
+                "p50 ≤ 2 ms, p99 ≤ 10 ms".into(),
+                format!(
+                    "create {:.2}/{:.2}, revoke {:.2}/{:.2} ms",
+                    ms(pct(creates, 0.5)),
+                    ms(pct(creates, 0.99)),
+                    ms(pct(revokes, 0.5)),
+                    ms(pct(revokes, 0.99))
+                ),
+                ok,
+            );
+        }
+        self.body.push('\n');
+    }
+
+    pub fn revocation(&mut self, single: &(u64, u64), two: Option<&((u64, u64), Row, Row)>) {
+        let _ = writeln!(
+            self.body,
+            "## 7. Revocation under load\n\n64 connections use a key while it is revoked; requests sent after the revoke returned and still accepted:\n\n| setup | requests | accepted after revoke |\n|---|---|---|\n| one instance (SQLite) | {} | {} |",
+            single.0, single.1
+        );
+        self.target("accepted after revoke, one instance", "0".into(), single.1.to_string(), single.1 == 0);
+        if let Some((two, c1, c64)) = two {
+            let _ = writeln!(self.body, "| two instances (PostgreSQL + Redis; revoked on A, used on B) | {} | {} |", two.0, two.1);
+            self.target("accepted after revoke, two instances", "0".into(), two.1.to_string(), two.1 == 0);
+            let _ = writeln!(
+                self.body,
+                "\nWith Redis every cached lookup also costs one script round trip (budget + generation):\n\n{ROW_HEADER}{}{}",
+                row(c1, None),
+                row(c64, None)
+            );
+        } else {
+            self.body.push_str("| two instances | not measured (set WJ_BENCH_POSTGRES_URL and WJ_BENCH_REDIS_URL) | |\n");
+        }
+        self.body.push('\n');
+    }
+
+    fn svg(&self) -> String {
+        let width = 760.0;
+        let bar_height = 26.0;
+        let left = 300.0;
+        let scale = (width - left - 60.0) / 1.2;
+        let height = 60.0 + self.bars.len() as f64 * bar_height + 30.0;
+        let mut s = format!(
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" viewBox=\"0 0 {width} {height}\" font-family=\"sans-serif\" font-size=\"12\">\n<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n<text x=\"20\" y=\"28\" font-size=\"15\" font-weight=\"bold\">Throughput relative to its baseline (1.0 = no overhead)</text>\n"
+        );
+        let x1 = left + scale;
+        let _ =
+            writeln!(s, "<line x1=\"{x1}\" y1=\"44\" x2=\"{x1}\" y2=\"{}\" stroke=\"#64748b\" stroke-dasharray=\"4 3\"/>", height - 24.0);
+        let x09 = left + 0.9 * scale;
+        let _ = writeln!(
+            s,
+            "<line x1=\"{x09}\" y1=\"44\" x2=\"{x09}\" y2=\"{}\" stroke=\"#f59e0b\" stroke-dasharray=\"2 3\"/><text x=\"{x09}\" y=\"{}\" text-anchor=\"middle\" fill=\"#b45309\">0.9 target</text>",
+            height - 24.0,
+            height - 10.0
+        );
+        for (i, (label, ratio)) in self.bars.iter().enumerate() {
+            let y = 50.0 + i as f64 * bar_height;
+            let w = ratio.clamp(0.0, 1.2) * scale;
+            let color = if *ratio >= 0.9 { "#0ea5e9" } else { "#ef4444" };
+            let label = label.replace('&', "&amp;").replace('<', "&lt;");
+            let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>", left - 8.0, y + 16.0);
+            let _ = writeln!(
+                s,
+                "<rect x=\"{left}\" y=\"{}\" width=\"{w:.1}\" height=\"{}\" fill=\"{color}\" rx=\"3\"/>",
+                y + 4.0,
+                bar_height - 8.0
+            );
+            let _ = writeln!(s, "<text x=\"{:.1}\" y=\"{}\">{ratio:.2}×</text>", left + w + 6.0, y + 16.0);
+        }
+        s.push_str("</svg>\n");
+        s
+    }
+
+    pub fn write(&self, md_path: &str, svg_path: &str) {
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
+            .unwrap_or_else(|| "unknown CPU".into());
+        let mut md = format!(
+            "# Benchmarks\n\nMeasured with `{}` on {} ({cores} cores), {}. The load generator, the Workjet release binary and the fake upstream share these cores, so absolute numbers are pessimistic; each figure stands beside a baseline measured in the same run. Throughputs are medians of the runs, with the spread (min–max).\n\n![Throughput relative to baseline]({svg_path})\n\n## Targets\n\n| figure | target | measured | |\n|---|---|---|---|\n",
+            self.command,
+            cpu,
+            chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
+        );
+        for t in &self.targets {
+            let _ = writeln!(md, "| {} | {} | {} | {} |", t.what, t.target, t.measured, if t.met { "met" } else { "**missed**" });
+        }
+        md.push('\n');
+        md.push_str(&self.body);
+        std::fs::write(md_path, md).expect("write BENCHMARKS.md");
+        std::fs::write(svg_path, self.svg()).expect("write chart");
+    }
+}

@@ -1,0 +1,290 @@
+//! Faults: the database going away or locked under load, and storms of concurrent creates
+//! and revokes. Nothing acknowledged is lost, nothing revoked authenticates, nobody unverified
+//! gets in, and the service recovers by itself.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
+use serde_json::{Value, json};
+
+use crate::{backend_tests, helpers::*};
+
+async fn me(app: &TestApp, key: &str) -> StatusCode {
+    app.client.get(app.url("/v1/me")).bearer_auth(key).send().await.map(|r| r.status()).unwrap_or(StatusCode::BAD_GATEWAY)
+}
+
+async fn create(app: &TestApp, key: &str, name: &str) -> (StatusCode, Option<(i64, String)>) {
+    let Ok(response) = app.client.post(app.url("/v1/keys")).bearer_auth(key).json(&json!({ "name": name })).send().await else {
+        return (StatusCode::BAD_GATEWAY, None);
+    };
+    let status = response.status();
+    let body: Value = response.json().await.unwrap_or(Value::Null);
+    let created = body["id"].as_i64().zip(body["key"].as_str().map(str::to_owned));
+    (status, created)
+}
+
+async fn listed_ids(app: &TestApp, key: &str) -> Vec<i64> {
+    let list: Value = app.client.get(app.url("/v1/keys")).bearer_auth(key).send().await.expect("list").json().await.expect("json");
+    list["data"].as_array().expect("data").iter().map(|k| k["id"].as_i64().expect("id")).collect()
+}
+
+/// PostgreSQL is cut off (as if stopped) while clients keep calling; then it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_down_under_load_fails_closed_and_recovers_by_itself() {
+    let Some(admin) = postgres_admin_url() else {
+        eprintln!("skipped: WJ_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let db = TestDatabase::create(Backend::Postgres).await.expect("db");
+    let target = {
+        let u = url::Url::parse(&admin).expect("url");
+        tokio::net::lookup_host((u.host_str().unwrap_or("127.0.0.1").to_owned(), u.port().unwrap_or(5432)))
+            .await
+            .expect("resolve")
+            .next()
+            .expect("addr")
+    };
+    let proxy = Arc::new(CuttableProxy::start(target).await);
+    let mut proxied = url::Url::parse(&db.url).expect("url");
+    proxied.set_host(Some("127.0.0.1")).expect("host");
+    proxied.set_port(Some(proxy.addr.port())).expect("port");
+    let app = Arc::new(
+        spawn_app_on(
+            db,
+            &[
+                ("WJ_DATABASE_URL", proxied.to_string()),
+                ("WJ_DATABASE_TIMEOUT_MS", "1000".to_owned()),
+                ("WJ_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
+                ("WJ_AUTH_FAILURES_PER_MINUTE", "1000000".to_owned()),
+            ],
+        )
+        .await,
+    );
+    let user = make_user(&app, "ada@example.com").await;
+    let (_, admin_key) = make_key(&app, user.id).await;
+    assert_eq!(me(&app, &admin_key).await, 200);
+    // Keys never used before the outage: nothing about them is cached.
+    let mut unverified = Vec::new();
+    for i in 0..3 {
+        unverified.push(make_key_with(&app, user.id, &format!("cold {i}"), Default::default()).await.1);
+    }
+
+    let outage = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let acknowledged = Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let counts = Arc::new([AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)]);
+    let unverified_ok_during_outage = Arc::new(AtomicU64::new(0));
+    let others = Arc::new(std::sync::Mutex::new(Vec::<u16>::new()));
+    let mut workers = Vec::new();
+    for w in 0..8u64 {
+        let (app, outage, stop, acknowledged, counts, bad) =
+            (app.clone(), outage.clone(), stop.clone(), acknowledged.clone(), counts.clone(), unverified_ok_during_outage.clone());
+        let admin_key = admin_key.clone();
+        let unverified = unverified.clone();
+        let others = others.clone();
+        workers.push(tokio::spawn(async move {
+            let mut i = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                i += 1;
+                let status = if w.is_multiple_of(2) {
+                    let (status, created) = create(&app, &admin_key, &format!("w{w}-{i}")).await;
+                    if let Some((id, _)) = created {
+                        acknowledged.lock().expect("lock").push(id);
+                    }
+                    status
+                } else {
+                    let key = &unverified[(i % 3) as usize];
+                    let during = outage.load(Ordering::SeqCst);
+                    let status = me(&app, key).await;
+                    if during && outage.load(Ordering::SeqCst) && status == 200 {
+                        bad.fetch_add(1, Ordering::SeqCst);
+                    }
+                    status
+                };
+                let slot = match status.as_u16() {
+                    200 | 201 => 0,
+                    503 => 1,
+                    409 => 2,
+                    other => {
+                        others.lock().expect("lock").push(other);
+                        3
+                    }
+                };
+                counts[slot].fetch_add(1, Ordering::SeqCst);
+                // Keep under the 100-active-keys limit: revoke some along the way.
+                if w.is_multiple_of(2) && i.is_multiple_of(2) {
+                    let last = acknowledged.lock().expect("lock").last().copied();
+                    if let Some(id) = last {
+                        let _ = app.client.delete(app.url(&format!("/v1/keys/{id}"))).bearer_auth(&admin_key).send().await;
+                    }
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    outage.store(true, Ordering::SeqCst);
+    proxy.cut();
+    let cut_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // A clear JSON 503 while it is down, for a key nothing is known about.
+    let response = app.client.get(app.url("/v1/me")).bearer_auth(&unverified[0]).send().await.expect("me");
+    assert_eq!(response.status(), 503);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "service_unavailable");
+    let (status, _) = create(&app, &admin_key, "during the outage").await;
+    assert_eq!(status, 503, "writes fail closed");
+    outage.store(false, Ordering::SeqCst);
+    proxy.restore();
+    let restored_at = Instant::now();
+    let recovered = eventually(Duration::from_secs(20), || async { me(&app, &unverified[1]).await == 200 }).await;
+    assert!(recovered, "recovers without a restart");
+    let recovery = restored_at.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.store(true, Ordering::SeqCst);
+    for w in workers {
+        w.await.expect("worker");
+    }
+    let acknowledged = acknowledged.lock().expect("lock").clone();
+    let listed: BTreeSet<i64> = listed_ids(&app, &admin_key).await.into_iter().collect();
+    let lost = acknowledged.iter().filter(|id| !listed.contains(id)).count();
+    let [ok, unavailable, conflict, other] = [0, 1, 2, 3].map(|i| counts[i].load(Ordering::SeqCst));
+    eprintln!(
+        "PostgreSQL outage of {:?}: {ok} answered, {unavailable} × 503, {conflict} × 409, {other} other; unverified keys let in during the outage: {}; {} keys acknowledged, {lost} lost; recovered {:?} after restore",
+        restored_at - cut_at,
+        unverified_ok_during_outage.load(Ordering::SeqCst),
+        acknowledged.len(),
+        recovery
+    );
+    assert!(unavailable > 0, "the outage was felt");
+    assert_eq!(other, 0, "only 2xx, 409 and 503 answers: {:?}", others.lock().expect("lock"));
+    assert_eq!(unverified_ok_during_outage.load(Ordering::SeqCst), 0, "fail closed: no unverified key got in while the database was down");
+    assert_eq!(lost, 0, "no acknowledged key was lost");
+}
+
+/// SQLite: another process holds the write lock. Writes wait a bounded time, then fail with a
+/// clear 503 and write nothing; reads keep working; once the lock goes, writes work again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_sqlite_database_fails_writes_cleanly_and_keeps_reads_working() {
+    let app = spawn_app_with(Backend::Sqlite, &[]).await.expect("app");
+    let user = make_user(&app, "ada@example.com").await;
+    let (_, key) = make_key(&app, user.id).await;
+    let (_, cold) = make_key_with(&app, user.id, "cold", Default::default()).await;
+    assert_eq!(me(&app, &key).await, 200);
+    let before = crate::hardening::dump(&app).await;
+
+    let path = app.db.sqlite_path.clone().expect("sqlite path");
+    let locker = sea_orm::Database::connect(format!("sqlite://{}", path.display())).await.expect("second connection");
+    let txn = sea_orm::TransactionTrait::begin(&locker).await.expect("begin");
+    txn.execute_unprepared("INSERT INTO audit_events (action, created_at) VALUES ('test.lock', '2026-01-01T00:00:00Z')")
+        .await
+        .expect("write lock taken");
+
+    let started = Instant::now();
+    let response = app.client.post(app.url("/v1/keys")).bearer_auth(&key).json(&json!({"name": "blocked"})).send().await.expect("post");
+    let waited = started.elapsed();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.json::<Value>().await.expect("json")["error"]["code"], "service_unavailable");
+    assert!(waited < Duration::from_secs(10), "a bounded wait: {waited:?}");
+    // Reads keep working, including a key never seen before (a database read).
+    assert_eq!(me(&app, &cold).await, 200);
+    assert_eq!(listed_ids(&app, &key).await.len(), 2);
+
+    txn.rollback().await.expect("rollback");
+    locker.close().await.expect("close");
+    let after = crate::hardening::dump(&app).await;
+    assert_eq!(before, after, "the failed write left nothing behind");
+    let (status, created) = create(&app, &key, "after the lock").await;
+    assert_eq!(status, 201, "writes work again at once");
+    assert!(created.is_some());
+    eprintln!("SQLite write lock: write refused with 503 after {waited:?}; reads kept working; 0 rows half-written");
+}
+
+// Hundreds of concurrent creates and revokes over several users: every acknowledged key is
+// listed exactly once for its owner, the active-key limit holds, and no revoked key
+// authenticates afterwards.
+backend_tests! {
+    async fn create_and_revoke_storms_lose_nothing_and_let_nothing_revoked_in(backend) {
+        let app = Arc::new(
+            spawn_app_with(
+                backend,
+                &[("WJ_RATE_LIMIT_PER_MINUTE", "1000000".into()), ("WJ_AUTH_FAILURES_PER_MINUTE", "1000000".into())],
+            )
+            .await
+            .expect("app"),
+        );
+        const USERS: usize = 6;
+        const CREATES_PER_USER: usize = 120;
+        let mut admins = Vec::new();
+        for u in 0..USERS {
+            let user = make_user(&app, &format!("user{u}@example.com")).await;
+            let (_, admin) = make_key(&app, user.id).await;
+            admins.push(admin);
+        }
+        let started = Instant::now();
+        let mut tasks = Vec::new();
+        for (u, admin) in admins.iter().enumerate() {
+            for i in 0..CREATES_PER_USER {
+                let (app, admin) = (app.clone(), admin.clone());
+                tasks.push(tokio::spawn(async move {
+                    let (status, created) = create(&app, &admin, &format!("storm {u}-{i}")).await;
+                    // Every third key is revoked at once, concurrently with the other creates.
+                    let revoked = match &created {
+                        Some((id, _)) if i % 3 == 0 => {
+                            let r = app.client.delete(app.url(&format!("/v1/keys/{id}"))).bearer_auth(&admin).send().await.expect("revoke");
+                            assert_eq!(r.status(), 200);
+                            true
+                        }
+                        _ => false,
+                    };
+                    (u, status, created, revoked)
+                }));
+            }
+        }
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.push(t.await.expect("task"));
+        }
+        let elapsed = started.elapsed();
+        let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+        for (_, status, _, _) in &outcomes {
+            *statuses.entry(status.as_u16()).or_default() += 1;
+        }
+        assert!(statuses.keys().all(|s| *s == 201 || *s == 409), "only 201 and 409 (the limit): {statuses:?}");
+        let mut checked_revoked = 0;
+        let mut checked_active = 0;
+        for (u, admin) in admins.iter().enumerate() {
+            let listed = listed_ids(&app, admin).await;
+            let unique: BTreeSet<i64> = listed.iter().copied().collect();
+            assert_eq!(unique.len(), listed.len(), "every key listed exactly once");
+            let mine: Vec<_> = outcomes.iter().filter(|o| o.0 == u && o.2.is_some()).collect();
+            for (_, _, created, _) in &mine {
+                assert!(unique.contains(&created.as_ref().expect("created").0), "an acknowledged key is listed");
+            }
+            assert_eq!(listed.len(), mine.len() + 1, "nothing unacknowledged was stored (plus the admin key)");
+            let active_created = mine.iter().filter(|o| !o.3).count();
+            assert!(active_created < 100, "the 100-active-key limit held: {active_created} + the admin key");
+            for (_, _, created, revoked) in &mine {
+                let status = me(&app, &created.as_ref().expect("created").1).await;
+                if *revoked {
+                    assert_eq!(status, 401, "a revoked key never authenticates");
+                    checked_revoked += 1;
+                } else {
+                    assert_eq!(status, 200);
+                    checked_active += 1;
+                }
+            }
+        }
+        eprintln!(
+            "{backend:?} storm: {} concurrent creates over {USERS} users in {elapsed:?} ({statuses:?}); {checked_active} active keys work, {checked_revoked} revoked keys refused; 0 lost, 0 duplicated",
+            outcomes.len()
+        );
+    }
+}

@@ -1,0 +1,335 @@
+//! The release binary as an operator runs it: secrets never reach its logs (at TRACE) or its
+//! database file in the clear, and SIGTERM lets running streams finish while refusing new
+//! connections.
+
+use std::{
+    io::Read,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use futures::StreamExt;
+use reqwest::header;
+use serde_json::{Value, json};
+
+use crate::{
+    browser::location,
+    idp::{CLIENT_SECRET, TestIdp},
+    upstream::{Fake, Script},
+};
+
+const PROVIDER_KEY: &str = "sk-hygiene-provider-secret-5f2a9c1e7b";
+
+struct Process {
+    child: Child,
+    base: String,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Process {
+    /// Starts `workjet` with `env` in a fresh directory; its stdout and stderr go to files.
+    async fn start(env: &[(&str, String)]) -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let base = format!("http://127.0.0.1:{port}");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_workjet"));
+        for (key, _) in std::env::vars() {
+            if key.starts_with("WJ_") || key.starts_with("LEPTOS_") || key == "RUST_LOG" {
+                cmd.env_remove(key);
+            }
+        }
+        cmd.current_dir(dir.path())
+            .env("WJ_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+            .env("WJ_PUBLIC_URL", &base)
+            .stdout(std::fs::File::create(dir.path().join("stdout.log")).expect("log"))
+            .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("log"))
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn workjet");
+        let process = Self { child, base, port, dir };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while client.get(format!("{}/healthz", process.base)).send().await.is_err() {
+            assert!(started.elapsed() < Duration::from_secs(30), "workjet did not start: {}", process.output());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        process
+    }
+
+    fn sigterm(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; its exit status.
+    async fn wait(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(started.elapsed() < limit, "workjet did not exit within {limit:?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Everything it printed so far.
+    fn output(&self) -> String {
+        let mut all = String::new();
+        for name in ["stdout.log", "stderr.log"] {
+            let mut bytes = Vec::new();
+            if let Ok(mut f) = std::fs::File::open(self.dir.path().join(name)) {
+                let _ = f.read_to_end(&mut bytes);
+            }
+            all.push_str(&String::from_utf8_lossy(&bytes));
+        }
+        all
+    }
+
+    /// The bytes of the SQLite database and its WAL.
+    fn database_bytes(&self) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for name in ["workjet.db", "workjet.db-wal", "workjet.db-journal"] {
+            if let Ok(b) = std::fs::read(self.dir.path().join(name)) {
+                bytes.extend(b);
+            }
+        }
+        bytes
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn provider_config(dir: &std::path::Path, fake: &Fake) -> String {
+    let path = dir.join("workjet.toml");
+    let toml = format!(
+        "[upstream]\nconnect_ms = 500\nfirst_byte_ms = 3000\nidle_ms = 3000\n\n{}",
+        fake.provider_toml("fake-openai", "{ \"gpt-public\" = \"upstream-model\" }", Some("HYGIENE_PROVIDER_KEY"))
+    );
+    std::fs::write(&path, toml).expect("write config");
+    path.display().to_string()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_secret_reaches_the_trace_logs_or_the_database_file() {
+    let idp = TestIdp::start().await;
+    let fake = Fake::openai().await;
+    let config_dir = tempfile::tempdir().expect("dir");
+    let mut env = idp.settings();
+    env.extend([
+        ("RUST_LOG", "trace".to_owned()),
+        ("WJ_CONFIG", provider_config(config_dir.path(), &fake)),
+        ("HYGIENE_PROVIDER_KEY", PROVIDER_KEY.to_owned()),
+    ]);
+    let mut server = Process::start(&env).await;
+    let base = server.base.clone();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+
+    // Sign in, keeping the authorization code and the session cookie.
+    let start = client.get(format!("{base}/auth/google")).send().await.expect("start");
+    let set_cookie_of = |r: &reqwest::Response| -> Option<String> {
+        r.headers().get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
+            v.strip_prefix("wj_session=").map(|rest| rest.split(';').next().unwrap_or_default().to_owned()).filter(|v| !v.is_empty())
+        })
+    };
+    let pre_login_cookie = set_cookie_of(&start);
+    let at_provider = client.get(location(&start)).send().await.expect("authorize");
+    let callback = location(&at_provider);
+    let code = url::Url::parse(&callback).expect("url").query_pairs().find(|(k, _)| k == "code").expect("code").1.into_owned();
+    let mut request = client.get(&callback);
+    if let Some(c) = &pre_login_cookie {
+        request = request.header(header::COOKIE, format!("wj_session={c}"));
+    }
+    let landed = request.send().await.expect("callback");
+    let session = set_cookie_of(&landed).expect("a session cookie");
+    assert_ne!(Some(&session), pre_login_cookie.as_ref(), "the session id changes at sign-in");
+    let cookie = format!("wj_session={session}");
+
+    // Create a key in the portal (server function) and one through /v1.
+    let created: Value = client
+        .post(format!("{base}/api/create_api_key"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &base)
+        .json(&json!({"request": {"name": "hygiene", "permissions": "all"}}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let portal_key = created["secret"].as_str().expect("the raw key, once").to_owned();
+    let portal_key_id = created["key"]["id"].as_i64().expect("id");
+    let created: Value = client
+        .post(format!("{base}/v1/keys"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &base)
+        .json(&json!({"name": "second"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let api_key = created["key"].as_str().expect("the raw key, once").to_owned();
+
+    // Use them: plain, through the gateway (plain and streamed), and wrongly.
+    for key in [&portal_key, &api_key] {
+        let me = client.get(format!("{base}/v1/me")).bearer_auth(key).send().await.expect("me");
+        assert_eq!(me.status(), 200);
+    }
+    let chat = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(&api_key)
+        .json(&json!({"model": "gpt-public", "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("chat");
+    assert_eq!(chat.status(), 200);
+    let streamed = client
+        .post(format!("{base}/v1/chat/completions"))
+        .bearer_auth(&api_key)
+        .json(&json!({"model": "gpt-public", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("chat");
+    assert!(streamed.text().await.expect("stream").contains("[DONE]"));
+    assert!(fake.requests().iter().all(|(h, _)| h[header::AUTHORIZATION] == format!("Bearer {PROVIDER_KEY}")));
+    let mut near_miss = api_key.clone().into_bytes();
+    near_miss[12] = if near_miss[12] == b'x' { b'y' } else { b'x' };
+    let near_miss = String::from_utf8(near_miss).expect("ascii");
+    assert_eq!(client.get(format!("{base}/v1/me")).bearer_auth(&near_miss).send().await.expect("me").status(), 401);
+    let revoked = client
+        .post(format!("{base}/api/revoke_api_key"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &base)
+        .form(&[("id", portal_key_id.to_string())])
+        .send()
+        .await
+        .expect("revoke");
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(client.get(format!("{base}/v1/me")).bearer_auth(&portal_key).send().await.expect("me").status(), 401);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let logout = client.post(format!("{base}/auth/logout")).header(header::COOKIE, &cookie).header(header::ORIGIN, &base).send().await;
+    assert!(logout.expect("logout").status().is_redirection());
+
+    server.sigterm();
+    assert!(server.wait(Duration::from_secs(15)).await.success());
+    let logs = server.output();
+    let trace_lines = logs.lines().filter(|l| l.contains("TRACE")).count();
+    assert!(trace_lines > 20, "the logs really were at TRACE ({trace_lines} TRACE lines)");
+    let secrets: Vec<(&str, String)> = vec![
+        ("the portal key", portal_key.clone()),
+        ("the /v1 key", api_key.clone()),
+        ("the random part of the /v1 key", api_key[8..40].to_owned()),
+        ("a near-miss key", near_miss),
+        ("the session token", session.clone()),
+        ("the OAuth code", code),
+        ("the OAuth client secret", CLIENT_SECRET.to_owned()),
+        ("the provider key", PROVIDER_KEY.to_owned()),
+    ];
+    for (what, secret) in &secrets {
+        assert!(!logs.contains(secret.as_str()), "{what} appears in the logs");
+    }
+    let database = server.database_bytes();
+    assert!(database.len() > 4096, "the database file was read");
+    for (what, secret) in &secrets[..5] {
+        assert!(!contains(&database, secret), "{what} appears in the database file");
+    }
+    eprintln!(
+        "secret hygiene: {} log lines ({trace_lines} at TRACE) and {} database bytes searched for {} secrets: 0 found",
+        logs.lines().count(),
+        database.len(),
+        secrets.len()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_running_streams_finish_and_refuses_new_connections() {
+    let fake = Fake::openai().await;
+    fake.script(Script::Normal { chunks: 15, gap: Duration::from_millis(100) });
+    let config_dir = tempfile::tempdir().expect("dir");
+    let idp = TestIdp::start().await;
+    let mut env = idp.settings();
+    env.extend([
+        ("WJ_CONFIG", provider_config(config_dir.path(), &fake)),
+        ("HYGIENE_PROVIDER_KEY", PROVIDER_KEY.to_owned()),
+        ("WJ_SHUTDOWN_GRACE_SECS", "10".to_owned()),
+        ("RUST_LOG", "info".to_owned()),
+    ]);
+    let mut server = Process::start(&env).await;
+    let base = server.base.clone();
+    // Sign in, then make a key with the session.
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+    let mut browser = crate::browser::Browser::new();
+    let landed = browser.sign_in_at(&base, None).await;
+    assert!(landed.ends_with("/settings/api-keys"), "{landed}");
+    let cookie = format!("wj_session={}", browser.cookie.clone().expect("cookie"));
+    let created: Value = client
+        .post(format!("{base}/v1/keys"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &base)
+        .json(&json!({"name": "shutdown"}))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    let key = created["key"].as_str().expect("key").to_owned();
+
+    let streams: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, base, key) = (client.clone(), base.clone(), key.clone());
+            tokio::spawn(async move {
+                let response = client
+                    .post(format!("{base}/v1/chat/completions"))
+                    .bearer_auth(&key)
+                    .json(&json!({"model": "gpt-public", "stream": true, "messages": [{"role": "user", "content": "hi"}]}))
+                    .send()
+                    .await
+                    .expect("stream");
+                assert_eq!(response.status(), 200);
+                let mut body = String::new();
+                let mut chunks = response.bytes_stream();
+                while let Some(chunk) = chunks.next().await {
+                    match chunk {
+                        Ok(chunk) => body.push_str(&String::from_utf8_lossy(&chunk)),
+                        Err(e) => {
+                            body.push_str(&format!("\n<stream broke: {e}>"));
+                            break;
+                        }
+                    }
+                }
+                body
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let signalled = Instant::now();
+    server.sigterm();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = tokio::net::TcpStream::connect(("127.0.0.1", server.port)).await.is_err();
+    let mut finished = 0;
+    for stream in streams {
+        let body = stream.await.expect("task");
+        assert!(body.contains("data: [DONE]"), "the stream finished: {body}\n--- server output:\n{}", server.output());
+        assert!(body.contains("part14"), "every chunk arrived");
+        finished += 1;
+    }
+    let status = server.wait(Duration::from_secs(12)).await;
+    assert!(status.success(), "{status}");
+    assert!(refused, "new connections are refused once SIGTERM arrived");
+    eprintln!("SIGTERM: {finished}/4 running streams finished, exit after {:?}", signalled.elapsed());
+}
