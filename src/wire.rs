@@ -205,6 +205,7 @@ pub fn sign_in_error_message(code: &str) -> Option<&'static str> {
         "provider_unavailable" => "Google could not be reached. Please try again in a moment.",
         "session_expired" => "Your session has ended. Sign in again to continue.",
         "server_error" => "Something went wrong on our side while signing you in. Please try again.",
+        "too_many_attempts" => "Too many sign-in attempts came from your network. Wait a minute, then try again.",
         _ => return None,
     })
 }

@@ -847,4 +847,27 @@ backend_tests! {
     async fn hostile_and_malformed_inputs_get_their_status_and_change_nothing(backend) {
         run_corpus(backend).await;
     }
+
+    async fn anonymous_sign_in_starts_are_throttled_per_address(backend) {
+        let (app, _idp) = app_with_idp(backend, &[]).await;
+        let limit = workjet::server::auth::routes::SIGN_IN_STARTS_PER_MINUTE as usize;
+        let mut to_provider = 0;
+        let mut throttled = 0;
+        for _ in 0..limit + 20 {
+            let response = app.get("/auth/google").await;
+            assert_eq!(response.status(), 303);
+            let location = response.headers()[header::LOCATION].to_str().expect("ascii").to_owned();
+            if location == "/login?error=too_many_attempts" {
+                throttled += 1;
+                assert!(response.headers().get(header::SET_COOKIE).is_none(), "no session for a refused start");
+            } else {
+                to_provider += 1;
+            }
+        }
+        assert_eq!((to_provider, throttled), (limit, 20));
+        let sessions = dump(&app).await["sessions"].len();
+        assert_eq!(sessions, limit, "one pre-sign-in session per allowed start, none for the refused ones");
+        let page = app.get("/login?error=too_many_attempts").await.text().await.expect("page");
+        assert!(page.contains("Too many sign-in attempts"));
+    }
 }

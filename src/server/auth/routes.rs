@@ -1,7 +1,7 @@
 //! `GET /auth/google`, `GET /auth/google/callback`, `POST /auth/logout`.
 
 use axum::{
-    Router,
+    Extension, Router,
     extract::{Query, State},
     http::{HeaderMap, header},
     response::{IntoResponse, Redirect, Response},
@@ -13,6 +13,7 @@ use tower_sessions::{Expiry, Session};
 use crate::{
     domain::{
         audit::{self, AuditContext},
+        rate_limit::Quota,
         sessions::{SESSION_TTL, SIGN_IN_FLOW_TTL, keys},
     },
     server::{security::ClientIp, state::AppState},
@@ -39,9 +40,24 @@ struct StartQuery {
     return_to: Option<String>,
 }
 
+/// Sign-in flows one client address may start per minute.
+pub const SIGN_IN_STARTS_PER_MINUTE: u32 = 30;
+
 /// Starts the authorization-code flow: fresh `state`, `nonce` and PKCE verifier, kept in the
 /// (pre-sign-in) session, then off to the provider.
-async fn start(State(state): State<AppState>, session: Session, Query(query): Query<StartQuery>) -> Response {
+async fn start(
+    State(state): State<AppState>,
+    Extension(ClientIp(ip)): Extension<ClientIp>,
+    session: Session,
+    Query(query): Query<StartQuery>,
+) -> Response {
+    // Each start stores a short-lived pre-sign-in session: bound how fast one address can
+    // make them, so anonymous traffic cannot grow the sessions table at will.
+    let throttle = format!("signin:{}", ip.map(|ip| ip.to_string()).unwrap_or_default());
+    if !state.limits.check(&throttle, Quota { per_minute: SIGN_IN_STARTS_PER_MINUTE }).await.allowed {
+        tracing::info!("sign-in start throttled for this address");
+        return to_login("too_many_attempts");
+    }
     let return_to = query.return_to.as_deref().and_then(safe_return_path).unwrap_or(HOME).to_owned();
     let request = match state.sign_in.authorization_request().await {
         Ok(r) => r,
