@@ -4,6 +4,12 @@
 //! SHA-256 of it, so a database dump exposes no live session, and the id itself is never
 //! written anywhere. A deleted session is never resurrected: `save` only updates rows
 //! that still exist. Rolling expiry costs at most one write per session per minute.
+//!
+//! Lookups are cached in process (when the key cache may be: see `WJ_AUTH_CACHE`) under the
+//! same revocation generations as API keys: an entry is served only for the generation its
+//! bucket had before the database read that filled it, and every deletion bumps the
+//! generation before it returns — so a session signed out on one instance is refused by
+//! every instance on its very next request.
 
 use std::{
     hash::{BuildHasher, Hasher},
@@ -23,7 +29,28 @@ use tower_sessions::{
     session_store,
 };
 
-use crate::entities::sessions;
+use crate::{
+    domain::auth_cache::{BUCKETS, Generations, MAX_ENTRY_AGE, bucket_of},
+    entities::sessions,
+};
+
+/// The most sessions one instance keeps in memory (beyond it, lookups go to the database).
+pub const MAX_CACHED_SESSIONS: usize = 200_000;
+
+/// A session as last read or written, valid for one generation of its bucket.
+#[derive(Clone)]
+struct CachedSession {
+    record: Record,
+    generation: u64,
+    filled: Instant,
+}
+
+/// The lookup cache and the generations that invalidate it.
+#[derive(Clone)]
+struct SessionCache {
+    generations: Arc<Generations>,
+    entries: Arc<DashMap<[u8; 32], CachedSession>>,
+}
 
 /// Session data keys. Namespaced: `auth.*` is the signed-in state, `oauth.*` the sign-in
 /// flow in progress, `meta.*` what the sessions page shows.
@@ -75,6 +102,7 @@ pub struct SeaOrmSessionStore {
     writes: Arc<DashMap<[u8; 32], LastWrite>>,
     hasher: std::hash::RandomState,
     touch_interval: Duration,
+    cache: Option<SessionCache>,
 }
 
 impl std::fmt::Debug for SeaOrmSessionStore {
@@ -110,7 +138,49 @@ fn str_field(record: &Record, key: &str, max: usize) -> Option<String> {
 impl SeaOrmSessionStore {
     /// A store writing unchanged sessions back at most once per `touch_interval`.
     pub fn new(db: DatabaseConnection, touch_interval: Duration) -> Self {
-        Self { db, writes: Arc::new(DashMap::new()), hasher: std::hash::RandomState::new(), touch_interval }
+        Self { db, writes: Arc::new(DashMap::new()), hasher: std::hash::RandomState::new(), touch_interval, cache: None }
+    }
+
+    /// Caches lookups, invalidated through `generations` (shared with the key cache).
+    pub fn with_cache(mut self, generations: Arc<Generations>) -> Self {
+        self.cache = Some(SessionCache { generations, entries: Arc::new(DashMap::new()) });
+        self
+    }
+
+    /// Sessions held in the lookup cache.
+    pub fn cached_len(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.entries.len())
+    }
+
+    /// Keeps a cached session's data and rolling expiry current (its generation stays).
+    fn refresh_cached(&self, hash: &[u8; 32], record: &Record) {
+        if let Some(cache) = &self.cache
+            && let Some(mut entry) = cache.entries.get_mut(hash)
+        {
+            entry.record = record.clone();
+        }
+    }
+
+    /// After sessions were deleted: forget them here and make every instance forget them.
+    async fn forget(&self, hashes: &[[u8; 32]]) {
+        let Some(cache) = &self.cache else { return };
+        let mut buckets = std::collections::BTreeSet::new();
+        for hash in hashes {
+            cache.entries.remove(hash);
+            buckets.insert(bucket_of(hash));
+        }
+        for bucket in buckets {
+            cache.generations.bump(bucket).await;
+        }
+    }
+
+    /// After an unknown set of sessions was deleted: every bucket moves on.
+    async fn forget_all(&self) {
+        let Some(cache) = &self.cache else { return };
+        cache.entries.clear();
+        for bucket in 0..BUCKETS {
+            cache.generations.bump(bucket as u8).await;
+        }
     }
 
     fn fingerprint(&self, data: &str) -> u64 {
@@ -143,17 +213,25 @@ impl SeaOrmSessionStore {
 
     /// Deletes one of the user's sessions; `false` if the user has no such session.
     pub async fn delete_for_user(&self, user_id: i64, session_id: i64) -> Result<bool, DbErr> {
-        let result = sessions::Entity::delete_many()
+        let row = sessions::Entity::find()
             .filter(sessions::Column::Id.eq(session_id))
             .filter(sessions::Column::UserId.eq(user_id))
-            .exec(&self.db)
+            .one(&self.db)
             .await?;
+        let Some(row) = row else { return Ok(false) };
+        let result = sessions::Entity::delete_many().filter(sessions::Column::Id.eq(row.id)).exec(&self.db).await?;
+        if let Ok(hash) = <[u8; 32]>::try_from(row.token_hash.as_slice()) {
+            self.forget(&[hash]).await;
+        }
         Ok(result.rows_affected > 0)
     }
 
     /// Deletes every session of the user ("sign out everywhere"); returns how many.
     pub async fn delete_all_for_user(&self, user_id: i64) -> Result<u64, DbErr> {
         let result = sessions::Entity::delete_many().filter(sessions::Column::UserId.eq(user_id)).exec(&self.db).await?;
+        // Rare (sign out everywhere, a disabled user): move every bucket on rather than trust a
+        // list of the user's sessions read apart from the delete.
+        self.forget_all().await;
         Ok(result.rows_affected)
     }
 
@@ -207,6 +285,8 @@ impl SessionStore for SeaOrmSessionStore {
             && last.fingerprint == fingerprint
             && last.at.elapsed() < self.touch_interval
         {
+            // Unchanged data: only the rolling expiry moved.
+            self.refresh_cached(&hash, record);
             return Ok(());
         }
         let now = Utc::now();
@@ -224,14 +304,36 @@ impl SessionStore for SeaOrmSessionStore {
             .map_err(backend)?;
         if result.rows_affected == 0 {
             self.writes.remove(&hash);
+            if let Some(cache) = &self.cache {
+                cache.entries.remove(&hash);
+            }
         } else {
             self.writes.insert(hash, LastWrite { fingerprint, at: Instant::now() });
+            self.refresh_cached(&hash, record);
         }
         Ok(())
     }
 
     async fn load(&self, id: &Id) -> session_store::Result<Option<Record>> {
         let hash = token_hash(id);
+        // The generation is read before the database: a fill can never outlive a deletion
+        // that committed after this read began.
+        let generation = match &self.cache {
+            Some(cache) => cache.generations.current(bucket_of(&hash)).await,
+            None => None,
+        };
+        if let (Some(cache), Some(generation)) = (&self.cache, generation)
+            && let Some(entry) = cache.entries.get(&hash)
+        {
+            if entry.generation == generation
+                && entry.filled.elapsed() < MAX_ENTRY_AGE
+                && entry.record.expiry_date > OffsetDateTime::now_utc()
+            {
+                return Ok(Some(entry.record.clone()));
+            }
+            drop(entry);
+            cache.entries.remove(&hash);
+        }
         let row = sessions::Entity::find()
             .filter(sessions::Column::TokenHash.eq(hash.to_vec()))
             .filter(sessions::Column::ExpiresAt.gt(Utc::now()))
@@ -240,13 +342,20 @@ impl SessionStore for SeaOrmSessionStore {
             .map_err(backend)?;
         let Some(row) = row else { return Ok(None) };
         let data = serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
-        Ok(Some(Record { id: *id, data, expiry_date: to_offset(row.expires_at) }))
+        let record = Record { id: *id, data, expiry_date: to_offset(row.expires_at) };
+        if let (Some(cache), Some(generation)) = (&self.cache, generation)
+            && cache.entries.len() < MAX_CACHED_SESSIONS
+        {
+            cache.entries.insert(hash, CachedSession { record: record.clone(), generation, filled: Instant::now() });
+        }
+        Ok(Some(record))
     }
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let hash = token_hash(id);
         sessions::Entity::delete_many().filter(sessions::Column::TokenHash.eq(hash.to_vec())).exec(&self.db).await.map_err(backend)?;
         self.writes.remove(&hash);
+        self.forget(&[hash]).await;
         Ok(())
     }
 }

@@ -35,11 +35,35 @@ impl From<users::Model> for User {
 #[derive(Clone)]
 pub struct UserService {
     db: DatabaseConnection,
+    /// Users recently seen enabled, and when: cookie-authenticated requests skip the query for
+    /// [`ENABLED_FOR`]. Disabling a user removes them here at once (and ends their sessions on
+    /// every instance); a change made in the database by hand is seen within [`ENABLED_FOR`].
+    recently_enabled: std::sync::Arc<dashmap::DashMap<i64, std::time::Instant>>,
 }
+
+/// How long a user seen enabled is believed enabled without asking the database again.
+pub const ENABLED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl UserService {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db }
+        Self { db, recently_enabled: Default::default() }
+    }
+
+    /// Whether the user exists and is enabled, from memory when it was checked recently.
+    pub async fn is_enabled(&self, id: i64) -> Result<bool, DbErr> {
+        if self.recently_enabled.get(&id).is_some_and(|at| at.elapsed() < ENABLED_FOR) {
+            return Ok(true);
+        }
+        let enabled = self.get(id).await?.is_some_and(|u| !u.disabled);
+        if enabled {
+            if self.recently_enabled.len() > 100_000 {
+                self.recently_enabled.retain(|_, at| at.elapsed() < ENABLED_FOR);
+            }
+            self.recently_enabled.insert(id, std::time::Instant::now());
+        } else {
+            self.recently_enabled.remove(&id);
+        }
+        Ok(enabled)
     }
 
     /// Creates the user on first sign-in, or refreshes email, name and picture (they can
@@ -82,10 +106,12 @@ impl UserService {
 
     /// Disables (or re-enables) a user: a disabled user's sessions and keys stop working.
     pub async fn set_disabled(&self, id: i64, disabled: bool) -> Result<bool, DbErr> {
+        self.recently_enabled.remove(&id);
         let Some(user) = users::Entity::find_by_id(id).one(&self.db).await? else { return Ok(false) };
         let mut active: users::ActiveModel = user.into();
         active.disabled_at = Set(disabled.then(Utc::now));
         active.update(&self.db).await?;
+        self.recently_enabled.remove(&id);
         Ok(true)
     }
 

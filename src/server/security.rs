@@ -93,8 +93,9 @@ pub fn cross_origin_allowed(method: &Method, headers: &HeaderMap, allowed_origin
     if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return true;
     }
-    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
-    let origin_trusted = origin.is_some_and(|o| allowed_origins.iter().any(|a| a == o));
+    // An Origin that is present but not text (bytes outside ASCII) is untrusted, never absent.
+    let origin = headers.get(header::ORIGIN);
+    let origin_trusted = origin.and_then(|v| v.to_str().ok()).is_some_and(|o| allowed_origins.iter().any(|a| a == o));
     match headers.get("sec-fetch-site").map(|v| v.as_bytes()) {
         Some(b"same-origin") | Some(b"none") => true,
         Some(_) => origin_trusted,
@@ -171,6 +172,10 @@ mod tests {
         assert!(!cross_origin_allowed(&post, &headers(&[("origin", "https://evil.example")]), &allowed));
         assert!(!cross_origin_allowed(&post, &headers(&[("origin", "null")]), &allowed));
         assert!(!cross_origin_allowed(&Method::DELETE, &headers(&[("sec-fetch-site", "cross-site")]), &allowed));
+        // Found by fuzzing: an Origin that is not ASCII is present (and untrusted), not absent.
+        let mut odd = HeaderMap::new();
+        odd.insert(header::ORIGIN, HeaderValue::from_bytes(b"\xff").expect("opaque header"));
+        assert!(!cross_origin_allowed(&post, &odd, &allowed));
     }
 
     #[test]

@@ -197,18 +197,18 @@ fn build_state(
             (client, Some(Arc::new(idp)))
         }
     };
+    let generations = Arc::new(Generations::new(shared.clone()));
     AppState {
         users: UserService::new(db.clone()),
-        keys: ApiKeyService::new(
-            db.clone(),
-            cache_enabled(&config).then(|| Arc::new(KeyCache::new(2_000_000))),
-            Arc::new(Generations::new(shared.clone())),
-        ),
+        keys: ApiKeyService::new(db.clone(), cache_enabled(&config).then(|| Arc::new(KeyCache::new(2_000_000))), generations.clone()),
         limits: Limits::new(shared.clone(), config.auth_failures_per_minute),
         shared,
         gateway: Arc::new(registry),
         usage: UsageRecorder::start(db.clone()),
-        sessions: SeaOrmSessionStore::new(db.clone(), config.session_touch_interval),
+        sessions: {
+            let store = SeaOrmSessionStore::new(db.clone(), config.session_touch_interval);
+            if cache_enabled(&config) { store.with_cache(generations) } else { store }
+        },
         sign_in: Arc::new(sign_in),
         dev_idp,
         config: Arc::new(config),

@@ -339,6 +339,9 @@ backend_tests! {
         let me: Value = me.json().await.expect("json");
         assert_eq!(me["auth_method"], "session");
         assert_eq!(me["permissions"], "all");
+        if workjet::server::startup::cache_enabled(&app.state.config) {
+            assert!(app.state.sessions.cached_len() >= 1, "the session lookup is cached");
+        }
         // State-changing cookie requests need an allowed origin.
         let cookie = format!("wj_session={}", browser.cookie.clone().expect("cookie"));
         let evil = app.client.post(app.url("/v1/keys")).header("cookie", &cookie).header("origin", "https://evil.example").json(&json!({"name": "csrf"})).send().await.expect("post");

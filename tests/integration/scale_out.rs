@@ -156,6 +156,21 @@ async fn two_instances_share_sessions_keys_revocations_budgets_and_survive_redis
     assert_eq!(me_b.status(), 200, "a session created on A is valid on B");
     assert_eq!(me_b.json::<Value>().await.expect("json")["auth_method"], "session");
 
+    // Signing out on A is refused by B on the very next request, each time after B had the
+    // session in its cache.
+    for i in 0..20 {
+        let mut browser = Browser::new();
+        assert_eq!(browser.sign_in_at(&cluster.a.base, None).await, "/settings/api-keys");
+        let cookie = format!("wj_session={}", browser.cookie.clone().expect("cookie"));
+        let me = |instance: &Instance| cluster.client.get(instance.url("/v1/me")).header(header::COOKIE, cookie.clone()).send();
+        assert_eq!(me(&cluster.b).await.expect("me").status(), 200, "iteration {i}: warm B's cache");
+        assert_eq!(me(&cluster.b).await.expect("me").status(), 200, "iteration {i}: served from B's cache");
+        let out = browser.post(&cluster.a.url("/auth/logout"), &cluster.a.base, "").await;
+        assert!(out.status().is_redirection());
+        assert_eq!(me(&cluster.b).await.expect("me").status(), 401, "iteration {i}: B accepted a session signed out on A");
+    }
+    eprintln!("20 sign-outs on A, each refused by B on the next request");
+
     // A key made on A works on B.
     let (_, key) = cluster.create_key(json!({"name": "shared"})).await;
     assert_eq!(cluster.me(&cluster.b, &key).await, 200);

@@ -217,7 +217,7 @@ pub fn translate_response(body: &Value, public_model: &str, created: i64) -> Opt
             "created": created,
             "model": public_model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish_reason(body.get("stop_reason").and_then(Value::as_str)), "logprobs": null}],
-            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens + usage.completion_tokens},
+            "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens, "total_tokens": usage.prompt_tokens.saturating_add(usage.completion_tokens)},
         }),
         usage,
     ))
@@ -277,7 +277,7 @@ impl StreamTranslator {
         self.include_usage.then(|| {
             let u = self.usage;
             json!({"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model, "choices": [],
-                "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens + u.completion_tokens}})
+                "usage": {"prompt_tokens": u.prompt_tokens, "completion_tokens": u.completion_tokens, "total_tokens": u.prompt_tokens.saturating_add(u.completion_tokens)}})
         })
     }
 
@@ -506,5 +506,18 @@ mod tests {
         ));
         assert!(matches!(t.translate(None, "not json")[0], StreamOutput::Error(_)));
         assert!(t.usage_chunk().is_none());
+    }
+
+    #[test]
+    fn huge_token_counts_saturate_instead_of_overflowing() {
+        // Found by fuzzing: totals of upstream counts near u64::MAX.
+        let body: Value =
+            serde_json::from_str(r#"{"content":[],"usage":{"input_tokens":18446744073709551615,"output_tokens":1}}"#).expect("json");
+        let (translated, _) = translate_response(&body, "m", 0).expect("translated");
+        assert_eq!(translated["usage"]["total_tokens"], u64::MAX);
+        let mut t = StreamTranslator::new("m", 0, true);
+        t.translate(Some("message_start"), r#"{"type":"message_start","message":{"usage":{"input_tokens":18446744073709551615}}}"#);
+        t.translate(Some("message_delta"), r#"{"type":"message_delta","usage":{"output_tokens":1}}"#);
+        assert_eq!(t.usage_chunk().expect("usage")["usage"]["total_tokens"], u64::MAX);
     }
 }

@@ -259,11 +259,9 @@ async fn session_principal(state: &AppState, session: Option<Session>) -> Result
             return Err(ApiError::unavailable());
         }
     };
-    match state.users.get(user_id).await {
-        Ok(Some(user)) if !user.disabled => {
-            Ok(Principal { user_id, method: AuthMethod::Session, permissions: Permissions::All, rate_limit_per_minute: None })
-        }
-        Ok(_) => Err(ApiError::unauthorized("Your session has ended. Sign in again.")),
+    match state.users.is_enabled(user_id).await {
+        Ok(true) => Ok(Principal { user_id, method: AuthMethod::Session, permissions: Permissions::All, rate_limit_per_minute: None }),
+        Ok(false) => Err(ApiError::unauthorized("Your session has ended. Sign in again.")),
         Err(error) => {
             tracing::error!(error = %crate::domain::describe_db_error(&error), "user lookup failed: answering 503");
             Err(ApiError::unavailable())

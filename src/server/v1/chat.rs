@@ -69,7 +69,7 @@ impl Meter {
     }
 }
 
-fn parse_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+pub fn parse_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     let value: Value =
         serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}")))?;
     let Value::Object(map) = value else {
