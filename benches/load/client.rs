@@ -75,6 +75,10 @@ pub async fn run(
                 }
                 let request = make(w, n);
                 n += 1;
+                // HTTP/1.1: the connection takes the next request only once the last exchange is done.
+                if sender.ready().await.is_err() {
+                    sender = connect(addr).await;
+                }
                 let t0 = Instant::now();
                 let response = match sender.send_request(request).await {
                     Ok(r) => r,

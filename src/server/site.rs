@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use leptos::config::{LeptosOptions, get_configuration};
+use leptos::config::LeptosOptions;
 use serde::Deserialize;
 
 use crate::server::config::ConfigError;
@@ -34,13 +34,29 @@ struct Metadata {
     leptos: RuntimeOptions,
 }
 
+/// The options `LEPTOS_*` variables give, as `leptos_config` reads them, except that a binary
+/// built without cargo-leptos (`cargo test`, `cargo bench`) names its bundle after the crate
+/// instead of warning that `LEPTOS_OUTPUT_NAME` is missing.
+fn from_env() -> Result<LeptosOptions, ConfigError> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let output_name = var("LEPTOS_OUTPUT_NAME")
+        .or_else(|| option_env!("LEPTOS_OUTPUT_NAME").filter(|v| !v.is_empty()).map(str::to_owned))
+        .unwrap_or_else(|| env!("CARGO_PKG_NAME").to_owned());
+    let mut options = LeptosOptions::builder().output_name(output_name).build();
+    options.site_root = var("LEPTOS_SITE_ROOT").unwrap_or_else(|| "target/site".into()).into();
+    options.site_pkg_dir = var("LEPTOS_SITE_PKG_DIR").unwrap_or_else(|| "pkg".into()).into();
+    if let Some(env) = var("LEPTOS_ENV") {
+        options.env = env.parse().map_err(|()| ConfigError::new("LEPTOS_ENV", "must be PROD or DEV"))?;
+    }
+    if let Some(hash_files) = var("LEPTOS_HASH_FILES") {
+        options.hash_files = hash_files.parse().map_err(|_| ConfigError::new("LEPTOS_HASH_FILES", "must be true or false"))?;
+    }
+    Ok(options)
+}
+
 /// The options the server renders and serves the site with.
 pub fn leptos_options(path: &Path) -> Result<LeptosOptions, ConfigError> {
-    let mut options = get_configuration(None).map_err(|e| ConfigError::new("LEPTOS_*", e.to_string()))?.leptos_options;
-    if options.output_name.is_empty() {
-        // Built without cargo-leptos (e.g. `cargo test`): the bundle keeps the crate's name.
-        options.output_name = "workjet".into();
-    }
+    let mut options = from_env()?;
     let runtime = match std::fs::read_to_string(path) {
         Ok(text) => parse(&text).map_err(|message| ConfigError::new(path.display().to_string(), message))?,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => RuntimeOptions::default(),
