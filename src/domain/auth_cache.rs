@@ -68,8 +68,10 @@ impl Hasher for PrefixHasher {
 /// What a cached key says (compact: the cache holds up to millions of these).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CachedKey {
-    pub key_id: i64,
-    pub user_id: i64,
+    /// Ids above `u32::MAX` are not cached (their lookups always go to the database): 40
+    /// bytes a slot instead of 48 keep a million keys under 100 bytes each.
+    pub key_id: u32,
+    pub user_id: u32,
     /// Expiry in Unix seconds, 0 for none.
     pub expires_at: u32,
     /// The key's own rate limit, 0 for the default.
@@ -266,7 +268,7 @@ mod tests {
 
     #[test]
     fn entries_are_compact() {
-        assert_eq!(std::mem::size_of::<([u8; 16], CachedKey)>(), 48);
+        assert_eq!(std::mem::size_of::<([u8; 16], CachedKey)>(), 40);
         let generations = LocalGenerations::default();
         assert_eq!(generations.current(3), 0);
         assert_eq!(generations.bump(3), 1);

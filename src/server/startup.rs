@@ -47,7 +47,7 @@ use crate::{
         limits::Limits,
         listener::{PeerAddr, ServerListener, TlsError, tls_acceptor},
         security::{self, CspNonce},
-        state::AppState,
+        state::{AppState, Services},
         v1,
     },
 };
@@ -198,7 +198,7 @@ fn build_state(
         }
     };
     let generations = Arc::new(Generations::new(shared.clone()));
-    AppState {
+    AppState::new(Services {
         users: UserService::new(db.clone()),
         keys: ApiKeyService::new(db.clone(), cache_enabled(&config).then(|| Arc::new(KeyCache::new(2_000_000))), generations.clone()),
         limits: Limits::new(shared.clone(), config.auth_failures_per_minute),
@@ -214,7 +214,7 @@ fn build_state(
         config: Arc::new(config),
         db,
         leptos_options,
-    }
+    })
 }
 
 /// Periodic housekeeping: `last_used_at` is flushed every minute, expired sessions are

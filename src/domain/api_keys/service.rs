@@ -102,24 +102,25 @@ pub struct KeyPrincipal {
 impl KeyPrincipal {
     fn from_cached(entry: &CachedKey) -> Self {
         Self {
-            key_id: entry.key_id,
-            user_id: entry.user_id,
+            key_id: i64::from(entry.key_id),
+            user_id: i64::from(entry.user_id),
             permissions: entry.permissions(),
             rate_limit_per_minute: (entry.rate_limit != 0).then_some(entry.rate_limit),
             expires_at: (entry.expires_at != 0).then(|| DateTime::from_timestamp(i64::from(entry.expires_at), 0)).flatten(),
         }
     }
 
-    fn to_cached(&self) -> CachedKey {
-        CachedKey {
-            key_id: self.key_id,
-            user_id: self.user_id,
+    /// The compact cache entry, or `None` for ids too large for it (never cached).
+    fn to_cached(&self) -> Option<CachedKey> {
+        Some(CachedKey {
+            key_id: u32::try_from(self.key_id).ok()?,
+            user_id: u32::try_from(self.user_id).ok()?,
             expires_at: self.expires_at.map_or(0, |e| e.timestamp().clamp(1, i64::from(u32::MAX)) as u32),
             rate_limit: self.rate_limit_per_minute.unwrap_or(0),
             generation: 0,
             filled: 0,
             permissions: CachedKey::encode_permissions(self.permissions),
-        }
+        })
     }
 }
 
@@ -177,7 +178,7 @@ impl ApiKeyService {
     /// The cached principal of `hash`, if valid under `generation` (no I/O).
     pub fn cached(&self, hash: &ApiKeyHash, generation: u64) -> Option<KeyPrincipal> {
         let entry = self.cache.as_ref()?.get(hash, generation, Utc::now().timestamp())?;
-        self.last_used.touch(entry.key_id);
+        self.last_used.touch(i64::from(entry.key_id));
         Some(KeyPrincipal::from_cached(&entry))
     }
 
@@ -190,8 +191,8 @@ impl ApiKeyService {
     /// read *before* the lookup began, so a revocation racing with it is never masked.
     pub async fn lookup_and_cache(&self, hash: &ApiKeyHash, generation_before: Option<u64>) -> Result<KeyPrincipal, AuthFailure> {
         let principal = self.lookup(hash).await?;
-        if let (Some(cache), Some(generation)) = (&self.cache, generation_before) {
-            cache.insert(hash, principal.to_cached(), generation);
+        if let (Some(cache), Some(generation), Some(entry)) = (&self.cache, generation_before, principal.to_cached()) {
+            cache.insert(hash, entry, generation);
         }
         self.last_used.touch(principal.key_id);
         Ok(principal)
