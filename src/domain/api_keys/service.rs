@@ -244,9 +244,11 @@ impl ApiKeyService {
         let key = PlainApiKey::generate();
         let txn = self.db.begin().await?;
         // Serialise creates of one owner (a row lock on PostgreSQL, the write lock on
-        // SQLite) so that the active-key limit holds under concurrency.
+        // SQLite) so that the active-key limit holds under concurrency. A column that no
+        // foreign key points at: "SET id = id" made SQLite check every child table for rows
+        // referencing the user (15 ms with a large usage table, measured by the benchmark).
         let locked = users::Entity::update_many()
-            .col_expr(users::Column::Id, Expr::col(users::Column::Id))
+            .col_expr(users::Column::DisabledAt, Expr::col(users::Column::DisabledAt))
             .filter(users::Column::Id.eq(owner))
             .exec(&txn)
             .await?;
