@@ -98,6 +98,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub cache_mode: CacheMode,
     pub shutdown_grace: Duration,
+    /// The longest a request body may go without sending data (slow uploads get 408).
+    pub body_timeout: Duration,
     pub log_format: LogFormat,
     pub config_file: Option<PathBuf>,
     /// Providers and upstream timeouts from `workjet.toml`.
@@ -235,6 +237,11 @@ impl Config {
             Some(_) => return Err(ConfigError::new("WJ_AUTH_CACHE", "must be auto, on or off")),
         };
         let shutdown_grace = Duration::from_secs(env.parse_or("WJ_SHUTDOWN_GRACE_SECS", 30u64)?);
+        let body_timeout_secs: u64 = env.parse_or("WJ_BODY_TIMEOUT_SECS", 30u64)?;
+        if !(1..=3600).contains(&body_timeout_secs) {
+            return Err(ConfigError::new("WJ_BODY_TIMEOUT_SECS", "must be between 1 and 3600"));
+        }
+        let body_timeout = Duration::from_secs(body_timeout_secs);
         let log_format = match env.get("WJ_LOG_FORMAT")?.as_deref() {
             None | Some("text") => LogFormat::Text,
             Some("json") => LogFormat::Json,
@@ -282,6 +289,7 @@ impl Config {
             trusted_proxies,
             cache_mode,
             shutdown_grace,
+            body_timeout,
             log_format,
             config_file,
             providers,

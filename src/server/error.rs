@@ -133,6 +133,11 @@ impl ApiError {
         Self::new(StatusCode::BAD_GATEWAY, "upstream_error", message)
     }
 
+    /// 408 `request_timeout`: the request body stopped arriving.
+    pub fn request_timeout() -> Self {
+        Self::new(StatusCode::REQUEST_TIMEOUT, "request_timeout", "The request body stopped arriving before it was complete.")
+    }
+
     /// 503 `service_unavailable`: a dependency (the database) is down; fail closed.
     pub fn unavailable() -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "The service is temporarily unavailable. Please retry shortly.")

@@ -306,6 +306,7 @@ pub fn router(state: AppState) -> Router {
         .merge(portal)
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::cross_origin_guard))
         .layer(middleware::from_fn_with_state(state.clone(), security::resolve_client_ip))
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.config.body_timeout))
         .layer(middleware::from_fn_with_state(state.clone(), security::request_guard))
         .layer(middleware::from_fn_with_state(state.clone(), security::security_headers))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(crate::server::error::ApiError::internal())))

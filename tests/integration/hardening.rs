@@ -466,6 +466,18 @@ fn corpus(f: &Fixture) -> Vec<Row> {
     );
     push(
         "B bodies",
+        "slow upload: the body stops arriving (raw)",
+        Send::Raw(
+            format!(
+                "POST /v1/keys HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\nContent-Length: 100\r\nConnection: close\r\n\r\n{{\"name\": "
+            )
+            .into_bytes(),
+        ),
+        408,
+        Change::None,
+    );
+    push(
+        "B bodies",
         "gzip-encoded body (not accepted)",
         Send::Http(
             Method::POST,
@@ -773,6 +785,7 @@ async fn run_corpus(backend: Backend) {
             ("WJ_AUTH_FAILURES_PER_MINUTE", "1000000".into()),
             ("WJ_RATE_LIMIT_PER_MINUTE", "1000000".into()),
             ("WJ_SESSION_TOUCH_SECS", "86400".into()),
+            ("WJ_BODY_TIMEOUT_SECS", "1".into()),
         ],
     )
     .await;

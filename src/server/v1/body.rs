@@ -30,6 +30,7 @@ impl FromRequest<AppState> for JsonBody {
             Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 Err(ApiError::payload_too_large(state.config.max_body_bytes))
             }
+            Err(rejection) if crate::server::v1::json::timed_out(&rejection.body_text()) => Err(ApiError::request_timeout()),
             Err(_) => Err(ApiError::bad_request("The request body could not be read.")),
         }
     }

@@ -33,9 +33,15 @@ fn map_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
             ApiError::unprocessable(format!("The request body does not fit the schema: {}", clean(&e.body_text())))
         }
         JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::payload_too_large(limit),
+        JsonRejection::BytesRejection(e) if timed_out(&e.body_text()) => ApiError::request_timeout(),
         JsonRejection::BytesRejection(_) => ApiError::bad_request("The request body could not be read."),
         _ => ApiError::bad_request("The request body could not be read."),
     }
+}
+
+/// Whether reading the body failed because it stopped arriving (`WJ_BODY_TIMEOUT_SECS`).
+pub fn timed_out(rejection_text: &str) -> bool {
+    rejection_text.contains("designated timeout")
 }
 
 /// serde's message, without axum's prefix, bounded in length.
