@@ -248,16 +248,7 @@ async fn main() {
     let cookie = sign_in(&server.base, "bench@example.com").await;
     let (_, hot) = create_key(&server.base, &cookie, 60_000_000).await;
     let db = sea_orm::Database::connect(&sqlite).await.expect("bench db");
-    let seed_user = workjet::domain::users::UserService::new(db.clone())
-        .upsert_from_identity(&workjet::domain::users::VerifiedIdentity {
-            issuer: "bench".into(),
-            subject: "seed".into(),
-            email: "seed@example.com".into(),
-            name: "Seed".into(),
-            picture: None,
-        })
-        .await
-        .expect("seed user");
+    let seed_user = seed::seed_user(&db).await;
     let mut pool = seed::seed_keys(&db, seed_user.id, plan.sizes[0], plan.sizes[0].min(1_000)).await;
 
     eprintln!("-- 1. authentication overhead");
@@ -395,16 +386,7 @@ async fn main() {
         let server = Server::start(&common(&pg)).await;
         let cookie = sign_in(&server.base, "bench@example.com").await;
         let db = sea_orm::Database::connect(&pg).await.expect("pg");
-        let seed_user = workjet::domain::users::UserService::new(db.clone())
-            .upsert_from_identity(&workjet::domain::users::VerifiedIdentity {
-                issuer: "bench".into(),
-                subject: "seed".into(),
-                email: "seed@example.com".into(),
-                name: "Seed".into(),
-                picture: None,
-            })
-            .await
-            .expect("seed user");
+        let seed_user = seed::seed_user(&db).await;
         let mut seeded = 0;
         for size in plan.sizes {
             let pool = seed::seed_keys(&db, seed_user.id, size - seeded, 1_000).await;

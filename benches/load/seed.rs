@@ -52,3 +52,17 @@ pub async fn seed_keys(db: &DatabaseConnection, user_id: i64, total: usize, keep
     txn.commit().await.expect("commit");
     kept
 }
+
+/// The user that owns the seeded keys.
+pub async fn seed_user(db: &sea_orm::DatabaseConnection) -> workjet::domain::users::User {
+    workjet::domain::users::UserService::new(db.clone())
+        .upsert_from_identity(&workjet::domain::users::VerifiedIdentity {
+            issuer: "bench".into(),
+            subject: "seed".into(),
+            email: "seed@example.com".into(),
+            name: "Seed".into(),
+            picture: None,
+        })
+        .await
+        .expect("seed user")
+}

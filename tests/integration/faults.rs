@@ -39,28 +39,16 @@ async fn listed_ids(app: &TestApp, key: &str) -> Vec<i64> {
 /// PostgreSQL is cut off (as if stopped) while clients keep calling; then it comes back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_under_load_fails_closed_and_recovers_by_itself() {
-    let Some(admin) = postgres_admin_url() else {
+    let Some((db, proxy, proxied)) = postgres_behind_proxy().await else {
         eprintln!("skipped: WJ_TEST_POSTGRES_URL is not set");
         return;
     };
-    let db = TestDatabase::create(Backend::Postgres).await.expect("db");
-    let target = {
-        let u = url::Url::parse(&admin).expect("url");
-        tokio::net::lookup_host((u.host_str().unwrap_or("127.0.0.1").to_owned(), u.port().unwrap_or(5432)))
-            .await
-            .expect("resolve")
-            .next()
-            .expect("addr")
-    };
-    let proxy = Arc::new(CuttableProxy::start(target).await);
-    let mut proxied = url::Url::parse(&db.url).expect("url");
-    proxied.set_host(Some("127.0.0.1")).expect("host");
-    proxied.set_port(Some(proxy.addr.port())).expect("port");
+    let proxy = Arc::new(proxy);
     let app = Arc::new(
         spawn_app_on(
             db,
             &[
-                ("WJ_DATABASE_URL", proxied.to_string()),
+                ("WJ_DATABASE_URL", proxied),
                 ("WJ_DATABASE_TIMEOUT_MS", "1000".to_owned()),
                 ("WJ_RATE_LIMIT_PER_MINUTE", "1000000".to_owned()),
                 ("WJ_AUTH_FAILURES_PER_MINUTE", "1000000".to_owned()),

@@ -106,24 +106,11 @@ async fn readyz_stays_ready_while_another_process_holds_the_sqlite_write_lock() 
 /// PostgreSQL: the connection to the server is cut (as if it were stopped) and restored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readyz_goes_503_while_postgres_is_unreachable_and_recovers() {
-    let Some(admin) = postgres_admin_url() else {
+    let Some((db, proxy, proxied)) = postgres_behind_proxy().await else {
         eprintln!("skipped: WJ_TEST_POSTGRES_URL is not set");
         return;
     };
-    let db = TestDatabase::create(Backend::Postgres).await.expect("db");
-    let target = {
-        let u = url::Url::parse(&admin).expect("url");
-        tokio::net::lookup_host((u.host_str().unwrap_or("127.0.0.1").to_owned(), u.port().unwrap_or(5432)))
-            .await
-            .expect("resolve")
-            .next()
-            .expect("addr")
-    };
-    let proxy = CuttableProxy::start(target).await;
-    let mut proxied = url::Url::parse(&db.url).expect("url");
-    proxied.set_host(Some("127.0.0.1")).expect("host");
-    proxied.set_port(Some(proxy.addr.port())).expect("port");
-    let app = spawn_app_on(db, &[("WJ_DATABASE_URL", proxied.to_string()), ("WJ_DATABASE_TIMEOUT_MS", "1000".to_owned())]).await;
+    let app = spawn_app_on(db, &[("WJ_DATABASE_URL", proxied), ("WJ_DATABASE_TIMEOUT_MS", "1000".to_owned())]).await;
     assert_eq!(app.get("/readyz").await.status(), 200);
     proxy.cut();
     let response = app.get("/readyz").await;

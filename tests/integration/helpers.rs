@@ -264,6 +264,28 @@ impl CuttableProxy {
     }
 }
 
+/// The socket address of a service URL (`postgres://…`, `redis://…`), `default_port` if none.
+pub async fn resolve(url: &str, default_port: u16) -> SocketAddr {
+    let u = url::Url::parse(url).expect("a service URL");
+    tokio::net::lookup_host((u.host_str().unwrap_or("127.0.0.1").to_owned(), u.port().unwrap_or(default_port)))
+        .await
+        .expect("resolve")
+        .next()
+        .expect("addr")
+}
+
+/// A fresh PostgreSQL database reached through a [`CuttableProxy`], and the URL that goes
+/// through the proxy; `None` (skipped) without `WJ_TEST_POSTGRES_URL`.
+pub async fn postgres_behind_proxy() -> Option<(TestDatabase, CuttableProxy, String)> {
+    let admin = postgres_admin_url()?;
+    let db = TestDatabase::create(Backend::Postgres).await?;
+    let proxy = CuttableProxy::start(resolve(&admin, 5432).await).await;
+    let mut proxied = url::Url::parse(&db.url).expect("url");
+    proxied.set_host(Some("127.0.0.1")).expect("host");
+    proxied.set_port(Some(proxy.addr.port())).expect("port");
+    Some((db, proxy, proxied.to_string()))
+}
+
 /// Polls `check` every 100 ms until it is true or `timeout` passes.
 pub async fn eventually<F, Fut>(timeout: Duration, mut check: F) -> bool
 where

@@ -118,6 +118,22 @@ fn provider_config(dir: &std::path::Path, fake: &Fake) -> String {
     path.display().to_string()
 }
 
+/// Creates a key through `/v1/keys` with a session cookie; the raw key, shown this once.
+async fn create_key(client: &reqwest::Client, base: &str, cookie: &str, name: &str) -> String {
+    let created: Value = client
+        .post(format!("{base}/v1/keys"))
+        .header(header::COOKIE, cookie)
+        .header(header::ORIGIN, base)
+        .json(&json!({ "name": name }))
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    created["key"].as_str().expect("the raw key, once").to_owned()
+}
+
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
@@ -171,18 +187,7 @@ async fn no_secret_reaches_the_trace_logs_or_the_database_file() {
         .expect("json");
     let portal_key = created["secret"].as_str().expect("the raw key, once").to_owned();
     let portal_key_id = created["key"]["id"].as_i64().expect("id");
-    let created: Value = client
-        .post(format!("{base}/v1/keys"))
-        .header(header::COOKIE, &cookie)
-        .header(header::ORIGIN, &base)
-        .json(&json!({"name": "second"}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let api_key = created["key"].as_str().expect("the raw key, once").to_owned();
+    let api_key = create_key(&client, &base, &cookie, "second").await;
 
     // Use them: plain, through the gateway (plain and streamed), and wrongly.
     for key in [&portal_key, &api_key] {
@@ -276,18 +281,7 @@ async fn sigterm_lets_running_streams_finish_and_refuses_new_connections() {
     let landed = browser.sign_in_at(&base, None).await;
     assert!(landed.ends_with("/settings/api-keys"), "{landed}");
     let cookie = format!("wj_session={}", browser.cookie.clone().expect("cookie"));
-    let created: Value = client
-        .post(format!("{base}/v1/keys"))
-        .header(header::COOKIE, &cookie)
-        .header(header::ORIGIN, &base)
-        .json(&json!({"name": "shutdown"}))
-        .send()
-        .await
-        .expect("create")
-        .json()
-        .await
-        .expect("json");
-    let key = created["key"].as_str().expect("key").to_owned();
+    let key = create_key(&client, &base, &cookie, "shutdown").await;
 
     let streams: Vec<_> = (0..4)
         .map(|_| {

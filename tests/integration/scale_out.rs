@@ -80,15 +80,7 @@ impl Cluster {
     async fn start() -> Option<Self> {
         let redis_url = redis_url()?;
         let db = TestDatabase::create(Backend::Postgres).await?;
-        let target = {
-            let u = url::Url::parse(&redis_url).expect("WJ_TEST_REDIS_URL");
-            tokio::net::lookup_host((u.host_str().unwrap_or("127.0.0.1").to_owned(), u.port().unwrap_or(6379)))
-                .await
-                .expect("resolve")
-                .next()
-                .expect("addr")
-        };
-        let redis = CuttableProxy::start(target).await;
+        let redis = CuttableProxy::start(resolve(&redis_url, 6379).await).await;
         let idp = TestIdp::start().await;
         let mut env = idp.settings();
         env.extend([
