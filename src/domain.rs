@@ -1,9 +1,11 @@
 //! The rules (feature `ssr`): API keys, users, sessions, rate limits, upstream providers.
 //! No axum and no Leptos here: both doors (portal server functions and `/v1`) call these.
 
+pub mod admission;
 pub mod api_keys;
 pub mod audit;
 pub mod auth_cache;
+pub mod limits;
 pub mod providers;
 pub mod rate_limit;
 pub mod sessions;

@@ -6,7 +6,6 @@ pub mod config;
 pub mod database;
 pub mod error;
 pub mod health;
-pub mod limits;
 pub mod listener;
 pub mod security;
 pub mod site;

@@ -304,7 +304,7 @@ async fn main() {
         let k = junk_unknown.clone();
         measure(
             &plan,
-            "unknown well-formed key (401, lookup)",
+            "unknown well-formed keys, 1,000 (401, remembered after the first lookup)",
             server.addr,
             64,
             Arc::new(move |_, n| get("/v1/models", Some(&k[n as usize % k.len()]))),
@@ -312,7 +312,19 @@ async fn main() {
         )
         .await
     };
-    report.junk(&valid, &bad, &unknown);
+    let repeated = {
+        let k = junk_unknown[0].clone();
+        measure(
+            &plan,
+            "one unknown key, repeated (401, remembered)",
+            server.addr,
+            64,
+            Arc::new(move |_, _| get("/v1/models", Some(&k))),
+            StatusCode::UNAUTHORIZED,
+        )
+        .await
+    };
+    report.junk(&valid, &bad, &unknown, &repeated);
 
     eprintln!("-- 4. gateway overhead");
     let mut gateway = Vec::new();
@@ -605,16 +617,8 @@ fn cache_bytes_per_key(n: usize) -> Figure {
         let hash = workjet::domain::api_keys::ApiKeyHash::of(&seed::fake_key());
         cache.insert(
             &hash,
-            workjet::domain::auth_cache::CachedKey {
-                key_id: 1,
-                user_id: 1,
-                expires_at: 0,
-                rate_limit: 0,
-                generation: 0,
-                filled: 0,
-                permissions: 0xFF,
-            },
-            0,
+            workjet::domain::auth_cache::CachedKey::new(1, 1, 0, 0, workjet::permissions::Permissions::All).expect("fits"),
+            Some(0),
         );
     }
     let after = rss_kib(std::process::id());

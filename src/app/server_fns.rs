@@ -54,4 +54,15 @@ pub(crate) mod support {
         set_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
         PortalError::Unavailable
     }
+
+    /// A sign-out that failed: nothing was deleted (503).
+    pub fn session_error(error: crate::domain::sessions::SessionError) -> PortalError {
+        match error {
+            crate::domain::sessions::SessionError::Database(e) => unavailable(e),
+            crate::domain::sessions::SessionError::NotShared(_) => {
+                set_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+                PortalError::Unavailable
+            }
+        }
+    }
 }

@@ -8,4 +8,4 @@ pub mod service;
 
 pub use format::{ApiKeyHash, KeyFormatError, PlainApiKey};
 pub use name::KeyName;
-pub use service::{ApiKeyError, ApiKeyRecord, ApiKeyService, AuthFailure, KeyPrincipal, MAX_ACTIVE_KEYS, NewKeyOptions};
+pub use service::{ApiKeyError, ApiKeyRecord, ApiKeyService, AuthFailure, KeyPrincipal, Known, MAX_ACTIVE_KEYS, NewKeyOptions};

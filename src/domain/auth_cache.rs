@@ -2,48 +2,55 @@
 //!
 //! Every cached entry remembers the *generation* of its bucket (one of 256, by the first
 //! byte of the key's hash) as it was read **before** the database lookup that filled the
-//! entry. Revoking a key bumps its bucket's generation after the database commit — in this
-//! process and, with Redis, for every instance — so the very next request anywhere sees a
-//! newer generation than the entry and goes back to the database. An entry is also never
-//! used after [`MAX_ENTRY_AGE`], which bounds staleness even if a generation bump is lost.
+//! entry. A revocation moves its bucket's generation on — in this process and, with Redis,
+//! for every instance — so the very next request anywhere sees a newer generation than the
+//! entry and goes back to the database. An entry is also never used after
+//! [`MAX_ENTRY_AGE`], which bounds staleness whatever else fails.
+//!
+//! With Redis, the generation an entry remembers is a *local stamp*: this process counts
+//! every change it observes in what Redis says of a bucket (its counter, or the epoch of
+//! Redis' data), so a Redis that restarted empty — counters back at 0 — still reads as a
+//! change. While a revocation of a bucket is in progress (anywhere, as Redis' marks say, or
+//! here), or this process could not tell Redis that its revocation finished, the bucket has
+//! no generation: nothing is served from, or put into, a cache for it.
+//!
+//! Keys known *not* to work for good — unknown, revoked, expired: states that never change
+//! back — are remembered in a bounded negative cache, so a client repeating such a key
+//! costs no database read.
 
 use std::{
     hash::{BuildHasherDefault, Hasher},
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU32, AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
 use dashmap::DashMap;
 
-use crate::{domain::api_keys::ApiKeyHash, permissions::Permissions};
+use crate::{
+    domain::{
+        api_keys::ApiKeyHash,
+        shared_state::{Scope, SharedError, SharedGeneration, SharedState},
+    },
+    permissions::Permissions,
+};
 
 /// Generation buckets (by the first byte of a hash).
 pub const BUCKETS: usize = 256;
 /// The oldest an entry may be and still be used.
 pub const MAX_ENTRY_AGE: Duration = Duration::from_secs(60);
+/// The longest a revocation's mark holds in Redis when its instance never unmarks it. Its
+/// database commit is bounded by the database timeout, far below this.
+pub const REVOCATION_MARK_LIFETIME: Duration = Duration::from_secs(60);
+/// The longest one Redis call of a revocation may take before the revocation is refused
+/// (before its commit) or left to the retry (after it).
+pub const REVOCATION_REDIS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The bucket of a hash.
 pub fn bucket_of(hash: &[u8; 32]) -> u8 {
     hash[0]
-}
-
-/// Generation counters of this process (the Redis ones are shared).
-pub struct LocalGenerations([AtomicU64; BUCKETS]);
-
-impl Default for LocalGenerations {
-    fn default() -> Self {
-        Self(std::array::from_fn(|_| AtomicU64::new(0)))
-    }
-}
-
-impl LocalGenerations {
-    pub fn current(&self, bucket: u8) -> u64 {
-        self.0[bucket as usize].load(Ordering::Acquire)
-    }
-
-    pub fn bump(&self, bucket: u8) -> u64 {
-        self.0[bucket as usize].fetch_add(1, Ordering::AcqRel) + 1
-    }
 }
 
 /// Keys are uniformly random hashes already: hash them by their first eight bytes.
@@ -69,32 +76,55 @@ impl Hasher for PrefixHasher {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CachedKey {
     /// Ids above `u32::MAX` are not cached (their lookups always go to the database): 40
-    /// bytes a slot instead of 48 keep a million keys under 100 bytes each.
+    /// bytes a slot keep a million keys under 100 bytes each.
     pub key_id: u32,
     pub user_id: u32,
     /// Expiry in Unix seconds, 0 for none.
     pub expires_at: u32,
-    /// The key's own rate limit, 0 for the default.
-    pub rate_limit: u32,
-    /// Generation of the bucket when the entry was read (low 32 bits are plenty).
+    /// The key's own rate limit (low 26 bits, 0 for the default) and its permissions (high
+    /// 6 bits: [`ALL_PERMISSIONS`], or the restricted bits).
+    limits: u32,
+    /// Generation (stamp) of the bucket when the entry was read (low 32 bits are plenty).
     pub generation: u32,
-    /// When the entry was filled: seconds since the cache was created, modulo 2^16 (ages
-    /// are compared with wrapping arithmetic and never exceed a minute).
-    pub filled: u16,
-    /// 0xFF for all, else the restricted bits.
-    pub permissions: u8,
+    /// When the entry was filled: seconds since the cache was created.
+    pub filled: u32,
 }
 
+const RATE_BITS: u32 = 26;
+const RATE_MASK: u32 = (1 << RATE_BITS) - 1;
+/// The permission bits' value for "all".
+const ALL_PERMISSIONS: u32 = 0b10_0000;
+
 impl CachedKey {
-    pub fn permissions(&self) -> Permissions {
-        if self.permissions == 0xFF { Permissions::All } else { Permissions::Restricted(self.permissions) }
+    /// An entry, or `None` when a value does not fit (such keys are simply not cached).
+    pub fn new(key_id: u32, user_id: u32, expires_at: u32, rate_limit: u32, permissions: Permissions) -> Option<Self> {
+        let permission_bits = match permissions {
+            Permissions::All => ALL_PERMISSIONS,
+            Permissions::Restricted(bits) if u32::from(bits) < ALL_PERMISSIONS => u32::from(bits),
+            Permissions::Restricted(_) => return None,
+        };
+        if rate_limit > RATE_MASK {
+            return None;
+        }
+        Some(Self { key_id, user_id, expires_at, limits: rate_limit | (permission_bits << RATE_BITS), generation: 0, filled: 0 })
     }
 
-    pub fn encode_permissions(p: Permissions) -> u8 {
-        match p {
-            Permissions::All => 0xFF,
-            Permissions::Restricted(bits) => bits,
+    pub fn permissions(&self) -> Permissions {
+        match self.limits >> RATE_BITS {
+            ALL_PERMISSIONS => Permissions::All,
+            bits => Permissions::Restricted(bits as u8),
         }
+    }
+
+    /// Filled under `generation` and less than [`MAX_ENTRY_AGE`] before `now` (seconds of
+    /// the cache's clock).
+    fn is_fresh(&self, generation: u64, now: u32) -> bool {
+        self.generation == generation as u32 && now.checked_sub(self.filled).is_some_and(|age| age < MAX_ENTRY_AGE.as_secs() as u32)
+    }
+
+    /// The key's own rate limit, 0 for the default.
+    pub fn rate_limit(&self) -> u32 {
+        self.limits & RATE_MASK
     }
 }
 
@@ -116,14 +146,15 @@ impl KeyCache {
         Self { map: DashMap::with_hasher(BuildHasherDefault::default()), max_entries, epoch: Instant::now(), evictions: AtomicU64::new(0) }
     }
 
-    fn now(&self) -> u16 {
-        (self.epoch.elapsed().as_secs() % 65_536) as u16
+    fn now(&self) -> u32 {
+        // 136 years before this wraps.
+        self.epoch.elapsed().as_secs().min(u64::from(u32::MAX)) as u32
     }
 
     /// The entry, if present, filled under `generation`, young enough and not expired.
     pub fn get(&self, hash: &ApiKeyHash, generation: u64, now_unix: i64) -> Option<CachedKey> {
         let entry = *self.map.get(&prefix(hash))?;
-        let fresh = entry.generation == generation as u32 && self.now().wrapping_sub(entry.filled) < MAX_ENTRY_AGE.as_secs() as u16;
+        let fresh = entry.is_fresh(generation, self.now());
         let unexpired = entry.expires_at == 0 || i64::from(entry.expires_at) > now_unix;
         if fresh && unexpired {
             Some(entry)
@@ -138,16 +169,18 @@ impl KeyCache {
         self.map.get(&prefix(hash)).map(|e| *e)
     }
 
-    /// Fills an entry read under `generation`.
-    pub fn insert(&self, hash: &ApiKeyHash, mut entry: CachedKey, generation: u64) {
+    /// Fills an entry read under `generation`; with none (unknown), the entry only marks the
+    /// key as seen and is never served.
+    pub fn insert(&self, hash: &ApiKeyHash, mut entry: CachedKey, generation: Option<u64>) {
         if self.map.len() >= self.max_entries {
             // Bounded: drop about half, by one bit of the (random) hash — a different bit
             // each time, or survivors would all share the bit and nothing would go.
             let bit = (self.evictions.fetch_add(1, Ordering::Relaxed) % 128) as usize;
             self.map.retain(|k, _| (k[bit / 8] >> (bit % 8)) & 1 == 0);
         }
-        entry.generation = generation as u32;
-        entry.filled = self.now();
+        entry.generation = generation.unwrap_or(0) as u32;
+        // `u32::MAX` is never within MAX_ENTRY_AGE of the cache's clock (136 years away).
+        entry.filled = if generation.is_some() { self.now() } else { u32::MAX };
         self.map.insert(prefix(hash), entry);
     }
 
@@ -168,17 +201,85 @@ impl KeyCache {
     }
 }
 
+/// Why a key does not work, for good: the states a key never leaves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinalRefusal {
+    Unknown,
+    Revoked,
+    Expired,
+}
+
+/// Hashes known not to work, bounded (like [`KeyCache`]), by the same 128-bit prefix.
+pub struct RefusedKeys {
+    map: DashMap<[u8; 16], FinalRefusal, BuildHasherDefault<PrefixHasher>>,
+    max_entries: usize,
+    evictions: AtomicU64,
+}
+
+impl RefusedKeys {
+    pub fn new(max_entries: usize) -> Self {
+        Self { map: DashMap::with_hasher(BuildHasherDefault::default()), max_entries, evictions: AtomicU64::new(0) }
+    }
+
+    pub fn get(&self, hash: &ApiKeyHash) -> Option<FinalRefusal> {
+        self.map.get(&prefix(hash)).map(|r| *r)
+    }
+
+    pub fn insert(&self, hash: &ApiKeyHash, refusal: FinalRefusal) {
+        if self.map.len() >= self.max_entries {
+            let bit = (self.evictions.fetch_add(1, Ordering::Relaxed) % 128) as usize;
+            self.map.retain(|k, _| (k[bit / 8] >> (bit % 8)) & 1 == 0);
+        }
+        self.map.insert(prefix(hash), refusal);
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+/// A revocation in progress, from [`Generations::begin`] to [`Generations::finish`]: while
+/// it lasts, no instance serves its scope from a cache.
+#[must_use = "a revocation must be finished, or its scope stays uncached"]
+pub struct Revocation {
+    scope: Scope,
+    token: String,
+}
+
+/// Why a revocation was refused before anything was changed.
+#[derive(Debug, thiserror::Error)]
+#[error("the revocation could not be announced to the other instances: {0}")]
+pub struct RevocationRefused(pub SharedError);
+
 /// Where generations come from: this process (one instance), or Redis (several).
 pub struct Generations {
-    local: LocalGenerations,
-    shared: Option<std::sync::Arc<crate::domain::shared_state::SharedState>>,
-    /// Buckets whose shared bump failed; retried until Redis takes them.
-    unsent: std::sync::Mutex<std::collections::BTreeSet<u8>>,
+    shared: Option<Arc<SharedState>>,
+    /// Per bucket: the generation (one instance), or the local stamp of what Redis said.
+    stamps: [AtomicU64; BUCKETS],
+    /// Per bucket: what Redis said last.
+    seen: [Mutex<Option<SharedGeneration>>; BUCKETS],
+    /// Revocations of this process in progress, or not yet finished in Redis: per bucket,
+    /// and of everything. Their buckets have no generation meanwhile.
+    blocked: [AtomicU32; BUCKETS],
+    blocked_all: AtomicU32,
+    /// Revocations committed here whose end Redis has not heard of yet.
+    unsent: Mutex<Vec<Revocation>>,
 }
 
 impl Generations {
-    pub fn new(shared: Option<std::sync::Arc<crate::domain::shared_state::SharedState>>) -> Self {
-        Self { local: LocalGenerations::default(), shared, unsent: std::sync::Mutex::new(Default::default()) }
+    pub fn new(shared: Option<Arc<SharedState>>) -> Self {
+        Self {
+            shared,
+            stamps: std::array::from_fn(|_| AtomicU64::new(0)),
+            seen: std::array::from_fn(|_| Mutex::new(None)),
+            blocked: std::array::from_fn(|_| AtomicU32::new(0)),
+            blocked_all: AtomicU32::new(0),
+            unsent: Mutex::new(Vec::new()),
+        }
     }
 
     /// Whether generations are shared between instances.
@@ -186,44 +287,113 @@ impl Generations {
         self.shared.is_some()
     }
 
-    /// The current generation of `bucket`, or `None` when it cannot be known (Redis down):
-    /// then nothing may be served from, or put into, a cache.
-    pub async fn current(&self, bucket: u8) -> Option<u64> {
-        match &self.shared {
-            None => Some(self.local.current(bucket)),
-            Some(shared) => shared.generation(bucket).await.ok(),
-        }
+    fn is_blocked(&self, bucket: u8) -> bool {
+        self.blocked_all.load(Ordering::Acquire) > 0 || self.blocked[bucket as usize].load(Ordering::Acquire) > 0
     }
 
-    /// Bumps `bucket` after a revocation was committed. A failed shared bump is retried
-    /// (entries elsewhere also expire after [`MAX_ENTRY_AGE`] whatever happens).
-    pub async fn bump(&self, bucket: u8) {
-        self.local.bump(bucket);
-        if let Some(shared) = &self.shared {
-            let pending: Vec<u8> = {
-                let mut unsent = self.unsent.lock().expect("lock");
-                unsent.insert(bucket);
-                unsent.iter().copied().collect()
-            };
-            for b in pending {
-                match shared.bump(b).await {
-                    Ok(_) => {
-                        self.unsent.lock().expect("lock").remove(&b);
-                    }
-                    Err(error) => tracing::error!(%error, bucket = b, "revocation generation not shared yet; will retry"),
-                }
+    /// The current generation of `bucket`, or `None` when it cannot be known (Redis down,
+    /// a revocation in progress): then nothing may be served from, or put into, a cache.
+    pub async fn current(&self, bucket: u8) -> Option<u64> {
+        match &self.shared {
+            None => self.local(bucket),
+            Some(shared) => {
+                let generation = shared.generation(bucket).await.ok().flatten();
+                self.observe(bucket, generation)
             }
         }
     }
 
-    /// Retries bumps that did not reach Redis (the maintenance task calls this).
+    /// The generation of `bucket` in this process alone (one instance, no Redis).
+    pub fn local(&self, bucket: u8) -> Option<u64> {
+        (!self.is_blocked(bucket)).then(|| self.stamps[bucket as usize].load(Ordering::Acquire))
+    }
+
+    /// The stamp for what Redis just said of `bucket` (`None`: a revocation in progress).
+    pub fn observe(&self, bucket: u8, generation: Option<SharedGeneration>) -> Option<u64> {
+        let generation = generation?;
+        if self.is_blocked(bucket) {
+            return None;
+        }
+        let mut seen = self.seen[bucket as usize].lock().expect("lock");
+        let stamp = &self.stamps[bucket as usize];
+        if *seen == Some(generation) {
+            return Some(stamp.load(Ordering::Acquire));
+        }
+        // Any change — a newer counter, an older one read late, a new epoch — moves the stamp
+        // on: entries filled under the previous stamp are stale.
+        *seen = Some(generation);
+        Some(stamp.fetch_add(1, Ordering::AcqRel) + 1)
+    }
+
+    fn block(&self, scope: Scope, by: i32) {
+        let counter = match scope {
+            Scope::Bucket(bucket) => &self.blocked[bucket as usize],
+            Scope::All => &self.blocked_all,
+        };
+        if by > 0 {
+            counter.fetch_add(1, Ordering::AcqRel)
+        } else {
+            counter.fetch_sub(1, Ordering::AcqRel)
+        };
+    }
+
+    /// Before a revocation is committed: from now until [`Generations::finish`], no instance
+    /// serves `scope` from a cache. With Redis, refused (and nothing may be revoked) when
+    /// Redis cannot be told within [`REVOCATION_REDIS_TIMEOUT`].
+    pub async fn begin(&self, scope: Scope) -> Result<Revocation, RevocationRefused> {
+        self.block(scope, 1);
+        let token = {
+            use rand::RngCore;
+            format!("{:016x}{:016x}", rand::rng().next_u64(), rand::rng().next_u64())
+        };
+        if let Some(shared) = &self.shared {
+            let announced =
+                tokio::time::timeout(REVOCATION_REDIS_TIMEOUT, shared.begin_revocation(scope, &token, REVOCATION_MARK_LIFETIME))
+                    .await
+                    .unwrap_or_else(|_| Err(SharedError("timed out".into())));
+            if let Err(error) = announced {
+                self.block(scope, -1);
+                tracing::error!(%error, ?scope, "revocation refused: Redis could not be told");
+                return Err(RevocationRefused(error));
+            }
+        }
+        Ok(Revocation { scope, token })
+    }
+
+    /// After the revocation's commit (or its failure): every cached entry of the scope is
+    /// stale here at once, and everywhere once Redis hears of it. If Redis cannot be told,
+    /// this process keeps the scope uncached and retries; elsewhere the mark holds until it
+    /// expires.
+    pub async fn finish(&self, revocation: Revocation) {
+        match revocation.scope {
+            Scope::Bucket(bucket) => {
+                self.stamps[bucket as usize].fetch_add(1, Ordering::AcqRel);
+            }
+            Scope::All => self.stamps.iter().for_each(|s| {
+                s.fetch_add(1, Ordering::AcqRel);
+            }),
+        }
+        if let Some(shared) = &self.shared {
+            let sent = tokio::time::timeout(REVOCATION_REDIS_TIMEOUT, shared.finish_revocation(revocation.scope, &revocation.token))
+                .await
+                .unwrap_or_else(|_| Err(SharedError("timed out".into())));
+            if let Err(error) = sent {
+                tracing::error!(%error, scope = ?revocation.scope, "revocation committed but its end not shared yet: the scope stays uncached; will retry");
+                self.unsent.lock().expect("lock").push(revocation);
+                return;
+            }
+        }
+        self.block(revocation.scope, -1);
+    }
+
+    /// Retries the ends of revocations that did not reach Redis (the maintenance task).
     pub async fn retry_unsent(&self) {
-        let pending: Vec<u8> = self.unsent.lock().expect("lock").iter().copied().collect();
-        if let (Some(shared), false) = (&self.shared, pending.is_empty()) {
-            for b in pending {
-                if shared.bump(b).await.is_ok() {
-                    self.unsent.lock().expect("lock").remove(&b);
-                }
+        let Some(shared) = &self.shared else { return };
+        let pending = std::mem::take(&mut *self.unsent.lock().expect("lock"));
+        for revocation in pending {
+            match shared.finish_revocation(revocation.scope, &revocation.token).await {
+                Ok(()) => self.block(revocation.scope, -1),
+                Err(_) => self.unsent.lock().expect("lock").push(revocation),
             }
         }
     }
@@ -235,14 +405,14 @@ mod tests {
     use crate::domain::api_keys::PlainApiKey;
 
     fn entry() -> CachedKey {
-        CachedKey { key_id: 1, user_id: 2, expires_at: 0, rate_limit: 0, generation: 0, filled: 0, permissions: 0xFF }
+        CachedKey::new(1, 2, 0, 0, Permissions::All).expect("fits")
     }
 
     #[test]
     fn entries_are_valid_only_for_their_generation() {
         let cache = KeyCache::new(100);
         let key = PlainApiKey::generate().hash();
-        cache.insert(&key, entry(), 7);
+        cache.insert(&key, entry(), Some(7));
         assert!(cache.get(&key, 7, 0).is_some());
         assert!(cache.get(&key, 8, 0).is_none(), "a newer generation invalidates");
         assert!(cache.get(&key, 7, 0).is_none(), "and the stale entry is gone");
@@ -252,27 +422,83 @@ mod tests {
     fn expired_keys_are_never_served_from_the_cache() {
         let cache = KeyCache::new(100);
         let key = PlainApiKey::generate().hash();
-        cache.insert(&key, CachedKey { expires_at: 1_000, ..entry() }, 0);
+        cache.insert(&key, CachedKey { expires_at: 1_000, ..entry() }, Some(0));
         assert!(cache.get(&key, 0, 999).is_some());
         assert!(cache.get(&key, 0, 1_000).is_none());
+    }
+
+    #[test]
+    fn old_entries_are_never_fresh_again() {
+        // The fill time is kept in whole seconds for 136 years: an entry filled 18 hours ago
+        // (65,536 s, where a 16-bit clock wrapped) is as stale as one filled a minute ago.
+        let filled = CachedKey { filled: 5, ..entry() };
+        assert!(filled.is_fresh(0, 5) && filled.is_fresh(0, 64));
+        for age in [60u32, 61, 65_536, 65_536 + 10, 131_072, u32::MAX - 5] {
+            assert!(!filled.is_fresh(0, 5 + age), "an entry {age} s old is fresh");
+        }
+        assert!(!filled.is_fresh(0, 4), "an entry from the future is not fresh");
+        assert!(!filled.is_fresh(1, 5), "nor one of another generation");
+        let cache = KeyCache::new(10);
+        let key = PlainApiKey::generate().hash();
+        cache.insert(&key, entry(), None);
+        assert!(cache.peek(&key).is_some() && cache.get(&key, 0, 0).is_none(), "filled without a generation: seen, never served");
     }
 
     #[test]
     fn the_cache_is_bounded() {
         let cache = KeyCache::new(1_000);
         for _ in 0..10_000 {
-            cache.insert(&PlainApiKey::generate().hash(), entry(), 0);
+            cache.insert(&PlainApiKey::generate().hash(), entry(), Some(0));
         }
         assert!(cache.len() <= 1_000, "{}", cache.len());
+        let refused = RefusedKeys::new(1_000);
+        for _ in 0..10_000 {
+            refused.insert(&PlainApiKey::generate().hash(), FinalRefusal::Unknown);
+        }
+        assert!(refused.len() <= 1_000, "{}", refused.len());
     }
 
     #[test]
-    fn entries_are_compact() {
+    fn entries_are_compact_and_keep_what_they_were_given() {
         assert_eq!(std::mem::size_of::<([u8; 16], CachedKey)>(), 40);
-        let generations = LocalGenerations::default();
-        assert_eq!(generations.current(3), 0);
-        assert_eq!(generations.bump(3), 1);
-        assert_eq!(generations.current(3), 1);
-        assert_eq!(generations.current(4), 0);
+        let restricted = Permissions::restricted([crate::permissions::Permission::KeysRead]);
+        let e = CachedKey::new(1, 2, 3, 60_000_000, restricted).expect("fits");
+        assert_eq!((e.rate_limit(), e.permissions()), (60_000_000, restricted));
+        let e = CachedKey::new(1, 2, 3, 0, Permissions::All).expect("fits");
+        assert_eq!((e.rate_limit(), e.permissions()), (0, Permissions::All));
+        assert_eq!(CachedKey::new(1, 2, 3, 0, Permissions::restricted([])).expect("fits").permissions(), Permissions::restricted([]));
+        assert!(CachedKey::new(1, 2, 3, 1 << 26, Permissions::All).is_none(), "too large a limit is not cached");
+    }
+
+    #[tokio::test]
+    async fn local_generations_move_on_with_each_revocation_and_block_meanwhile() {
+        let generations = Generations::new(None);
+        assert_eq!(generations.local(3), Some(0));
+        let revocation = generations.begin(Scope::Bucket(3)).await.expect("local revocations cannot fail");
+        assert_eq!(generations.local(3), None, "no cache while a revocation is in progress");
+        assert_eq!(generations.local(4), Some(0), "other buckets are unaffected");
+        generations.finish(revocation).await;
+        assert_eq!(generations.local(3), Some(1));
+        let all = generations.begin(Scope::All).await.expect("local");
+        assert_eq!(generations.local(4), None, "revoking everything blocks every bucket");
+        generations.finish(all).await;
+        assert_eq!((generations.local(3), generations.local(4)), (Some(2), Some(1)));
+    }
+
+    #[test]
+    fn any_change_redis_reports_moves_the_stamp_on() {
+        let generations = Generations::new(None);
+        let g = |epoch, counter| Some(SharedGeneration { epoch, counter });
+        let first = generations.observe(9, g(100, 5)).expect("stamp");
+        assert_eq!(generations.observe(9, g(100, 5)), Some(first), "unchanged: same stamp");
+        let bumped = generations.observe(9, g(100, 6)).expect("stamp");
+        assert_ne!(bumped, first);
+        // Redis lost its data: the counter is back where it was, under a new epoch.
+        let flushed = generations.observe(9, g(200, 5)).expect("stamp");
+        assert!(flushed != first && flushed != bumped);
+        // A late answer from before the change is a change too (never an old stamp again).
+        let late = generations.observe(9, g(100, 6)).expect("stamp");
+        assert!(![first, bumped, flushed].contains(&late));
+        assert_eq!(generations.observe(9, None), None, "a revocation in progress: no generation");
     }
 }

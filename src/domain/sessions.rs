@@ -30,9 +30,22 @@ use tower_sessions::{
 };
 
 use crate::{
-    domain::auth_cache::{BUCKETS, Generations, MAX_ENTRY_AGE, bucket_of},
+    domain::{
+        auth_cache::{Generations, MAX_ENTRY_AGE, RevocationRefused, bucket_of},
+        shared_state::Scope,
+    },
     entities::sessions,
 };
+
+/// Why signing sessions out failed; nothing was deleted.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error("database: {}", crate::domain::describe_db_error(.0))]
+    Database(#[from] DbErr),
+    /// The sign-out could not be announced to the other instances.
+    #[error("{0}")]
+    NotShared(#[from] RevocationRefused),
+}
 
 /// The most sessions one instance keeps in memory (beyond it, lookups go to the database).
 pub const MAX_CACHED_SESSIONS: usize = 200_000;
@@ -91,9 +104,6 @@ struct LastWrite {
     fingerprint: u64,
     at: Instant,
 }
-
-/// Called after sessions are deleted, so caches on every instance forget them.
-pub type RevocationHook = Arc<dyn Fn() + Send + Sync>;
 
 /// The SeaORM-backed session store.
 #[derive(Clone)]
@@ -161,26 +171,16 @@ impl SeaOrmSessionStore {
         }
     }
 
-    /// After sessions were deleted: forget them here and make every instance forget them.
-    async fn forget(&self, hashes: &[[u8; 32]]) {
-        let Some(cache) = &self.cache else { return };
-        let mut buckets = std::collections::BTreeSet::new();
-        for hash in hashes {
-            cache.entries.remove(hash);
-            buckets.insert(bucket_of(hash));
-        }
-        for bucket in buckets {
-            cache.generations.bump(bucket).await;
-        }
-    }
-
-    /// After an unknown set of sessions was deleted: every bucket moves on.
-    async fn forget_all(&self) {
-        let Some(cache) = &self.cache else { return };
-        cache.entries.clear();
-        for bucket in 0..BUCKETS {
-            cache.generations.bump(bucket as u8).await;
-        }
+    /// Runs `delete`, a deletion of the sessions in `scope`, as a revocation: announced to
+    /// every instance before (no cache serves the scope meanwhile; refused, with nothing
+    /// deleted, when it cannot be announced) and finished after, so that no instance serves a
+    /// deleted session from its cache.
+    async fn revoking<T>(&self, scope: Scope, delete: impl Future<Output = Result<T, DbErr>>) -> Result<T, SessionError> {
+        let Some(cache) = &self.cache else { return Ok(delete.await?) };
+        let revocation = cache.generations.begin(scope).await?;
+        let result = delete.await;
+        cache.generations.finish(revocation).await;
+        Ok(result?)
     }
 
     fn fingerprint(&self, data: &str) -> u64 {
@@ -212,27 +212,45 @@ impl SeaOrmSessionStore {
     }
 
     /// Deletes one of the user's sessions; `false` if the user has no such session.
-    pub async fn delete_for_user(&self, user_id: i64, session_id: i64) -> Result<bool, DbErr> {
+    pub async fn delete_for_user(&self, user_id: i64, session_id: i64) -> Result<bool, SessionError> {
         let row = sessions::Entity::find()
             .filter(sessions::Column::Id.eq(session_id))
             .filter(sessions::Column::UserId.eq(user_id))
             .one(&self.db)
             .await?;
         let Some(row) = row else { return Ok(false) };
-        let result = sessions::Entity::delete_many().filter(sessions::Column::Id.eq(row.id)).exec(&self.db).await?;
-        if let Ok(hash) = <[u8; 32]>::try_from(row.token_hash.as_slice()) {
-            self.forget(&[hash]).await;
-        }
+        let Ok(hash) = <[u8; 32]>::try_from(row.token_hash.as_slice()) else { return Ok(false) };
+        let result = self
+            .revoking(
+                Scope::Bucket(bucket_of(&hash)),
+                sessions::Entity::delete_many().filter(sessions::Column::Id.eq(row.id)).exec(&self.db),
+            )
+            .await?;
+        self.forget_locally(Some(&hash));
         Ok(result.rows_affected > 0)
     }
 
     /// Deletes every session of the user ("sign out everywhere"); returns how many.
-    pub async fn delete_all_for_user(&self, user_id: i64) -> Result<u64, DbErr> {
-        let result = sessions::Entity::delete_many().filter(sessions::Column::UserId.eq(user_id)).exec(&self.db).await?;
-        // Rare (sign out everywhere, a disabled user): move every bucket on rather than trust a
-        // list of the user's sessions read apart from the delete.
-        self.forget_all().await;
+    pub async fn delete_all_for_user(&self, user_id: i64) -> Result<u64, SessionError> {
+        // Rare (sign out everywhere, a disabled user): one revocation of everything (one Redis
+        // call, however many sessions) rather than trust a list read apart from the delete.
+        let result =
+            self.revoking(Scope::All, sessions::Entity::delete_many().filter(sessions::Column::UserId.eq(user_id)).exec(&self.db)).await?;
+        self.forget_locally(None);
         Ok(result.rows_affected)
+    }
+
+    /// Drops cached sessions here (one, or all); other instances' entries went stale with the
+    /// revocation.
+    fn forget_locally(&self, hash: Option<&[u8; 32]>) {
+        if let Some(cache) = &self.cache {
+            match hash {
+                Some(hash) => {
+                    cache.entries.remove(hash);
+                }
+                None => cache.entries.clear(),
+            }
+        }
     }
 
     /// Deletes expired sessions; returns how many.
@@ -353,9 +371,14 @@ impl SessionStore for SeaOrmSessionStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let hash = token_hash(id);
-        sessions::Entity::delete_many().filter(sessions::Column::TokenHash.eq(hash.to_vec())).exec(&self.db).await.map_err(backend)?;
+        let delete = sessions::Entity::delete_many().filter(sessions::Column::TokenHash.eq(hash.to_vec())).exec(&self.db);
+        self.revoking(Scope::Bucket(bucket_of(&hash)), delete).await.map_err(|error| match error {
+            SessionError::Database(e) => backend(e),
+            // The message names the failure kind only.
+            SessionError::NotShared(_) => session_store::Error::Backend("the sign-out could not be announced to other instances".into()),
+        })?;
         self.writes.remove(&hash);
-        self.forget(&[hash]).await;
+        self.forget_locally(Some(&hash));
         Ok(())
     }
 }

@@ -3,6 +3,12 @@
 //! one atomic server-side script, one round trip. When Redis cannot be reached, callers
 //! fall back to per-instance limiting and to the database for every lookup (slower, never
 //! stale), and the connection is retried in the background.
+//!
+//! Revocations are made safe against Redis faults in Redis itself: the generations live in
+//! one hash with an *epoch* (so a Redis that lost its data announces it: a new epoch), and a
+//! revocation marks its scope before its database commit and unmarks it after, moving the
+//! generation on both times. A marked scope is served from no cache anywhere; a mark whose
+//! revocation never finished (its instance lost Redis, or died) expires by itself.
 
 use std::{
     sync::{
@@ -12,7 +18,7 @@ use std::{
     time::Duration,
 };
 
-use redis::{AsyncCommands, Client, Script, aio::ConnectionManager};
+use redis::{Client, Script, aio::ConnectionManager};
 use tokio::sync::RwLock;
 
 use crate::domain::rate_limit::{Decision, Quota};
@@ -24,31 +30,104 @@ pub struct Gate {
     pub throttled: Option<Duration>,
     /// The rate-limit decision, when a bucket was given and not throttled.
     pub decision: Option<Decision>,
-    /// The revocation generation of the key's bucket.
-    pub generation: u64,
+    /// The revocation generation of the key's bucket, or `None` while a revocation in that
+    /// bucket (or of everything) is in progress somewhere: then no cache may be used.
+    pub generation: Option<SharedGeneration>,
 }
 
-/// KEYS: rate bucket, generation, throttle bucket. ARGV: rate interval µs, rate capacity
-/// µs, throttle interval µs, throttle capacity µs, spend ("1" spends from the rate bucket).
-/// Time comes from Redis itself, so instances with skewed clocks agree.
+/// A bucket's generation as Redis has it: the epoch of Redis' data (new whenever Redis
+/// lost it: a restart without persistence, `FLUSHALL`, eviction) and the counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SharedGeneration {
+    pub epoch: u64,
+    pub counter: u64,
+}
+
+/// What a revocation covers: the keys and sessions of one bucket, or everything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    Bucket(u8),
+    All,
+}
+
+/// Shared by every script: the epoch of the generations hash, created when missing. The
+/// epoch and every counter live in one hash, so Redis can only lose them together (and a
+/// new epoch then tells every instance that its cache is worthless).
+const EPOCH: &str = r#"
+local function new_epoch(gens, old)
+  local t = redis.call('TIME')
+  local e = tonumber(t[1]) * 1000000 + tonumber(t[2])
+  if old and e <= old then e = old + 1 end
+  redis.call('HSET', gens, 'epoch', string.format('%.0f', e))
+  return e
+end
+local function epoch_of(gens)
+  local e = redis.call('HGET', gens, 'epoch')
+  if e then return tonumber(e) end
+  return new_epoch(gens, nil)
+end
+"#;
+
+/// KEYS: rate bucket, generations hash, throttle bucket, revoking marker of the bucket,
+/// revoking marker of everything. ARGV: rate interval µs, rate capacity µs, throttle
+/// interval µs, throttle capacity µs, spend ("1" spends from the rate bucket), the bucket's
+/// field, throttle ("1" checks the throttle bucket). Time comes from Redis itself, so
+/// instances with skewed clocks agree. Answers {code, remaining, reset µs, retry µs, epoch,
+/// counter (-1 while a revocation is in progress)}.
 const GATE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local gen = tonumber(redis.call('GET', KEYS[2]) or '0')
-local ttat = tonumber(redis.call('GET', KEYS[3]) or '0')
-if ttat < now then ttat = now end
-local tallow = ttat + tonumber(ARGV[3]) - tonumber(ARGV[4])
-if now < tallow then return {-1, 0, 0, tallow - now, gen} end
-if ARGV[5] ~= '1' then return {2, 0, 0, 0, gen} end
+local epoch = epoch_of(KEYS[2])
+local gen = tonumber(redis.call('HGET', KEYS[2], ARGV[6]) or '0')
+if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then gen = -1 end
+if ARGV[7] == '1' then
+  local ttat = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if ttat < now then ttat = now end
+  local tallow = ttat + tonumber(ARGV[3]) - tonumber(ARGV[4])
+  if now < tallow then return {-1, 0, 0, tallow - now, epoch, gen} end
+end
+if ARGV[5] ~= '1' then return {2, 0, 0, 0, epoch, gen} end
 local interval = tonumber(ARGV[1])
 local capacity = tonumber(ARGV[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local new_tat = tat + interval
 local allow_at = new_tat - capacity
-if now < allow_at then return {0, 0, tat - now, allow_at - now, gen} end
+if now < allow_at then return {0, 0, tat - now, allow_at - now, epoch, gen} end
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now, 0, gen}
+return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now, 0, epoch, gen}
+"#;
+
+/// KEYS: generations hash, the scope's revoking marker. ARGV: the bucket's field ("" for
+/// everything), the revocation's token, the marker's lifetime in ms. Before a revocation is
+/// committed: marks the scope (no instance uses or fills a cache for it while marked) and
+/// moves its generation on. Answers the epoch.
+const BEGIN: &str = r#"
+local epoch = epoch_of(KEYS[1])
+redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('PEXPIRE', KEYS[2], tonumber(ARGV[3]))
+if ARGV[1] == '' then return new_epoch(KEYS[1], epoch) end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+return epoch
+"#;
+
+/// KEYS and ARGV as for BEGIN (without the lifetime). After the commit: moves the
+/// generation on again (entries filled from reads before the commit become stale) and
+/// unmarks. Idempotent enough to retry: unmarking twice is harmless, bumping twice too.
+const FINISH: &str = r#"
+local epoch = epoch_of(KEYS[1])
+if ARGV[1] == '' then epoch = new_epoch(KEYS[1], epoch) else redis.call('HINCRBY', KEYS[1], ARGV[1], 1) end
+redis.call('SREM', KEYS[2], ARGV[2])
+return epoch
+"#;
+
+/// KEYS: generations hash, revoking marker of the bucket, of everything. ARGV: the bucket's
+/// field. Answers {epoch, counter (-1 while a revocation is in progress)}.
+const GENERATION: &str = r#"
+local epoch = epoch_of(KEYS[1])
+local gen = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then gen = -1 end
+return {epoch, gen}
 "#;
 
 /// KEYS: bucket. ARGV: interval µs, capacity µs. Spends one (GCRA), like the rate bucket.
@@ -83,6 +162,9 @@ pub struct SharedState {
     last_error: Mutex<Option<String>>,
     gate: Script,
     spend: Script,
+    begin: Script,
+    finish: Script,
+    generation: Script,
     prefix: String,
 }
 
@@ -118,8 +200,11 @@ impl SharedState {
             connection: RwLock::new(None),
             healthy: AtomicBool::new(false),
             last_error: Mutex::new(Some("not connected yet".into())),
-            gate: Script::new(GATE),
+            gate: Script::new(&format!("{EPOCH}{GATE}")),
             spend: Script::new(SPEND),
+            begin: Script::new(&format!("{EPOCH}{BEGIN}")),
+            finish: Script::new(&format!("{EPOCH}{FINISH}")),
+            generation: Script::new(&format!("{EPOCH}{GENERATION}")),
             prefix: prefix.to_owned(),
         });
         state.try_connect().await;
@@ -193,36 +278,46 @@ impl SharedState {
         self.connection.read().await.clone().ok_or_else(|| SharedError("not connected".into()))
     }
 
-    /// One round trip: the throttle, the rate bucket (spent when `rate` is given) and the
-    /// generation of `generation_bucket`.
+    fn generations_key(&self) -> String {
+        self.key("gens", "")
+    }
+
+    fn marker_key(&self, scope: Scope) -> String {
+        match scope {
+            Scope::Bucket(bucket) => self.key("revoking", &bucket.to_string()),
+            Scope::All => self.key("revoking", "all"),
+        }
+    }
+
+    /// One round trip: the throttle (when `throttle` is given), the rate bucket (spent when
+    /// `rate` is given) and the generation of `generation_bucket`.
     pub async fn gate(
         &self,
         rate: Option<(&str, Quota)>,
         generation_bucket: u8,
-        throttle: &str,
-        throttle_quota: Quota,
+        throttle: Option<(&str, Quota)>,
     ) -> Result<Gate, SharedError> {
         let mut c = self.connection().await?;
         let (rate_key, quota) = rate.unwrap_or(("none", Quota { per_minute: 1 }));
+        let (throttle_key, throttle_quota) = throttle.unwrap_or(("none", Quota { per_minute: 1 }));
         let result: redis::RedisResult<Vec<i64>> = self
             .gate
             .key(self.key("rl", rate_key))
-            .key(self.key("gen", &generation_bucket.to_string()))
-            .key(self.key("af", throttle))
+            .key(self.generations_key())
+            .key(self.key("af", throttle_key))
+            .key(self.marker_key(Scope::Bucket(generation_bucket)))
+            .key(self.marker_key(Scope::All))
             .arg(quota.emission_interval_us())
             .arg(quota.capacity_us())
             .arg(throttle_quota.emission_interval_us())
             .arg(throttle_quota.capacity_us())
             .arg(if rate.is_some() { "1" } else { "0" })
+            .arg(generation_bucket.to_string())
+            .arg(if throttle.is_some() { "1" } else { "0" })
             .invoke_async(&mut c)
             .await;
-        let values = result.map_err(|e| describe(&e));
-        self.mark(values.as_ref().map(|_| ()).map_err(|e| SharedError(e.0.clone())));
-        let values = values?;
-        if values.len() != 5 {
-            return Err(SharedError("unexpected script answer".into()));
-        }
-        let generation = values[4].max(0) as u64;
+        let values = self.answer(result, 6)?;
+        let generation = shared_generation(values[4], values[5]);
         Ok(match values[0] {
             -1 => Gate { throttled: Some(Duration::from_micros(values[3].max(1) as u64)), decision: None, generation },
             2 => Gate { throttled: None, decision: None, generation },
@@ -230,33 +325,82 @@ impl SharedState {
         })
     }
 
+    /// Checks a script's answer and records Redis' health from it.
+    fn answer(&self, result: redis::RedisResult<Vec<i64>>, len: usize) -> Result<Vec<i64>, SharedError> {
+        let values = result.map_err(|e| describe(&e));
+        self.mark(values.as_ref().map(|_| ()).map_err(|e| SharedError(e.0.clone())));
+        let values = values?;
+        if values.len() != len {
+            return Err(SharedError("unexpected script answer".into()));
+        }
+        Ok(values)
+    }
+
     /// Spends one from a bucket (`rl` budgets, `af` failed authentications).
     pub async fn spend(&self, kind: &str, bucket: &str, quota: Quota) -> Result<Decision, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<Vec<i64>> =
             self.spend.key(self.key(kind, bucket)).arg(quota.emission_interval_us()).arg(quota.capacity_us()).invoke_async(&mut c).await;
-        let values = result.map_err(|e| describe(&e));
-        self.mark(values.as_ref().map(|_| ()).map_err(|e| SharedError(e.0.clone())));
-        let values = values?;
-        if values.len() != 4 {
-            return Err(SharedError("unexpected script answer".into()));
-        }
+        let values = self.answer(result, 4)?;
         Ok(decision(quota.per_minute, &values))
     }
 
-    /// The generation of a bucket.
-    pub async fn generation(&self, bucket: u8) -> Result<u64, SharedError> {
+    /// The generation of a bucket (`None` while a revocation in it is in progress).
+    pub async fn generation(&self, bucket: u8) -> Result<Option<SharedGeneration>, SharedError> {
         let mut c = self.connection().await?;
-        let result: redis::RedisResult<Option<u64>> = c.get(self.key("gen", &bucket.to_string())).await;
-        self.mark(result.as_ref().map(|_| ()).map_err(describe));
-        result.map(|g| g.unwrap_or(0)).map_err(|e| describe(&e))
+        let result: redis::RedisResult<Vec<i64>> = self
+            .generation
+            .key(self.generations_key())
+            .key(self.marker_key(Scope::Bucket(bucket)))
+            .key(self.marker_key(Scope::All))
+            .arg(bucket.to_string())
+            .invoke_async(&mut c)
+            .await;
+        let values = self.answer(result, 2)?;
+        Ok(shared_generation(values[0], values[1]))
     }
 
-    /// Bumps a bucket's generation (after a revocation is committed).
-    pub async fn bump(&self, bucket: u8) -> Result<u64, SharedError> {
+    /// Before a revocation is committed: marks `scope` as being revoked for at most
+    /// `lifetime` (no instance uses or fills a cache for it meanwhile) and moves its
+    /// generation on. `token` names this revocation for [`SharedState::finish_revocation`].
+    pub async fn begin_revocation(&self, scope: Scope, token: &str, lifetime: Duration) -> Result<(), SharedError> {
         let mut c = self.connection().await?;
-        let result: redis::RedisResult<u64> = c.incr(self.key("gen", &bucket.to_string()), 1).await;
+        let result: redis::RedisResult<i64> = self
+            .begin
+            .key(self.generations_key())
+            .key(self.marker_key(scope))
+            .arg(scope_field(scope))
+            .arg(token)
+            .arg(lifetime.as_millis().max(1) as u64)
+            .invoke_async(&mut c)
+            .await;
         self.mark(result.as_ref().map(|_| ()).map_err(describe));
-        result.map_err(|e| describe(&e))
+        result.map(|_| ()).map_err(|e| describe(&e))
     }
+
+    /// After the commit: moves the generation on again and removes this revocation's mark.
+    pub async fn finish_revocation(&self, scope: Scope, token: &str) -> Result<(), SharedError> {
+        let mut c = self.connection().await?;
+        let result: redis::RedisResult<i64> = self
+            .finish
+            .key(self.generations_key())
+            .key(self.marker_key(scope))
+            .arg(scope_field(scope))
+            .arg(token)
+            .invoke_async(&mut c)
+            .await;
+        self.mark(result.as_ref().map(|_| ()).map_err(describe));
+        result.map(|_| ()).map_err(|e| describe(&e))
+    }
+}
+
+fn scope_field(scope: Scope) -> String {
+    match scope {
+        Scope::Bucket(bucket) => bucket.to_string(),
+        Scope::All => String::new(),
+    }
+}
+
+fn shared_generation(epoch: i64, counter: i64) -> Option<SharedGeneration> {
+    (counter >= 0).then(|| SharedGeneration { epoch: epoch.max(0) as u64, counter: counter as u64 })
 }

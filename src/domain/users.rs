@@ -39,6 +39,9 @@ pub struct UserService {
     /// [`ENABLED_FOR`]. Disabling a user removes them here at once (and ends their sessions on
     /// every instance); a change made in the database by hand is seen within [`ENABLED_FOR`].
     recently_enabled: std::sync::Arc<dashmap::DashMap<i64, std::time::Instant>>,
+    /// Moves on with every change of a user's state, so a read that raced with one is not
+    /// remembered.
+    changes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How long a user seen enabled is believed enabled without asking the database again.
@@ -46,20 +49,28 @@ pub const ENABLED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl UserService {
     pub fn new(db: DatabaseConnection) -> Self {
-        Self { db, recently_enabled: Default::default() }
+        Self { db, recently_enabled: Default::default(), changes: Default::default() }
     }
 
     /// Whether the user exists and is enabled, from memory when it was checked recently.
     pub async fn is_enabled(&self, id: i64) -> Result<bool, DbErr> {
+        use std::sync::atomic::Ordering;
         if self.recently_enabled.get(&id).is_some_and(|at| at.elapsed() < ENABLED_FOR) {
             return Ok(true);
         }
+        let before = self.changes.load(Ordering::SeqCst);
         let enabled = self.get(id).await?.is_some_and(|u| !u.disabled);
         if enabled {
             if self.recently_enabled.len() > 100_000 {
                 self.recently_enabled.retain(|_, at| at.elapsed() < ENABLED_FOR);
             }
             self.recently_enabled.insert(id, std::time::Instant::now());
+            // A change committed after the read began may have removed the entry before it was
+            // inserted: then it must not stay (`set_disabled` moves `changes` on before it
+            // removes the entry, so one of the two removals sees the other's work).
+            if self.changes.load(Ordering::SeqCst) != before {
+                self.recently_enabled.remove(&id);
+            }
         } else {
             self.recently_enabled.remove(&id);
         }
@@ -106,12 +117,16 @@ impl UserService {
 
     /// Disables (or re-enables) a user: a disabled user's sessions and keys stop working.
     pub async fn set_disabled(&self, id: i64, disabled: bool) -> Result<bool, DbErr> {
+        use std::sync::atomic::Ordering;
         self.recently_enabled.remove(&id);
         let Some(user) = users::Entity::find_by_id(id).one(&self.db).await? else { return Ok(false) };
         let mut active: users::ActiveModel = user.into();
         active.disabled_at = Set(disabled.then(Utc::now));
-        active.update(&self.db).await?;
+        let updated = active.update(&self.db).await;
+        // Whatever the outcome: reads that raced with this change are not remembered.
+        self.changes.fetch_add(1, Ordering::SeqCst);
         self.recently_enabled.remove(&id);
+        updated?;
         Ok(true)
     }
 

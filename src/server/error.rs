@@ -140,7 +140,12 @@ impl ApiError {
 
     /// 503 `service_unavailable`: a dependency (the database) is down; fail closed.
     pub fn unavailable() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", "The service is temporarily unavailable. Please retry shortly.")
+        Self::unavailable_because("The service is temporarily unavailable. Please retry shortly.")
+    }
+
+    /// 503 `service_unavailable` with a message saying why.
+    pub fn unavailable_because(message: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service_unavailable", message)
     }
 
     /// 504 `upstream_timeout`: the model provider did not answer in time.

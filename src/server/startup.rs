@@ -28,8 +28,10 @@ use url::Url;
 use crate::{
     app::{App, shell},
     domain::{
+        admission::Admission,
         api_keys::ApiKeyService,
-        auth_cache::{Generations, KeyCache},
+        auth_cache::Generations,
+        limits::Limits,
         providers::Registry,
         sessions::{SESSION_TTL, SeaOrmSessionStore},
         shared_state::SharedState,
@@ -44,7 +46,6 @@ use crate::{
         },
         config::{CacheMode, Config, SignIn},
         database, health,
-        limits::Limits,
         listener::{PeerAddr, ServerListener, TlsError, tls_acceptor},
         security::{self, CspNonce},
         state::{AppState, Services},
@@ -198,10 +199,15 @@ fn build_state(
         }
     };
     let generations = Arc::new(Generations::new(shared.clone()));
+    let users = UserService::new(db.clone());
+    let keys = ApiKeyService::new(db.clone(), cache_enabled(&config), generations.clone());
+    let limits = Limits::new(shared.clone(), config.auth_failures_per_minute);
     AppState::new(Services {
-        users: UserService::new(db.clone()),
-        keys: ApiKeyService::new(db.clone(), cache_enabled(&config).then(|| Arc::new(KeyCache::new(2_000_000))), generations.clone()),
-        limits: Limits::new(shared.clone(), config.auth_failures_per_minute),
+        admission: Admission::new(keys.clone(), users.clone(), limits.clone(), generations.clone(), config.rate_limit_per_minute),
+        generations: generations.clone(),
+        users,
+        keys,
+        limits,
         shared,
         gateway: Arc::new(registry),
         usage: UsageRecorder::start(db.clone()),
@@ -239,7 +245,7 @@ fn spawn_maintenance(state: &AppState) {
             limits.prune();
         }
     });
-    let generations = state.keys.generations().clone();
+    let generations = state.generations.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {

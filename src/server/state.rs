@@ -41,7 +41,11 @@ pub struct Services {
     pub leptos_options: LeptosOptions,
     pub users: UserService,
     pub keys: ApiKeyService,
-    pub limits: crate::server::limits::Limits,
+    /// Who may call `/v1`, and how much.
+    pub admission: crate::domain::admission::Admission,
+    pub limits: crate::domain::limits::Limits,
+    /// Revocation generations (shared with the caches of keys and sessions).
+    pub generations: Arc<crate::domain::auth_cache::Generations>,
     /// Upstream providers by public model name.
     pub gateway: Arc<crate::domain::providers::Registry>,
     pub usage: crate::domain::usage::UsageRecorder,
@@ -60,14 +64,20 @@ impl AppState {
         self.shared.as_ref().and_then(|s| s.problem())
     }
 
-    /// Disables a user: their sessions end and their keys stop working, on every instance.
-    pub async fn disable_user(&self, user_id: i64) -> Result<bool, sea_orm::DbErr> {
-        if !self.users.set_disabled(user_id, true).await? {
-            return Ok(false);
+    /// Disables a user: their sessions end and their keys stop working, on every instance
+    /// (announced before the change, like every revocation; refused when it cannot be).
+    pub async fn disable_user(&self, user_id: i64) -> Result<bool, crate::domain::sessions::SessionError> {
+        let revocation = self.generations.begin(crate::domain::shared_state::Scope::All).await?;
+        let result = async {
+            if !self.users.set_disabled(user_id, true).await? {
+                return Ok(false);
+            }
+            self.sessions.delete_all_for_user(user_id).await?;
+            Ok(true)
         }
-        self.sessions.delete_all_for_user(user_id).await?;
-        self.keys.forget_user(user_id).await?;
-        Ok(true)
+        .await;
+        self.generations.finish(revocation).await;
+        result
     }
 
     /// Requests and tokens per key of `user_id` over the last 24 hours.

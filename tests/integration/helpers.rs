@@ -216,10 +216,12 @@ macro_rules! backend_tests {
     };
 }
 
-/// A TCP proxy that a test can cut and restore, to take a dependency "down" and bring it back.
+/// A TCP proxy that a test can cut and restore, to take a dependency "down" and bring it back,
+/// or turn into a black hole (connections accepted, nothing answered).
 pub struct CuttableProxy {
     pub addr: SocketAddr,
     up: Arc<AtomicBool>,
+    black_hole: Arc<AtomicBool>,
     cut: Arc<Notify>,
 }
 
@@ -228,12 +230,25 @@ impl CuttableProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
         let addr = listener.local_addr().expect("addr");
         let up = Arc::new(AtomicBool::new(true));
+        let black_hole = Arc::new(AtomicBool::new(false));
         let cut = Arc::new(Notify::new());
         tokio::spawn({
-            let (up, cut) = (up.clone(), cut.clone());
+            let (up, black_hole, cut) = (up.clone(), black_hole.clone(), cut.clone());
             async move {
                 loop {
                     let Ok((mut inbound, _)) = listener.accept().await else { continue };
+                    if black_hole.load(Ordering::SeqCst) {
+                        // Held open, never answered, until restored.
+                        let cut = cut.clone();
+                        tokio::spawn(async move {
+                            let mut sink = vec![0u8; 4096];
+                            tokio::select! {
+                                _ = async { use tokio::io::AsyncReadExt; while inbound.read(&mut sink).await.is_ok_and(|n| n > 0) {} } => {}
+                                () = cut.notified() => {}
+                            }
+                        });
+                        continue;
+                    }
                     if !up.load(Ordering::SeqCst) {
                         drop(inbound);
                         continue;
@@ -249,7 +264,7 @@ impl CuttableProxy {
                 }
             }
         });
-        Self { addr, up, cut }
+        Self { addr, up, black_hole, cut }
     }
 
     /// Drops every open connection and refuses new ones.
@@ -258,8 +273,17 @@ impl CuttableProxy {
         self.cut.notify_waiters();
     }
 
-    /// Accepts connections again.
+    /// Drops every open connection and swallows what new ones send, answering nothing.
+    pub fn black_hole(&self) {
+        self.black_hole.store(true, Ordering::SeqCst);
+        self.cut.notify_waiters();
+    }
+
+    /// Accepts and forwards connections again (black-holed ones are dropped).
     pub fn restore(&self) {
+        if self.black_hole.swap(false, Ordering::SeqCst) {
+            self.cut.notify_waiters();
+        }
         self.up.store(true, Ordering::SeqCst);
     }
 }

@@ -14,7 +14,11 @@ use std::{
 use reqwest::header;
 use serde_json::{Value, json};
 
-use crate::{browser::Browser, helpers::*, idp::TestIdp};
+use crate::{
+    browser::Browser,
+    helpers::*,
+    idp::{Behavior, TestIdp},
+};
 
 /// A `workjet` process.
 struct Instance {
@@ -66,35 +70,82 @@ impl Drop for Instance {
     }
 }
 
+/// The tests here share one Redis and one of them empties it: one at a time.
+static REDIS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 struct Cluster {
     a: Instance,
     b: Instance,
-    redis: CuttableProxy,
+    /// Each instance reaches Redis through its own proxy, to cut one link or both.
+    redis_a: CuttableProxy,
+    redis_b: CuttableProxy,
+    redis_url: String,
     cookie: String,
     client: reqwest::Client,
     _db: TestDatabase,
-    _idp: TestIdp,
+    idp: TestIdp,
+    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
 impl Cluster {
     async fn start() -> Option<Self> {
         let redis_url = redis_url()?;
         let db = TestDatabase::create(Backend::Postgres).await?;
-        let redis = CuttableProxy::start(resolve(&redis_url, 6379).await).await;
+        let serial = REDIS.lock().await;
+        let target = resolve(&redis_url, 6379).await;
+        let (redis_a, redis_b) = (CuttableProxy::start(target).await, CuttableProxy::start(target).await);
         let idp = TestIdp::start().await;
         let mut env = idp.settings();
         env.extend([
             ("WJ_DATABASE_URL", db.url.clone()),
-            ("WJ_REDIS_URL", format!("redis://127.0.0.1:{}", redis.addr.port())),
             ("WJ_REDIS_PREFIX", format!("test-{}-{}:", std::process::id(), Instant::now().elapsed().as_nanos())),
             ("WJ_AUTH_FAILURES_PER_MINUTE", "100000".into()),
         ]);
+        let env_for = |proxy: &CuttableProxy| {
+            let mut env = env.clone();
+            env.push(("WJ_REDIS_URL", format!("redis://127.0.0.1:{}", proxy.addr.port())));
+            env
+        };
         // Both start at once: migrations must serialise (advisory lock).
-        let (a, b) = tokio::join!(Instance::start(&env), Instance::start(&env));
+        let (env_a, env_b) = (env_for(&redis_a), env_for(&redis_b));
+        let (a, b) = tokio::join!(Instance::start(&env_a), Instance::start(&env_b));
         let mut browser = Browser::new();
         assert_eq!(browser.sign_in_at(&a.base, None).await, "/settings/api-keys");
         let cookie = format!("wj_session={}", browser.cookie.clone().expect("cookie"));
-        Some(Self { a, b, redis, cookie, client: reqwest::Client::new(), _db: db, _idp: idp })
+        Some(Self { a, b, redis_a, redis_b, redis_url, cookie, client: reqwest::Client::new(), _db: db, idp, _serial: serial })
+    }
+
+    fn cut_redis(&self) {
+        self.redis_a.cut();
+        self.redis_b.cut();
+    }
+
+    fn restore_redis(&self) {
+        self.redis_a.restore();
+        self.redis_b.restore();
+    }
+
+    /// `DELETE /v1/keys/{id}` on `instance`: the status.
+    async fn revoke(&self, instance: &Instance, id: i64) -> u16 {
+        self.client
+            .delete(instance.url(&format!("/v1/keys/{id}")))
+            .header(header::COOKIE, &self.cookie)
+            .header(header::ORIGIN, &instance.base)
+            .send()
+            .await
+            .expect("revoke")
+            .status()
+            .as_u16()
+    }
+
+    /// Waits until `instance` sees Redis again (its readiness says so).
+    async fn wait_for_redis(&self, instance: &Instance) {
+        let up = eventually(Duration::from_secs(20), || async {
+            let r: Value = self.client.get(instance.url("/readyz")).send().await.expect("readyz").json().await.expect("json");
+            r["redis"] == "up"
+        })
+        .await;
+        assert!(up, "{} did not reconnect to Redis", instance.base);
     }
 
     async fn create_key(&self, body: Value) -> (i64, String) {
@@ -113,15 +164,7 @@ impl Cluster {
     }
 
     async fn revoke_on_a(&self, id: i64) {
-        let response = self
-            .client
-            .delete(self.a.url(&format!("/v1/keys/{id}")))
-            .header(header::COOKIE, &self.cookie)
-            .header(header::ORIGIN, &self.a.base)
-            .send()
-            .await
-            .expect("revoke");
-        assert_eq!(response.status(), 200);
+        assert_eq!(self.revoke(&self.a, id).await, 200);
     }
 
     async fn me(&self, instance: &Instance, key: &str) -> u16 {
@@ -240,7 +283,7 @@ async fn two_instances_share_sessions_keys_revocations_budgets_and_survive_redis
     assert!(statuses.iter().all(|s| *s == 200 || *s == 429));
 
     // Redis goes away: requests are still served, readiness says degraded; then it returns.
-    cluster.redis.cut();
+    cluster.cut_redis();
     let (id, key) = cluster.create_key(json!({"name": "during outage"})).await;
     for instance in [&cluster.a, &cluster.b] {
         assert_eq!(cluster.me(instance, &key).await, 200, "served while Redis is down");
@@ -252,9 +295,13 @@ async fn two_instances_share_sessions_keys_revocations_budgets_and_survive_redis
     .await;
     assert!(degraded, "readiness reports degraded while Redis is down");
     assert_eq!(cluster.client.get(cluster.b.url("/readyz")).send().await.expect("readyz").status(), 200, "degraded is still ready");
+    // A revocation that cannot be announced to every instance is refused and changes nothing.
+    assert_eq!(cluster.revoke(&cluster.a, id).await, 503, "a revocation Redis cannot hear of is refused");
+    assert_eq!(cluster.me(&cluster.b, &key).await, 200, "and nothing changed");
+    cluster.restore_redis();
+    cluster.wait_for_redis(&cluster.a).await;
     cluster.revoke_on_a(id).await;
-    assert_eq!(cluster.me(&cluster.b, &key).await, 401, "no stale cache while Redis is down: the database decides");
-    cluster.redis.restore();
+    assert_eq!(cluster.me(&cluster.b, &key).await, 401, "once Redis is back, the revocation holds everywhere at once");
     let recovered = eventually(Duration::from_secs(15), || async {
         let r: Value = cluster.client.get(cluster.a.url("/readyz")).send().await.expect("readyz").json().await.expect("json");
         r["status"] == "ready" && r["redis"] == "up"
@@ -263,4 +310,236 @@ async fn two_instances_share_sessions_keys_revocations_budgets_and_survive_redis
     assert!(recovered, "the shared limiter resumes when Redis is back");
     let (_, key) = cluster.create_key(json!({"name": "after outage"})).await;
     assert_eq!(cluster.me(&cluster.b, &key).await, 200);
+}
+
+/// Hammers a key on both instances and counts what was accepted after a revocation.
+struct Hammer {
+    stop: Arc<AtomicBool>,
+    revoked_at: Arc<std::sync::Mutex<Option<Instant>>>,
+    workers: Vec<tokio::task::JoinHandle<(u64, u64)>>,
+}
+
+impl Hammer {
+    fn start(cluster: &Cluster, key: &str, connections: usize) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let revoked_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
+        let workers = (0..connections)
+            .map(|i| {
+                let instance = if i % 2 == 0 { &cluster.a } else { &cluster.b };
+                let (client, url, key, stop, revoked_at) =
+                    (cluster.client.clone(), instance.url("/v1/me"), key.to_owned(), stop.clone(), revoked_at.clone());
+                tokio::spawn(async move {
+                    let (mut total, mut accepted_after) = (0u64, 0u64);
+                    while !stop.load(Ordering::Relaxed) {
+                        let sent = Instant::now();
+                        let status = client
+                            .get(&url)
+                            .header(header::AUTHORIZATION, format!("Bearer {key}"))
+                            .send()
+                            .await
+                            .map(|r| r.status().as_u16())
+                            .unwrap_or(0);
+                        total += 1;
+                        if status == 200 && revoked_at.lock().expect("lock").is_some_and(|t| sent >= t) {
+                            accepted_after += 1;
+                        }
+                    }
+                    (total, accepted_after)
+                })
+            })
+            .collect();
+        Self { stop, revoked_at, workers }
+    }
+
+    /// The revocation just answered success.
+    fn revoked(&self) {
+        *self.revoked_at.lock().expect("lock") = Some(Instant::now());
+    }
+
+    /// Stops; (requests, accepted after the revocation answered success).
+    async fn stop(self) -> (u64, u64) {
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        self.stop.store(true, Ordering::Relaxed);
+        let (mut total, mut accepted_after) = (0, 0);
+        for w in self.workers {
+            let (t, a) = w.await.expect("worker");
+            total += t;
+            accepted_after += a;
+        }
+        (total, accepted_after)
+    }
+}
+
+impl Cluster {
+    /// A key, used twice on each instance so both serve it from their caches.
+    async fn cached_key(&self, name: &str) -> (i64, String) {
+        let (id, key) = self.create_key(json!({"name": name, "rate_limit_per_minute": 1000000})).await;
+        for instance in [&self.a, &self.b] {
+            assert_eq!(self.me(instance, &key).await, 200);
+            assert_eq!(self.me(instance, &key).await, 200);
+        }
+        (id, key)
+    }
+
+    /// A second person signs in on A and signs out everywhere (which moves every
+    /// revocation generation on).
+    async fn someone_signs_out_everywhere(&self) {
+        self.idp.set(|b| {
+            b.sub = "someone-else".into();
+            b.email = "someone@example.com".into();
+        });
+        let mut browser = Browser::new();
+        assert_eq!(browser.sign_in_at(&self.a.base, None).await, "/settings/api-keys");
+        self.idp.set(|b| {
+            b.sub = Behavior::default().sub;
+            b.email = Behavior::default().email;
+        });
+        let out = browser.post(&self.a.url("/api/sign_out_everywhere"), &self.a.base, "").await;
+        assert_eq!(out.status(), 200);
+    }
+
+    async fn sign_out_everywhere_on(&self, instance: &Instance, cookie: &str) -> (u16, Duration) {
+        let started = Instant::now();
+        let status = self
+            .client
+            .post(instance.url("/api/sign_out_everywhere"))
+            .header(header::COOKIE, cookie)
+            .header(header::ORIGIN, &instance.base)
+            .header("sec-fetch-site", "same-origin")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .send()
+            .await
+            .expect("sign out everywhere")
+            .status()
+            .as_u16();
+        (status, started.elapsed())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn revocations_hold_when_redis_misbehaves() {
+    let Some(cluster) = Cluster::start().await else {
+        eprintln!("skipped: WJ_TEST_POSTGRES_URL and WJ_TEST_REDIS_URL are needed for the multi-instance test");
+        return;
+    };
+
+    // 1. A cannot reach Redis, B can: A's revocation is refused (it could not reach B's
+    //    cache) and changes nothing; once A reaches Redis again it holds everywhere at once.
+    let (id, key) = cluster.cached_key("cut from A").await;
+    let hammer = Hammer::start(&cluster, &key, 16);
+    cluster.redis_a.cut();
+    let started = Instant::now();
+    let status = cluster.revoke(&cluster.a, id).await;
+    let refused_in = started.elapsed();
+    assert_eq!(status, 503, "a revocation A cannot announce is refused");
+    assert!(refused_in < Duration::from_secs(5), "refused in bounded time ({refused_in:?})");
+    assert_eq!(cluster.me(&cluster.b, &key).await, 200, "nothing changed: the key was not revoked");
+    assert_eq!(cluster.me(&cluster.a, &key).await, 200);
+    cluster.redis_a.restore();
+    cluster.wait_for_redis(&cluster.a).await;
+    assert_eq!(cluster.revoke(&cluster.a, id).await, 200);
+    hammer.revoked();
+    let (total, accepted) = hammer.stop().await;
+    eprintln!(
+        "A cut from Redis: revoke refused in {refused_in:?}; after A reconnected and revoked: {total} requests, {accepted} accepted after success"
+    );
+    assert_eq!(accepted, 0);
+    assert_eq!((cluster.me(&cluster.a, &key).await, cluster.me(&cluster.b, &key).await), (401, 401));
+
+    // 2. Redis loses its data between caching and revoking (FLUSHALL: counters back at zero).
+    //    Every generation was moved on first, so a counter back at 0 and bumped again would
+    //    read like the cached one — were it not for the epoch.
+    cluster.someone_signs_out_everywhere().await;
+    let (id, key) = cluster.cached_key("flushed").await;
+    let mut redis =
+        redis::Client::open(cluster.redis_url.as_str()).expect("redis").get_multiplexed_async_connection().await.expect("connect");
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut redis).await.expect("FLUSHALL");
+    let hammer = Hammer::start(&cluster, &key, 16);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(cluster.revoke(&cluster.a, id).await, 200);
+    hammer.revoked();
+    let (total, accepted) = hammer.stop().await;
+    eprintln!("Redis flushed between caching and revoking: {total} requests, {accepted} accepted after the revoke answered success");
+    assert_eq!(accepted, 0);
+    assert_eq!(cluster.me(&cluster.b, &key).await, 401);
+
+    // 3. Redis down for everyone during the revoke, and back after: refused while down
+    //    (nothing changed), then immediate everywhere; and down right after a success.
+    let (id, key) = cluster.cached_key("redis down").await;
+    cluster.cut_redis();
+    assert_eq!(cluster.revoke(&cluster.a, id).await, 503);
+    assert_eq!((cluster.me(&cluster.a, &key).await, cluster.me(&cluster.b, &key).await), (200, 200), "nothing changed");
+    cluster.restore_redis();
+    cluster.wait_for_redis(&cluster.a).await;
+    cluster.wait_for_redis(&cluster.b).await;
+    let hammer = Hammer::start(&cluster, &key, 16);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(cluster.revoke(&cluster.a, id).await, 200);
+    hammer.revoked();
+    cluster.cut_redis();
+    let (total, accepted) = hammer.stop().await;
+    eprintln!("Redis down during a revoke, back, revoked, down again: {total} requests, {accepted} accepted after success");
+    assert_eq!(accepted, 0);
+    assert_eq!(cluster.me(&cluster.b, &key).await, 401, "with Redis gone the database decides");
+    cluster.restore_redis();
+    cluster.wait_for_redis(&cluster.a).await;
+    cluster.wait_for_redis(&cluster.b).await;
+
+    // 4. "Sign out everywhere" while A's Redis swallows every command: answered in bounded
+    //    time, and nothing was signed out; then it works.
+    let mut browser = Browser::new();
+    assert_eq!(browser.sign_in_at(&cluster.a.base, None).await, "/settings/api-keys");
+    let cookie = format!("wj_session={}", browser.cookie.clone().expect("cookie"));
+    let session_on_b = || cluster.client.get(cluster.b.url("/v1/me")).header(header::COOKIE, cookie.clone()).send();
+    assert_eq!(session_on_b().await.expect("me").status(), 200);
+    cluster.redis_a.black_hole();
+    let (status, took) = cluster.sign_out_everywhere_on(&cluster.a, &cookie).await;
+    eprintln!("sign out everywhere with A's Redis black-holed: {status} in {took:?}");
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_secs(8), "bounded: {took:?}");
+    assert_eq!(session_on_b().await.expect("me").status(), 200, "nothing was signed out");
+    cluster.redis_a.restore();
+    cluster.wait_for_redis(&cluster.a).await;
+    let (status, _) = cluster.sign_out_everywhere_on(&cluster.a, &cookie).await;
+    assert_eq!(status, 200);
+    assert_eq!(session_on_b().await.expect("me").status(), 401, "signed out everywhere, B included, at once");
+}
+
+/// The marks in Redis, directly: a revocation that never finishes (its instance died after
+/// announcing it) keeps its scope uncached everywhere until the mark expires; Redis losing
+/// the generations is seen as a change by every instance.
+#[tokio::test]
+async fn unfinished_revocations_and_lost_generations_invalidate_caches() {
+    use workjet::domain::{
+        auth_cache::Generations,
+        shared_state::{Scope, SharedState},
+    };
+    let Some(url) = redis_url() else {
+        eprintln!("skipped: WJ_TEST_REDIS_URL is not set");
+        return;
+    };
+    let _serial = REDIS.lock().await;
+    let prefix = format!("test-marks-{}-{}:", std::process::id(), Instant::now().elapsed().as_nanos());
+    let shared = SharedState::connect(&url, &prefix).await.expect("redis");
+    let elsewhere = Generations::new(Some(SharedState::connect(&url, &prefix).await.expect("redis")));
+    let before = elsewhere.current(7).await.expect("a generation");
+    assert_eq!(elsewhere.current(7).await, Some(before), "stable while nothing changes");
+
+    shared.begin_revocation(Scope::Bucket(7), "crashed", Duration::from_millis(1500)).await.expect("begin");
+    assert_eq!(elsewhere.current(7).await, None, "no cache for a bucket being revoked");
+    assert!(elsewhere.current(8).await.is_some(), "other buckets are unaffected");
+    tokio::time::sleep(Duration::from_millis(1700)).await;
+    let after = elsewhere.current(7).await.expect("the mark expired");
+    assert_ne!(after, before, "entries from before the revocation are stale");
+
+    shared.begin_revocation(Scope::All, "everything", Duration::from_secs(30)).await.expect("begin");
+    assert_eq!(elsewhere.current(8).await, None, "no cache anywhere while everything is revoked");
+    shared.finish_revocation(Scope::All, "everything").await.expect("finish");
+    let unmarked = elsewhere.current(7).await.expect("unmarked");
+    assert_ne!(unmarked, after);
+
+    let mut redis = redis::Client::open(url.as_str()).expect("redis").get_multiplexed_async_connection().await.expect("connect");
+    let _: () = redis::cmd("DEL").arg(format!("{prefix}gens:")).query_async(&mut redis).await.expect("DEL");
+    let lost = elsewhere.current(7).await.expect("a new epoch");
+    assert_ne!(lost, unmarked, "generations lost by Redis are a change");
 }

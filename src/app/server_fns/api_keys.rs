@@ -44,6 +44,10 @@ fn key_error(error: crate::domain::api_keys::ApiKeyError) -> PortalError {
             set_status(StatusCode::NOT_FOUND);
             PortalError::NotFound("That API key does not exist.".into())
         }
+        ApiKeyError::NotShared(_) => {
+            set_status(StatusCode::SERVICE_UNAVAILABLE);
+            PortalError::Unavailable
+        }
         ApiKeyError::Database(e) => unavailable(e),
     }
 }

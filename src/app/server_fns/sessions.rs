@@ -26,10 +26,10 @@ pub async fn list_sessions() -> Result<Vec<SessionView>, PortalError> {
 /// Signs one of the user's sessions out. Another user's session id is "not found".
 #[server(prefix = "/api", endpoint = "revoke_session")]
 pub async fn revoke_session(id: i64) -> Result<(), PortalError> {
-    use super::support::{audit_context, set_status, signed_in, unavailable};
+    use super::support::{audit_context, session_error, set_status, signed_in};
     use crate::domain::audit;
     let (state, me) = signed_in()?;
-    if !state.sessions.delete_for_user(me.user.id, id).await.map_err(unavailable)? {
+    if !state.sessions.delete_for_user(me.user.id, id).await.map_err(session_error)? {
         set_status(axum::http::StatusCode::NOT_FOUND);
         return Err(PortalError::NotFound("That session does not exist or has already ended.".into()));
     }
@@ -40,10 +40,10 @@ pub async fn revoke_session(id: i64) -> Result<(), PortalError> {
 /// Signs the user out of every browser, this one included.
 #[server(prefix = "/api", endpoint = "sign_out_everywhere")]
 pub async fn sign_out_everywhere() -> Result<u64, PortalError> {
-    use super::support::{audit_context, signed_in, unavailable};
+    use super::support::{audit_context, session_error, signed_in};
     use crate::domain::audit;
     let (state, me) = signed_in()?;
-    let count = state.sessions.delete_all_for_user(me.user.id).await.map_err(unavailable)?;
+    let count = state.sessions.delete_all_for_user(me.user.id).await.map_err(session_error)?;
     let _ = audit::record(&state.db, &audit_context(&me), audit::action::SIGN_OUT_EVERYWHERE, Some(format!("user:{}", me.user.id))).await;
     Ok(count)
 }

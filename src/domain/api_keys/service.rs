@@ -14,11 +14,12 @@ use crate::{
     domain::{
         api_keys::{
             KeyName,
-            format::{self, ApiKeyHash, KeyFormatError, PlainApiKey},
+            format::{ApiKeyHash, KeyFormatError, PlainApiKey},
             last_used::LastUsedTracker,
         },
         audit::{self, AuditContext},
-        auth_cache::{CachedKey, Generations, KeyCache, bucket_of},
+        auth_cache::{CachedKey, FinalRefusal, Generations, KeyCache, RefusedKeys, RevocationRefused, bucket_of},
+        shared_state::Scope,
     },
     entities::{api_keys, users},
     permissions::Permissions,
@@ -85,6 +86,9 @@ pub enum ApiKeyError {
     TooManyKeys,
     #[error("no such API key")]
     NotFound,
+    /// The revocation could not be made effective on every instance: nothing was changed.
+    #[error("{0}")]
+    NotShared(#[from] RevocationRefused),
     #[error("database: {}", crate::domain::describe_db_error(.0))]
     Database(#[from] DbErr),
 }
@@ -105,23 +109,32 @@ impl KeyPrincipal {
             key_id: i64::from(entry.key_id),
             user_id: i64::from(entry.user_id),
             permissions: entry.permissions(),
-            rate_limit_per_minute: (entry.rate_limit != 0).then_some(entry.rate_limit),
+            rate_limit_per_minute: (entry.rate_limit() != 0).then_some(entry.rate_limit()),
             expires_at: (entry.expires_at != 0).then(|| DateTime::from_timestamp(i64::from(entry.expires_at), 0)).flatten(),
         }
     }
 
-    /// The compact cache entry, or `None` for ids too large for it (never cached).
+    /// The compact cache entry, or `None` for values too large for it (never cached).
     fn to_cached(&self) -> Option<CachedKey> {
-        Some(CachedKey {
-            key_id: u32::try_from(self.key_id).ok()?,
-            user_id: u32::try_from(self.user_id).ok()?,
-            expires_at: self.expires_at.map_or(0, |e| e.timestamp().clamp(1, i64::from(u32::MAX)) as u32),
-            rate_limit: self.rate_limit_per_minute.unwrap_or(0),
-            generation: 0,
-            filled: 0,
-            permissions: CachedKey::encode_permissions(self.permissions),
-        })
+        CachedKey::new(
+            u32::try_from(self.key_id).ok()?,
+            u32::try_from(self.user_id).ok()?,
+            self.expires_at.map_or(0, |e| e.timestamp().clamp(1, i64::from(u32::MAX)) as u32),
+            self.rate_limit_per_minute.unwrap_or(0),
+            self.permissions,
+        )
     }
+}
+
+/// What this instance already knows of a presented key, without any I/O.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Known {
+    /// Seen working (maybe under an older generation: to be confirmed).
+    Valid(KeyPrincipal),
+    /// Seen refused, for good.
+    Refused(FinalRefusal),
+    /// Never seen.
+    Never,
 }
 
 /// Why a presented key does not authenticate. Callers answer all of them with the same
@@ -155,72 +168,79 @@ pub struct NewKeyOptions {
 pub struct ApiKeyService {
     db: DatabaseConnection,
     last_used: LastUsedTracker,
-    cache: Option<Arc<KeyCache>>,
+    /// Keys seen working. Served from only when `serve_cached` (see `WJ_AUTH_CACHE`); either
+    /// way they tell a key seen before from one never seen (which the throttle counts).
+    cache: Arc<KeyCache>,
+    serve_cached: bool,
+    refused: Arc<RefusedKeys>,
     generations: Arc<Generations>,
 }
 
+/// The most keys one instance caches.
+pub const MAX_CACHED_KEYS: usize = 2_000_000;
+/// The most refused keys one instance remembers.
+pub const MAX_REFUSED_KEYS: usize = 100_000;
+
 impl ApiKeyService {
-    /// A service; `cache` enables the in-process lookup cache (see [`crate::domain::auth_cache`]).
-    pub fn new(db: DatabaseConnection, cache: Option<Arc<KeyCache>>, generations: Arc<Generations>) -> Self {
-        Self { db, last_used: LastUsedTracker::default(), cache, generations }
-    }
-
-    /// The revocation generations this service bumps.
-    pub fn generations(&self) -> &Arc<Generations> {
-        &self.generations
-    }
-
-    /// Whether lookups may be cached.
-    pub fn caching(&self) -> bool {
-        self.cache.is_some()
+    /// A service; `serve_cached` lets lookups be answered from the in-process cache (see
+    /// [`crate::domain::auth_cache`]). Keys refused for good are remembered either way (they
+    /// never work again).
+    pub fn new(db: DatabaseConnection, serve_cached: bool, generations: Arc<Generations>) -> Self {
+        Self {
+            db,
+            last_used: LastUsedTracker::default(),
+            cache: Arc::new(KeyCache::new(MAX_CACHED_KEYS)),
+            serve_cached,
+            refused: Arc::new(RefusedKeys::new(MAX_REFUSED_KEYS)),
+            generations,
+        }
     }
 
     /// The cached principal of `hash`, if valid under `generation` (no I/O).
     pub fn cached(&self, hash: &ApiKeyHash, generation: u64) -> Option<KeyPrincipal> {
-        let entry = self.cache.as_ref()?.get(hash, generation, Utc::now().timestamp())?;
+        if !self.serve_cached {
+            return None;
+        }
+        let entry = self.cache.get(hash, generation, Utc::now().timestamp())?;
         self.last_used.touch(i64::from(entry.key_id));
         Some(KeyPrincipal::from_cached(&entry))
     }
 
-    /// The cached entry whatever its generation (which rate-limit bucket the key uses).
-    pub fn cached_hint(&self, hash: &ApiKeyHash) -> Option<KeyPrincipal> {
-        self.cache.as_ref()?.peek(hash).map(|e| KeyPrincipal::from_cached(&e))
+    /// What this instance knows of `hash` (no I/O).
+    pub fn known(&self, hash: &ApiKeyHash) -> Known {
+        if let Some(entry) = self.cache.peek(hash) {
+            return Known::Valid(KeyPrincipal::from_cached(&entry));
+        }
+        self.refused.get(hash).map_or(Known::Never, Known::Refused)
     }
 
     /// The database lookup, filling the cache under `generation_before` — the generation
-    /// read *before* the lookup began, so a revocation racing with it is never masked.
+    /// read *before* the lookup began, so a revocation racing with it is never masked. Keys
+    /// refused for good are remembered as such.
     pub async fn lookup_and_cache(&self, hash: &ApiKeyHash, generation_before: Option<u64>) -> Result<KeyPrincipal, AuthFailure> {
-        let principal = self.lookup(hash).await?;
-        if let (Some(cache), Some(generation), Some(entry)) = (&self.cache, generation_before, principal.to_cached()) {
-            cache.insert(hash, entry, generation);
+        let principal = match self.lookup(hash).await {
+            Ok(principal) => principal,
+            Err(failure) => {
+                let refusal = match failure {
+                    AuthFailure::Unknown => Some(FinalRefusal::Unknown),
+                    AuthFailure::Revoked => Some(FinalRefusal::Revoked),
+                    AuthFailure::Expired => Some(FinalRefusal::Expired),
+                    _ => None,
+                };
+                if let Some(refusal) = refusal {
+                    self.cache.remove(hash);
+                    self.refused.insert(hash, refusal);
+                }
+                return Err(failure);
+            }
+        };
+        if let Some(entry) = principal.to_cached() {
+            // Without a known generation (or when lookups may not be served from the cache)
+            // the entry only marks the key as seen.
+            self.cache.insert(hash, entry, generation_before.filter(|_| self.serve_cached));
         }
         self.last_used.touch(principal.key_id);
         Ok(principal)
-    }
-
-    /// Forgets a key everywhere: this process's cache now, other instances on their next
-    /// request (the generation bump).
-    async fn forget(&self, hash: &ApiKeyHash) {
-        if let Some(cache) = &self.cache {
-            cache.remove(hash);
-        }
-        self.generations.bump(bucket_of(hash.as_bytes())).await;
-    }
-
-    /// Forgets every key of a user (after the user was disabled).
-    pub async fn forget_user(&self, user_id: i64) -> Result<(), DbErr> {
-        let rows = api_keys::Entity::find().filter(api_keys::Column::UserId.eq(user_id)).all(&self.db).await?;
-        for row in rows {
-            if let Some(hash) = ApiKeyHash::from_slice(&row.key_hash) {
-                self.forget(&hash).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Pending `last_used_at` writes (flushed by the maintenance task).
-    pub fn last_used(&self) -> &LastUsedTracker {
-        &self.last_used
     }
 
     /// Creates a key for `owner`. The returned [`PlainApiKey`] is the only copy that will
@@ -308,14 +328,36 @@ impl ApiKeyService {
         record
     }
 
-    /// Revokes one of the owner's keys, at once and for good. Revoking a revoked key
-    /// changes nothing and succeeds; another user's id is [`ApiKeyError::NotFound`] and
-    /// changes nothing. Returns the record and whether this call revoked it.
+    /// Revokes one of the owner's keys, at once and for good, on every instance. Revoking
+    /// a revoked key changes nothing and succeeds; another user's id is
+    /// [`ApiKeyError::NotFound`] and changes nothing. When the revocation cannot be announced
+    /// to the other instances (Redis unreachable from here), it is refused with
+    /// [`ApiKeyError::NotShared`] and nothing changes. Returns the record and whether this
+    /// call revoked it.
     pub async fn revoke(&self, owner: i64, id: i64, ctx: &AuditContext) -> Result<(ApiKeyRecord, bool), ApiKeyError> {
-        let now = Utc::now();
+        let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&self.db).await?;
+        let row = row.ok_or(ApiKeyError::NotFound)?;
+        let hash = ApiKeyHash::from_slice(&row.key_hash);
+        if row.revoked_at.is_some() || hash.is_none() {
+            return Ok((self.with_pending_use(ApiKeyRecord::from_model(row)), false));
+        }
+        let hash = hash.expect("checked above");
+        // Announced before the commit: from here until `finish`, no instance serves this
+        // bucket from a cache, and entries filled before are stale afterwards.
+        let revocation = self.generations.begin(Scope::Bucket(bucket_of(hash.as_bytes()))).await?;
+        let committed = self.commit_revocation(owner, id, ctx).await;
+        self.cache.remove(&hash);
+        self.generations.finish(revocation).await;
+        let (row, revoked_now) = committed?;
+        self.refused.insert(&hash, FinalRefusal::Revoked);
+        let record = row.map(ApiKeyRecord::from_model).ok_or(ApiKeyError::NotFound)?;
+        Ok((self.with_pending_use(record), revoked_now))
+    }
+
+    async fn commit_revocation(&self, owner: i64, id: i64, ctx: &AuditContext) -> Result<(Option<api_keys::Model>, bool), DbErr> {
         let txn = self.db.begin().await?;
         let result = api_keys::Entity::update_many()
-            .col_expr(api_keys::Column::RevokedAt, Expr::value(now))
+            .col_expr(api_keys::Column::RevokedAt, Expr::value(Utc::now()))
             .filter(api_keys::Column::Id.eq(id))
             .filter(api_keys::Column::UserId.eq(owner))
             .filter(api_keys::Column::RevokedAt.is_null())
@@ -327,27 +369,10 @@ impl ApiKeyService {
         }
         let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&txn).await?;
         txn.commit().await?;
-        // After the commit: bump, so that no instance keeps serving the key from a cache.
-        if let Some(hash) = row.as_ref().and_then(|r| ApiKeyHash::from_slice(&r.key_hash)) {
-            self.forget(&hash).await;
-        }
-        let record = row.map(ApiKeyRecord::from_model).ok_or(ApiKeyError::NotFound)?;
-        Ok((self.with_pending_use(record), revoked_now))
+        Ok((row, revoked_now))
     }
 
-    /// Checks a presented key: format and checksum first (no database work for junk),
-    /// then the cache (when the generation is known), then the database.
-    pub async fn authenticate(&self, raw: &str) -> Result<KeyPrincipal, AuthFailure> {
-        let key = PlainApiKey::parse(raw)?;
-        let hash = key.hash();
-        let generation = if self.cache.is_some() { self.generations.current(bucket_of(hash.as_bytes())).await } else { None };
-        if let Some(principal) = generation.and_then(|g| self.cached(&hash, g)) {
-            return Ok(principal);
-        }
-        self.lookup_and_cache(&hash, generation).await
-    }
-
-    /// The database lookup behind [`ApiKeyService::authenticate`], by hash.
+    /// The database lookup of a presented key, by hash.
     pub async fn lookup(&self, hash: &ApiKeyHash) -> Result<KeyPrincipal, AuthFailure> {
         let found = api_keys::Entity::find()
             .filter(api_keys::Column::KeyHash.eq(hash.as_bytes().to_vec()))
@@ -378,9 +403,4 @@ impl ApiKeyService {
     pub async fn flush_last_used(&self) -> Result<usize, DbErr> {
         self.last_used.flush(&self.db).await
     }
-}
-
-/// Validates without a database: `true` when the string has our key's shape and checksum.
-pub fn is_well_formed(raw: &str) -> bool {
-    format::validate(raw).is_ok()
 }

@@ -1,6 +1,6 @@
 //! `/v1` authentication: `Authorization: Bearer <key>` or the `wj_session` cookie, into a
-//! [`Principal`]. If an Authorization header is present it alone decides. Malformed
-//! credentials are refused before any database work; unknown, revoked and expired keys
+//! [`Principal`]. The decision is the domain's (`domain::admission`); this module reads the
+//! credential off the request and translates the answer. Unknown, revoked and expired keys
 //! get the same answer.
 
 use axum::{
@@ -13,9 +13,7 @@ use tower_sessions::Session;
 
 use crate::{
     domain::{
-        api_keys::{AuthFailure, KeyPrincipal, PlainApiKey},
-        auth_cache::bucket_of,
-        rate_limit::{Decision, Quota},
+        admission::{Admitted, INVALID_KEY, Policy, Refusal},
         sessions::keys,
     },
     permissions::{Permission, Permissions},
@@ -110,161 +108,73 @@ pub fn bearer_token(headers: &HeaderMap) -> BearerToken<'_> {
     BearerToken::Token(token)
 }
 
-/// The single message for keys that are well-formed but do not work (unknown, revoked,
-/// expired, disabled owner): the answer never tells which.
-pub const INVALID_KEY: &str = "Invalid API key. Check the key, or create a new one under Settings > API Keys.";
-
-/// The `/v1` gate: who is calling (a key or the session cookie), whether their address
-/// is throttled for failed authentications, and whether their budget allows the request.
-///
-/// A key found in the in-process cache costs no database work: with Redis, one script call
-/// both spends the budget and returns the key's revocation generation, and the cached entry
-/// is used only if its generation is still current. Otherwise (cache miss, stale entry,
-/// Redis down) the database decides, and throttled addresses get 429 before any lookup.
+/// The `/v1` gate: reads the credential (a key, or the session cookie), asks the domain's
+/// [`Admission`](crate::domain::admission::Admission) and translates its answer. If an
+/// Authorization header is present it alone decides.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let ip = request.extensions().get::<ClientIp>().copied().unwrap_or(ClientIp(None));
-    let throttle = limits::auth_failure_bucket(&ip);
     let outcome = match bearer_token(request.headers()) {
-        BearerToken::Invalid(message) => Err(ApiError::unauthorized(message)),
-        BearerToken::Token(token) => key_gate(&state, token, &throttle).await,
-        BearerToken::Absent => session_gate(&state, request.extensions().get::<Session>().cloned(), &throttle).await,
+        BearerToken::Invalid(message) => Err(Refusal::Unauthorized(message)),
+        BearerToken::Token(token) => state.admission.admit_key(token, ip.0).await,
+        BearerToken::Absent => match session_user(request.extensions().get::<Session>().cloned()).await {
+            Ok(user_id) => state.admission.admit_session(user_id).await,
+            Err(refusal) => Err(refusal),
+        },
     };
-    let (principal, decision, policy) = match outcome {
+    let admitted = match outcome {
         Ok(admitted) => admitted,
-        Err(error) if error.status() == axum::http::StatusCode::UNAUTHORIZED => {
-            let decision = state.limits.spend_failure(&throttle).await;
-            return error.with_headers(&limits::headers(&decision, "auth-failures")).into_response();
-        }
-        Err(error) => return error.into_response(),
+        Err(refusal) => return refused(refusal).into_response(),
     };
-    if principal.method == AuthMethod::Session && !cross_origin_allowed(request.method(), request.headers(), &state.config.allowed_origins)
-    {
+    if admitted.key.is_none() && !cross_origin_allowed(request.method(), request.headers(), &state.config.allowed_origins) {
         return ApiError::forbidden("Cross-site requests authenticated by the session cookie are not allowed.").into_response();
     }
-    if !decision.allowed {
-        return limits::too_many(
-            &decision,
-            policy,
-            "Rate limit reached for this API key. Wait for the time in the Retry-After header, or ask for a higher limit.",
-        )
-        .into_response();
-    }
-    request.extensions_mut().insert(principal);
+    let headers = limits::headers(&admitted.decision, admitted.policy.as_str());
+    request.extensions_mut().insert(principal(admitted));
     let mut response = next.run(request).await;
-    response.headers_mut().extend(limits::headers(&decision, policy));
+    response.headers_mut().extend(headers);
     response
 }
 
-type Admitted = (Principal, Decision, &'static str);
+fn principal(admitted: Admitted) -> Principal {
+    let (method, rate_limit_per_minute) = match &admitted.key {
+        Some(key) => (AuthMethod::ApiKey { key_id: key.key_id }, key.rate_limit_per_minute),
+        None => (AuthMethod::Session, None),
+    };
+    Principal { user_id: admitted.user_id, method, permissions: admitted.permissions, rate_limit_per_minute }
+}
 
-fn key_principal(key: KeyPrincipal) -> Principal {
-    Principal {
-        user_id: key.user_id,
-        method: AuthMethod::ApiKey { key_id: key.key_id },
-        permissions: key.permissions,
-        rate_limit_per_minute: key.rate_limit_per_minute,
+/// The one translation of a refusal into HTTP.
+fn refused(refusal: Refusal) -> ApiError {
+    match refusal {
+        Refusal::Unauthorized(message) => ApiError::unauthorized(message),
+        Refusal::UnknownKey(failures) => {
+            ApiError::unauthorized(INVALID_KEY).with_headers(&limits::headers(&failures, Policy::AuthFailures.as_str()))
+        }
+        Refusal::Throttled(decision) => limits::too_many(
+            &decision,
+            Policy::AuthFailures.as_str(),
+            "Too many unknown API keys from your address. Wait for the time in the Retry-After header.",
+        ),
+        Refusal::RateLimited(decision, policy) => limits::too_many(
+            &decision,
+            policy.as_str(),
+            "Rate limit reached for this API key. Wait for the time in the Retry-After header, or ask for a higher limit.",
+        ),
+        Refusal::Unavailable => ApiError::unavailable(),
     }
 }
 
-fn budget(state: &AppState, key: &KeyPrincipal) -> (String, Quota) {
-    (format!("key:{}", key.key_id), Quota { per_minute: key.rate_limit_per_minute.unwrap_or(state.config.rate_limit_per_minute) })
-}
-
-fn throttled(wait: std::time::Duration, quota: Quota) -> ApiError {
-    let decision = Decision { allowed: false, limit: quota.per_minute, remaining: 0, reset_after: wait, retry_after: Some(wait) };
-    limits::too_many(
-        &decision,
-        "auth-failures",
-        "Too many failed authentication attempts from your address. Wait for the time in the Retry-After header.",
-    )
-}
-
-async fn key_gate(state: &AppState, token: &str, throttle: &str) -> Result<Admitted, ApiError> {
-    let key = match PlainApiKey::parse(token) {
-        Ok(key) => key,
-        Err(reason) => {
-            // Refused without touching the database (or Redis, beyond the failure count).
-            if let Some(wait) = state.limits.failure_blocked(throttle).await {
-                return Err(throttled(wait, state.limits.failure_quota));
-            }
-            tracing::info!(%reason, "malformed API key refused");
-            return Err(ApiError::unauthorized(INVALID_KEY));
-        }
-    };
-    let hash = key.hash();
-    let bucket = bucket_of(hash.as_bytes());
-    let failure_quota = state.limits.failure_quota;
-    // Fast path: a cached key. One check yields the throttle, the budget and the generation.
-    let spent: Option<Decision>;
-    let generation: Option<u64>;
-    if let Some(hint) = state.keys.cached_hint(&hash) {
-        let (rate_key, quota) = budget(state, &hint);
-        let gate = state.limits.gate(Some((&rate_key, quota)), bucket, throttle, state.keys.generations()).await;
-        if let Some(wait) = gate.throttled {
-            return Err(throttled(wait, failure_quota));
-        }
-        spent = gate.decision;
-        generation = gate.generation;
-        if let Some(key) = generation.and_then(|g| state.keys.cached(&hash, g)) {
-            let decision = spent.unwrap_or_else(|| state.limits.local_check(&rate_key, quota));
-            return Ok((key_principal(key), decision, "per-key"));
-        }
-    } else {
-        let gate = state.limits.gate(None, bucket, throttle, state.keys.generations()).await;
-        if let Some(wait) = gate.throttled {
-            return Err(throttled(wait, failure_quota));
-        }
-        spent = None;
-        generation = gate.generation;
-    }
-    // Slow path: the database decides; the cache is filled under the generation read above.
-    let key = match state.keys.lookup_and_cache(&hash, generation).await {
-        Ok(key) => key,
-        Err(AuthFailure::Unavailable(error)) => {
-            tracing::error!(error = %crate::domain::describe_db_error(&error), "key lookup failed: answering 503");
-            return Err(ApiError::unavailable());
-        }
-        Err(failure) => {
-            tracing::info!(reason = %failure, "API key refused");
-            return Err(ApiError::unauthorized(INVALID_KEY));
-        }
-    };
-    let (rate_key, quota) = budget(state, &key);
-    let decision = match spent {
-        Some(d) => d,
-        None => state.limits.check(&rate_key, quota).await,
-    };
-    Ok((key_principal(key), decision, "per-key"))
-}
-
-async fn session_gate(state: &AppState, session: Option<Session>, throttle: &str) -> Result<Admitted, ApiError> {
-    if let Some(wait) = state.limits.failure_blocked(throttle).await {
-        return Err(throttled(wait, state.limits.failure_quota));
-    }
-    let principal = session_principal(state, session).await?;
-    let quota = Quota { per_minute: state.config.rate_limit_per_minute };
-    let decision = state.limits.check(&format!("user:{}", principal.user_id), quota).await;
-    Ok((principal, decision, "per-user"))
-}
-
-async fn session_principal(state: &AppState, session: Option<Session>) -> Result<Principal, ApiError> {
+/// The signed-in user of the session cookie.
+async fn session_user(session: Option<Session>) -> Result<i64, Refusal> {
     let Some(session) = session else {
-        return Err(ApiError::unauthorized("Missing API key. Send Authorization: Bearer wj_live_…"));
+        return Err(Refusal::Unauthorized("Missing API key. Send Authorization: Bearer wj_live_…"));
     };
-    let user_id = match session.get::<i64>(keys::USER_ID).await {
-        Ok(Some(id)) => id,
-        Ok(None) => return Err(ApiError::unauthorized("Missing API key or session. Send Authorization: Bearer wj_live_…")),
+    match session.get::<i64>(keys::USER_ID).await {
+        Ok(Some(id)) => Ok(id),
+        Ok(None) => Err(Refusal::Unauthorized("Missing API key or session. Send Authorization: Bearer wj_live_…")),
         Err(error) => {
             tracing::error!(%error, "session lookup failed: answering 503");
-            return Err(ApiError::unavailable());
-        }
-    };
-    match state.users.is_enabled(user_id).await {
-        Ok(true) => Ok(Principal { user_id, method: AuthMethod::Session, permissions: Permissions::All, rate_limit_per_minute: None }),
-        Ok(false) => Err(ApiError::unauthorized("Your session has ended. Sign in again.")),
-        Err(error) => {
-            tracing::error!(error = %crate::domain::describe_db_error(&error), "user lookup failed: answering 503");
-            Err(ApiError::unavailable())
+            Err(Refusal::Unavailable)
         }
     }
 }

@@ -111,6 +111,9 @@ fn map_error(error: ApiKeyError) -> ApiError {
         ApiKeyError::InvalidRateLimit => ApiError::invalid_param("invalid_rate_limit", "rate_limit_per_minute", error.to_string()),
         ApiKeyError::TooManyKeys => ApiError::conflict("too_many_keys", error.to_string()),
         ApiKeyError::NotFound => ApiError::not_found("No API key with that id."),
+        ApiKeyError::NotShared(_) => ApiError::unavailable_because(
+            "The revocation could not be made effective on every server right now; nothing was changed. Try again in a moment.",
+        ),
         ApiKeyError::Database(e) => database(e),
     }
 }

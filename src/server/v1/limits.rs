@@ -1,6 +1,5 @@
-//! Rate limits on `/v1`: a budget per key (per user for cookie requests), and a throttle on
-//! failed authentication per client IP that answers 429 before any hashing or database
-//! work. Every `/v1` response says where the caller stands:
+//! Rate-limit headers on `/v1` (the limits themselves are the domain's: `domain::limits`,
+//! `domain::admission`). Every admitted `/v1` response says where the caller stands:
 //!
 //! - `X-RateLimit-Limit`: requests allowed per minute;
 //! - `X-RateLimit-Remaining`: requests allowed right now;
@@ -15,10 +14,7 @@ use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::{
-    domain::rate_limit::Decision,
-    server::{error::ApiError, security::ClientIp},
-};
+use crate::{domain::rate_limit::Decision, server::error::ApiError};
 
 /// The headers every `/v1` response carries, for CORS `Access-Control-Expose-Headers`.
 pub const EXPOSED_HEADERS: &[&str] = &[
@@ -63,12 +59,4 @@ pub fn headers(decision: &Decision, policy: &str) -> HeaderMap {
 /// A 429 for a denied decision.
 pub fn too_many(decision: &Decision, policy: &str, message: &'static str) -> ApiError {
     ApiError::rate_limited(message).with_headers(&headers(decision, policy))
-}
-
-/// The bucket for failed authentications from one client.
-pub fn auth_failure_bucket(ip: &ClientIp) -> String {
-    match ip.0 {
-        Some(ip) => format!("authfail:{ip}"),
-        None => "authfail:unknown".to_owned(),
-    }
 }

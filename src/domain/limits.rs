@@ -1,6 +1,6 @@
 //! The limiters the server uses: a budget per key or user, and the failed-authentication
-//! throttle per client IP — shared through Redis when configured, per instance otherwise
-//! (and whenever Redis cannot be reached).
+//! throttle per client address — shared through Redis when configured, per instance
+//! otherwise (and whenever Redis cannot be reached).
 
 use std::{sync::Arc, time::Duration};
 
@@ -15,7 +15,8 @@ use crate::domain::{
 pub struct GateOutcome {
     pub throttled: Option<Duration>,
     pub decision: Option<Decision>,
-    /// `None` when the generation cannot be known (Redis down): no cache may be used.
+    /// `None` when the generation cannot be known (Redis down, a revocation in progress):
+    /// no cache may be used.
     pub generation: Option<u64>,
 }
 
@@ -32,28 +33,32 @@ impl Limits {
         Self { shared, local: LocalRateLimiter::default(), failure_quota: Quota { per_minute: failures_per_minute } }
     }
 
-    /// The throttle, the budget (spent when `rate` is given) and the generation of
-    /// `bucket`: one Redis round trip, or local state.
-    pub async fn gate(&self, rate: Option<(&str, Quota)>, bucket: u8, throttle: &str, generations: &Generations) -> GateOutcome {
+    /// The throttle of `throttle` (when given), the budget (spent when `rate` is given) and
+    /// the generation of `bucket`: one Redis round trip, or local state.
+    pub async fn gate(&self, rate: Option<(&str, Quota)>, bucket: u8, throttle: Option<&str>, generations: &Generations) -> GateOutcome {
         if let Some(shared) = &self.shared {
-            match shared.gate(rate, bucket, throttle, self.failure_quota).await {
-                Ok(gate) => return GateOutcome { throttled: gate.throttled, decision: gate.decision, generation: Some(gate.generation) },
+            match shared.gate(rate, bucket, throttle.map(|t| (t, self.failure_quota))).await {
+                Ok(gate) => {
+                    let generation = generations.observe(bucket, gate.generation);
+                    return GateOutcome { throttled: gate.throttled, decision: gate.decision, generation };
+                }
                 Err(error) => tracing::debug!(%error, "shared gate unavailable: deciding locally, no cache"),
             }
+            let throttled = throttle.and_then(|t| self.local_blocked(t));
             return GateOutcome {
-                throttled: self.local.blocked_now(&format!("af:{throttle}"), self.failure_quota),
-                decision: rate.map(|(key, quota)| self.local.check_now(&format!("rl:{key}"), quota)),
+                throttled,
+                decision: if throttled.is_some() { None } else { rate.map(|(key, quota)| self.local_check(key, quota)) },
                 generation: None,
             };
         }
-        let throttled = self.local.blocked_now(&format!("af:{throttle}"), self.failure_quota);
+        let throttled = throttle.and_then(|t| self.local_blocked(t));
         if throttled.is_some() {
             return GateOutcome { throttled, decision: None, generation: None };
         }
         GateOutcome {
             throttled: None,
-            decision: rate.map(|(key, quota)| self.local.check_now(&format!("rl:{key}"), quota)),
-            generation: generations.current(bucket).await,
+            decision: rate.map(|(key, quota)| self.local_check(key, quota)),
+            generation: generations.local(bucket),
         }
     }
 
@@ -73,13 +78,7 @@ impl Limits {
         self.local.check_now(&format!("rl:{key}"), quota)
     }
 
-    /// `Some(wait)` if the address's failed-authentication budget is spent.
-    pub async fn failure_blocked(&self, throttle: &str) -> Option<Duration> {
-        if let Some(shared) = &self.shared
-            && let Ok(gate) = shared.gate(None, 0, throttle, self.failure_quota).await
-        {
-            return gate.throttled;
-        }
+    fn local_blocked(&self, throttle: &str) -> Option<Duration> {
         self.local.blocked_now(&format!("af:{throttle}"), self.failure_quota)
     }
 

@@ -1,0 +1,226 @@
+//! Admission to `/v1`: the one decision every request goes through — whether its
+//! credential works, and whether its budget allows it. The middleware only reads the
+//! credential off the request and translates the answer into HTTP.
+//!
+//! The rules, in order of cost:
+//! - a malformed key (shape or checksum) is refused at once: no I/O, never counted;
+//! - a key this instance knows — seen working (cached) or refused for good (unknown,
+//!   revoked, expired) — is answered from what is known: valid keys spend their budget,
+//!   the others get `Unauthorized`. Known keys are never throttled and never counted;
+//! - only a well-formed key never seen before costs a database read. Those are what the
+//!   failed-authentication throttle counts (when they turn out unknown), and past its budget
+//!   only they are refused with `Throttled`, before the read.
+//! - a session (its user id read by the middleware) spends its user's budget.
+
+use std::net::IpAddr;
+
+use crate::{
+    domain::{
+        api_keys::{ApiKeyService, AuthFailure, KeyPrincipal, Known, PlainApiKey},
+        auth_cache::{Generations, bucket_of},
+        limits::Limits,
+        rate_limit::{Decision, Quota},
+        users::UserService,
+    },
+    permissions::Permissions,
+};
+
+/// Whose budget a request spends, as the `RateLimit-Policy` header names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Policy {
+    PerKey,
+    PerUser,
+    AuthFailures,
+}
+
+impl Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Policy::PerKey => "per-key",
+            Policy::PerUser => "per-user",
+            Policy::AuthFailures => "auth-failures",
+        }
+    }
+}
+
+/// An admitted caller.
+#[derive(Clone, Debug)]
+pub struct Admitted {
+    pub user_id: i64,
+    /// The key, when the caller used one.
+    pub key: Option<KeyPrincipal>,
+    pub permissions: Permissions,
+    pub decision: Decision,
+    pub policy: Policy,
+}
+
+/// Why a request is not admitted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The credential does not work (401); the message is safe to show.
+    Unauthorized(&'static str),
+    /// A never-seen key turned out unknown (401): it was counted against the address's
+    /// failed-authentication budget, which `Decision` describes.
+    UnknownKey(Decision),
+    /// Too many unknown keys from this address (429).
+    Throttled(Decision),
+    /// The caller's budget is spent (429).
+    RateLimited(Decision, Policy),
+    /// The database cannot be reached (503): nobody is let in unverified.
+    Unavailable,
+}
+
+/// The single message for keys that are well-formed but do not work (unknown, revoked,
+/// expired, disabled owner): the answer never tells which.
+pub const INVALID_KEY: &str = "Invalid API key. Check the key, or create a new one under Settings > API Keys.";
+/// For a session whose user was disabled.
+pub const SESSION_ENDED: &str = "Your session has ended. Sign in again.";
+
+/// The throttle bucket of a client address: IPv4 addresses one by one, IPv6 by /64 (one
+/// host's usual share, so hopping within it gains nothing).
+pub fn failure_bucket(ip: Option<IpAddr>) -> String {
+    match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => format!("authfail:{v4}"),
+        Some(IpAddr::V6(v6)) => {
+            let s = v6.segments();
+            format!("authfail:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+        None => "authfail:unknown".to_owned(),
+    }
+}
+
+/// The admission service.
+#[derive(Clone)]
+pub struct Admission {
+    keys: ApiKeyService,
+    users: UserService,
+    limits: Limits,
+    generations: std::sync::Arc<Generations>,
+    default_quota: Quota,
+}
+
+impl Admission {
+    pub fn new(
+        keys: ApiKeyService,
+        users: UserService,
+        limits: Limits,
+        generations: std::sync::Arc<Generations>,
+        default_per_minute: u32,
+    ) -> Self {
+        Self { keys, users, limits, generations, default_quota: Quota { per_minute: default_per_minute } }
+    }
+
+    /// The limiters (the maintenance task prunes them).
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    fn budget(&self, key: &KeyPrincipal) -> (String, Quota) {
+        (format!("key:{}", key.key_id), key.rate_limit_per_minute.map_or(self.default_quota, |per_minute| Quota { per_minute }))
+    }
+
+    fn admitted(key: KeyPrincipal, decision: Decision) -> Result<Admitted, Refusal> {
+        if !decision.allowed {
+            return Err(Refusal::RateLimited(decision, Policy::PerKey));
+        }
+        Ok(Admitted { user_id: key.user_id, permissions: key.permissions, key: Some(key), decision, policy: Policy::PerKey })
+    }
+
+    /// Admits a request that presents an API key, from the client at `client`.
+    pub async fn admit_key(&self, token: &str, client: Option<IpAddr>) -> Result<Admitted, Refusal> {
+        let key = match PlainApiKey::parse(token) {
+            Ok(key) => key,
+            Err(reason) => {
+                tracing::info!(%reason, "malformed API key refused");
+                return Err(Refusal::Unauthorized(INVALID_KEY));
+            }
+        };
+        let hash = key.hash();
+        let bucket = bucket_of(hash.as_bytes());
+        let (spent, generation, never_seen) = match self.keys.known(&hash) {
+            Known::Refused(reason) => {
+                tracing::info!(?reason, "API key refused (known)");
+                return Err(Refusal::Unauthorized(INVALID_KEY));
+            }
+            Known::Valid(hint) => {
+                // Fast path: one check spends the budget and yields the generation.
+                let (rate_key, quota) = self.budget(&hint);
+                let gate = self.limits.gate(Some((&rate_key, quota)), bucket, None, &self.generations).await;
+                if let Some(key) = gate.generation.and_then(|g| self.keys.cached(&hash, g)) {
+                    let decision = gate.decision.unwrap_or_else(|| self.limits.local_check(&rate_key, quota));
+                    return Self::admitted(key, decision);
+                }
+                (gate.decision, gate.generation, false)
+            }
+            Known::Never => {
+                let throttle = failure_bucket(client);
+                let gate = self.limits.gate(None, bucket, Some(&throttle), &self.generations).await;
+                if let Some(wait) = gate.throttled {
+                    let decision = Decision {
+                        allowed: false,
+                        limit: self.limits.failure_quota.per_minute,
+                        remaining: 0,
+                        reset_after: wait,
+                        retry_after: Some(wait),
+                    };
+                    return Err(Refusal::Throttled(decision));
+                }
+                (None, gate.generation, true)
+            }
+        };
+        // The database decides; the cache is filled under the generation read above.
+        let key = match self.keys.lookup_and_cache(&hash, generation).await {
+            Ok(key) => key,
+            Err(AuthFailure::Unavailable(error)) => {
+                tracing::error!(error = %crate::domain::describe_db_error(&error), "key lookup failed: answering 503");
+                return Err(Refusal::Unavailable);
+            }
+            Err(failure) => {
+                tracing::info!(reason = %failure, "API key refused");
+                if never_seen && matches!(failure, AuthFailure::Unknown) {
+                    return Err(Refusal::UnknownKey(self.limits.spend_failure(&failure_bucket(client)).await));
+                }
+                return Err(Refusal::Unauthorized(INVALID_KEY));
+            }
+        };
+        let (rate_key, quota) = self.budget(&key);
+        let decision = match spent {
+            Some(decision) => decision,
+            None => self.limits.check(&rate_key, quota).await,
+        };
+        Self::admitted(key, decision)
+    }
+
+    /// Admits a request authenticated by the session of `user_id`.
+    pub async fn admit_session(&self, user_id: i64) -> Result<Admitted, Refusal> {
+        match self.users.is_enabled(user_id).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Refusal::Unauthorized(SESSION_ENDED)),
+            Err(error) => {
+                tracing::error!(error = %crate::domain::describe_db_error(&error), "user lookup failed: answering 503");
+                return Err(Refusal::Unavailable);
+            }
+        }
+        let decision = self.limits.check(&format!("user:{user_id}"), self.default_quota).await;
+        if !decision.allowed {
+            return Err(Refusal::RateLimited(decision, Policy::PerUser));
+        }
+        Ok(Admitted { user_id, key: None, permissions: Permissions::All, decision, policy: Policy::PerUser })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses_are_counted_per_ipv4_address_and_per_ipv6_slash_64() {
+        let bucket = |s: &str| failure_bucket(Some(s.parse().expect("ip")));
+        assert_eq!(bucket("203.0.113.7"), "authfail:203.0.113.7");
+        assert_ne!(bucket("203.0.113.7"), bucket("203.0.113.8"));
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1"), bucket("2001:db8:1:2:ffff:eeee:dddd:cccc"), "one /64 is one address");
+        assert_ne!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:3::1"));
+        assert_eq!(bucket("::ffff:203.0.113.7"), bucket("203.0.113.7"), "IPv4-mapped addresses count as IPv4");
+        assert_eq!(failure_bucket(None), "authfail:unknown");
+    }
+}
