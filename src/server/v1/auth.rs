@@ -42,6 +42,8 @@ pub struct Principal {
     pub permissions: Permissions,
     /// The key's own rate limit, if it has one.
     pub rate_limit_per_minute: Option<u32>,
+    /// The key's expiry, if it has one (what a key it creates may not outlive).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {
@@ -163,6 +165,7 @@ fn key_principal(key: KeyPrincipal) -> Principal {
         method: AuthMethod::ApiKey { key_id: key.key_id },
         permissions: key.permissions,
         rate_limit_per_minute: key.rate_limit_per_minute,
+        expires_at: key.expires_at,
     }
 }
 
@@ -260,7 +263,13 @@ async fn session_principal(state: &AppState, session: Option<Session>) -> Result
         }
     };
     match state.users.is_enabled(user_id).await {
-        Ok(true) => Ok(Principal { user_id, method: AuthMethod::Session, permissions: Permissions::All, rate_limit_per_minute: None }),
+        Ok(true) => Ok(Principal {
+            user_id,
+            method: AuthMethod::Session,
+            permissions: Permissions::All,
+            rate_limit_per_minute: None,
+            expires_at: None,
+        }),
         Ok(false) => Err(ApiError::unauthorized("Your session has ended. Sign in again.")),
         Err(error) => {
             tracing::error!(error = %crate::domain::describe_db_error(&error), "user lookup failed: answering 503");
