@@ -46,6 +46,9 @@ pub struct CreateApiKeyRequest {
     pub permissions: Permissions,
     /// `None`: the key never expires.
     pub expires_in_days: Option<u32>,
+    /// Requests a minute; `None`: the server's default.
+    #[serde(default)]
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// The answer to a create: the listed key and, this once, the raw key.

@@ -58,11 +58,45 @@ struct CachedSession {
     filled: Instant,
 }
 
-/// The lookup cache and the generations that invalidate it.
+/// The lookup cache and the generations that invalidate it. Bounded in size
+/// ([`MAX_CACHED_SESSIONS`]) and in time: an entry is served for at most `ttl` after the
+/// database read that filled it ([`MAX_ENTRY_AGE`], as for keys), and older entries are
+/// dropped by [`SeaOrmSessionStore::prune_cache`] even if never looked up again.
 #[derive(Clone)]
 struct SessionCache {
     generations: Arc<Generations>,
     entries: Arc<DashMap<[u8; 32], CachedSession>>,
+    ttl: Duration,
+}
+
+impl SessionCache {
+    /// The cached record, if filled under `generation`, younger than the TTL at `now` and
+    /// not past its own expiry; anything else is dropped.
+    fn get(&self, hash: &[u8; 32], generation: u64, now: Instant) -> Option<Record> {
+        let entry = self.entries.get(hash)?;
+        if entry.generation == generation
+            && now.saturating_duration_since(entry.filled) < self.ttl
+            && entry.record.expiry_date > OffsetDateTime::now_utc()
+        {
+            return Some(entry.record.clone());
+        }
+        drop(entry);
+        self.entries.remove(hash);
+        None
+    }
+
+    /// Caches `record` as read at `filled` under `generation` (unless the cache is full).
+    fn insert(&self, hash: [u8; 32], record: Record, generation: u64, filled: Instant) {
+        if self.entries.len() < MAX_CACHED_SESSIONS {
+            self.entries.insert(hash, CachedSession { record, generation, filled });
+        }
+    }
+
+    /// Drops every entry that is no longer served at `now`; returns how many remain.
+    fn prune(&self, now: Instant) -> usize {
+        self.entries.retain(|_, e| now.saturating_duration_since(e.filled) < self.ttl);
+        self.entries.len()
+    }
 }
 
 /// Session data keys. Namespaced: `auth.*` is the signed-in state, `oauth.*` the sign-in
@@ -152,9 +186,21 @@ impl SeaOrmSessionStore {
     }
 
     /// Caches lookups, invalidated through `generations` (shared with the key cache).
-    pub fn with_cache(mut self, generations: Arc<Generations>) -> Self {
-        self.cache = Some(SessionCache { generations, entries: Arc::new(DashMap::new()) });
+    pub fn with_cache(self, generations: Arc<Generations>) -> Self {
+        self.with_cache_ttl(generations, MAX_ENTRY_AGE)
+    }
+
+    /// Like [`SeaOrmSessionStore::with_cache`], serving an entry for at most `ttl`.
+    pub fn with_cache_ttl(mut self, generations: Arc<Generations>, ttl: Duration) -> Self {
+        self.cache = Some(SessionCache { generations, entries: Arc::new(DashMap::new()), ttl });
         self
+    }
+
+    /// Drops cached lookups older than the cache's TTL (run periodically by the
+    /// maintenance task, so that sessions never looked up again do not stay in memory);
+    /// returns how many remain.
+    pub fn prune_cache(&self) -> usize {
+        self.cache.as_ref().map_or(0, |c| c.prune(Instant::now()))
     }
 
     /// Sessions held in the lookup cache.
@@ -341,16 +387,9 @@ impl SessionStore for SeaOrmSessionStore {
             None => None,
         };
         if let (Some(cache), Some(generation)) = (&self.cache, generation)
-            && let Some(entry) = cache.entries.get(&hash)
+            && let Some(record) = cache.get(&hash, generation, Instant::now())
         {
-            if entry.generation == generation
-                && entry.filled.elapsed() < MAX_ENTRY_AGE
-                && entry.record.expiry_date > OffsetDateTime::now_utc()
-            {
-                return Ok(Some(entry.record.clone()));
-            }
-            drop(entry);
-            cache.entries.remove(&hash);
+            return Ok(Some(record));
         }
         let row = sessions::Entity::find()
             .filter(sessions::Column::TokenHash.eq(hash.to_vec()))
@@ -361,10 +400,8 @@ impl SessionStore for SeaOrmSessionStore {
         let Some(row) = row else { return Ok(None) };
         let data = serde_json::from_str(&row.data).map_err(|e| session_store::Error::Decode(e.to_string()))?;
         let record = Record { id: *id, data, expiry_date: to_offset(row.expires_at) };
-        if let (Some(cache), Some(generation)) = (&self.cache, generation)
-            && cache.entries.len() < MAX_CACHED_SESSIONS
-        {
-            cache.entries.insert(hash, CachedSession { record: record.clone(), generation, filled: Instant::now() });
+        if let (Some(cache), Some(generation)) = (&self.cache, generation) {
+            cache.insert(hash, record.clone(), generation, Instant::now());
         }
         Ok(Some(record))
     }
@@ -380,5 +417,67 @@ impl SessionStore for SeaOrmSessionStore {
         self.writes.remove(&hash);
         self.forget_locally(Some(&hash));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn cache(ttl: Duration) -> SessionCache {
+        SessionCache { generations: Arc::new(Generations::new(None)), entries: Arc::new(DashMap::new()), ttl }
+    }
+
+    fn record(expires_in: time::Duration) -> Record {
+        Record { id: Id::default(), data: HashMap::new(), expiry_date: OffsetDateTime::now_utc() + expires_in }
+    }
+
+    #[test]
+    fn an_entry_is_served_until_its_ttl_and_then_dropped() {
+        let cache = cache(Duration::from_secs(60));
+        let start = Instant::now();
+        cache.insert([1; 32], record(time::Duration::days(7)), 3, start);
+        assert!(cache.get(&[1; 32], 3, start + Duration::from_secs(59)).is_some(), "fresh");
+        assert!(cache.get(&[1; 32], 4, start + Duration::from_secs(1)).is_none(), "another generation is never served");
+        assert_eq!(cache.entries.len(), 0, "a stale entry is dropped when looked at");
+        cache.insert([1; 32], record(time::Duration::days(7)), 3, start);
+        assert!(cache.get(&[1; 32], 3, start + Duration::from_secs(60)).is_none(), "60 s after the fill: the database decides");
+        assert_eq!(cache.entries.len(), 0);
+    }
+
+    #[test]
+    fn an_expired_session_is_not_served_from_the_cache() {
+        let cache = cache(Duration::from_secs(60));
+        let now = Instant::now();
+        cache.insert([2; 32], record(time::Duration::seconds(-1)), 0, now);
+        assert!(cache.get(&[2; 32], 0, now).is_none());
+    }
+
+    #[test]
+    fn pruning_drops_entries_nobody_looks_up_again() {
+        let cache = cache(Duration::from_secs(60));
+        let start = Instant::now();
+        for i in 0..10u8 {
+            cache.insert([i; 32], record(time::Duration::days(7)), 0, start + Duration::from_secs(u64::from(i) * 10));
+        }
+        assert_eq!(cache.prune(start + Duration::from_secs(59)), 10, "all younger than 60 s");
+        // At start + 100 s, the entries filled at 0..=40 s are 60 s old or more.
+        assert_eq!(cache.prune(start + Duration::from_secs(100)), 5);
+        assert!(cache.entries.contains_key(&[5; 32]) && !cache.entries.contains_key(&[4; 32]));
+        assert_eq!(cache.prune(start + Duration::from_secs(1000)), 0, "an idle cache empties over time");
+    }
+
+    #[test]
+    fn the_size_bound_still_holds() {
+        let cache = cache(Duration::from_secs(60));
+        let now = Instant::now();
+        for i in 0..MAX_CACHED_SESSIONS + 5 {
+            let mut hash = [0u8; 32];
+            hash[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            cache.insert(hash, record(time::Duration::days(7)), 0, now);
+        }
+        assert_eq!(cache.entries.len(), MAX_CACHED_SESSIONS);
     }
 }

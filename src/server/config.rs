@@ -15,7 +15,10 @@ use url::Url;
 
 use ipnet::IpNet;
 
-use crate::domain::providers::{FileConfig, config as providers_config};
+use crate::domain::{
+    api_keys::RateLimits,
+    providers::{FileConfig, config as providers_config},
+};
 
 /// A configuration error: which setting, and what is wrong with it.
 #[derive(Debug, thiserror::Error)]
@@ -94,6 +97,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub max_body_bytes: usize,
     pub rate_limit_per_minute: u32,
+    /// The most requests a minute any key may be given (`WJ_MAX_RATE_LIMIT_PER_MINUTE`).
+    pub max_rate_limit_per_minute: u32,
     pub auth_failures_per_minute: u32,
     pub trusted_proxies: Vec<IpNet>,
     pub cache_mode: CacheMode,
@@ -221,6 +226,13 @@ impl Config {
         if rate_limit_per_minute == 0 || rate_limit_per_minute > 60_000_000 {
             return Err(ConfigError::new("WJ_RATE_LIMIT_PER_MINUTE", "must be between 1 and 60000000"));
         }
+        let max_rate_limit_per_minute: u32 = env.parse_or("WJ_MAX_RATE_LIMIT_PER_MINUTE", rate_limit_per_minute)?;
+        if max_rate_limit_per_minute < rate_limit_per_minute || max_rate_limit_per_minute > 60_000_000 {
+            return Err(ConfigError::new(
+                "WJ_MAX_RATE_LIMIT_PER_MINUTE",
+                format!("must be between WJ_RATE_LIMIT_PER_MINUTE ({rate_limit_per_minute}) and 60000000"),
+            ));
+        }
         let auth_failures_per_minute: u32 = env.parse_or("WJ_AUTH_FAILURES_PER_MINUTE", 30)?;
         if auth_failures_per_minute == 0 || auth_failures_per_minute > 60_000_000 {
             return Err(ConfigError::new("WJ_AUTH_FAILURES_PER_MINUTE", "must be between 1 and 60000000"));
@@ -285,6 +297,7 @@ impl Config {
             tls,
             max_body_bytes,
             rate_limit_per_minute,
+            max_rate_limit_per_minute,
             auth_failures_per_minute,
             trusted_proxies,
             cache_mode,
@@ -297,6 +310,11 @@ impl Config {
             oidc_timeout,
             session_touch_interval,
         })
+    }
+
+    /// The default and the maximum rate limit of a key, as the key service takes them.
+    pub fn rate_limits(&self) -> RateLimits {
+        RateLimits { default_per_minute: self.rate_limit_per_minute, max_per_minute: self.max_rate_limit_per_minute }
     }
 
     /// True when the database is SQLite (a single instance by construction).
@@ -380,6 +398,7 @@ mod tests {
         assert!(c.is_sqlite());
         assert!(matches!(c.sign_in, SignIn::LocalDevelopment));
         assert_eq!(c.rate_limit_per_minute, 600);
+        assert_eq!(c.max_rate_limit_per_minute, 600, "the maximum defaults to the default");
         assert_eq!(c.max_body_bytes, 4 * 1024 * 1024);
         assert_eq!(c.allowed_origins, vec!["http://127.0.0.1:3000".to_owned()]);
     }
@@ -400,6 +419,18 @@ mod tests {
         assert_eq!(err.name, "WJ_COOKIE_DOMAIN");
         let err = config(&[("WJ_TLS_CERT", "cert.pem")]).unwrap_err();
         assert_eq!(err.name, "WJ_TLS_KEY");
+    }
+
+    #[test]
+    fn the_maximum_rate_limit_is_at_least_the_default() {
+        let c = config(&[("WJ_RATE_LIMIT_PER_MINUTE", "100")]).expect("valid");
+        assert_eq!(c.rate_limits(), RateLimits { default_per_minute: 100, max_per_minute: 100 });
+        let c = config(&[("WJ_RATE_LIMIT_PER_MINUTE", "100"), ("WJ_MAX_RATE_LIMIT_PER_MINUTE", "5000")]).expect("valid");
+        assert_eq!(c.max_rate_limit_per_minute, 5000);
+        for bad in ["99", "0", "60000001", "lots"] {
+            let err = config(&[("WJ_RATE_LIMIT_PER_MINUTE", "100"), ("WJ_MAX_RATE_LIMIT_PER_MINUTE", bad)]).unwrap_err();
+            assert_eq!(err.name, "WJ_MAX_RATE_LIMIT_PER_MINUTE", "{bad}");
+        }
     }
 
     #[test]

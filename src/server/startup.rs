@@ -223,8 +223,9 @@ fn build_state(
     })
 }
 
-/// Periodic housekeeping: `last_used_at` is flushed every minute, expired sessions are
-/// purged every ten minutes.
+/// Periodic housekeeping: `last_used_at` is flushed and stale in-process entries (rate
+/// limits, session lookups) are dropped every minute, expired sessions are purged every
+/// ten minutes.
 fn spawn_maintenance(state: &AppState) {
     let keys = state.keys.clone();
     tokio::spawn(async move {
@@ -238,11 +239,14 @@ fn spawn_maintenance(state: &AppState) {
         }
     });
     let limits = state.limits.clone();
+    let session_cache = state.sessions.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         loop {
             tick.tick().await;
             limits.prune();
+            // Session lookups are served for at most a minute; drop the ones nobody asked for again.
+            session_cache.prune_cache();
         }
     });
     let generations = state.generations.clone();

@@ -175,7 +175,7 @@ backend_tests! {
     async fn restricted_keys_get_403_outside_their_permissions(backend) {
         let app = spawn_app_with(backend, &[]).await.expect("app");
         let user = make_user(&app, "ada@example.com").await;
-        let restricted = |perms: Vec<Permission>| NewKeyOptions { permissions: Permissions::restricted(perms), ..Default::default() };
+        let restricted = |perms: Vec<Permission>| NewKeyOptions { permissions: Some(Permissions::restricted(perms)), ..Default::default() };
         let (_, inference) = make_key_with(&app, user.id, "inference", restricted(vec![Permission::Inference])).await;
         let (_, reader) = make_key_with(&app, user.id, "reader", restricted(vec![Permission::KeysRead])).await;
         let (_, writer) = make_key_with(&app, user.id, "writer", restricted(vec![Permission::KeysWrite])).await;
@@ -386,6 +386,113 @@ backend_tests! {
         }
     }
 
+    async fn a_key_creates_keys_only_within_its_own_grant(backend) {
+        let app = spawn_app_with(backend, &[]).await.expect("app");
+        let user = make_user(&app, "ada@example.com").await;
+        let hour = chrono::Utc::now() + chrono::Duration::hours(1);
+        let writer = |expires_at, rate_limit_per_minute| NewKeyOptions {
+            permissions: Some(Permissions::restricted([Permission::KeysWrite])),
+            expires_at,
+            rate_limit_per_minute,
+        };
+        let (_, restricted) = make_key_with(&app, user.id, "keys:write only", writer(None, None)).await;
+        let (_, hourly) = make_key_with(&app, user.id, "expires in an hour", writer(Some(hour), None)).await;
+        let (_, slow_a) = make_key_with(&app, user.id, "one a minute (a)", writer(None, Some(1))).await;
+        let (_, slow_b) = make_key_with(&app, user.id, "one a minute (b)", writer(None, Some(1))).await;
+        let stored = count_rows(&app, "api_keys").await;
+        let audited = count_rows(&app, "audit_events").await;
+
+        // Refused, naming the field, and nothing is stored.
+        let refusals: Vec<(&str, &String, Value, &str)> = vec![
+            ("more permissions", &restricted, json!({"name": "escalate", "permissions": ["inference"]}), "permissions"),
+            ("all permissions", &restricted, json!({"name": "escalate", "permissions": "all"}), "permissions"),
+            ("outlives its creator", &hourly, json!({"name": "forever", "expires_at": (hour + chrono::Duration::hours(1)).timestamp()}), "expires_at"),
+            ("a higher rate limit", &slow_a, json!({"name": "fast", "rate_limit_per_minute": 60_000_000}), "rate_limit_per_minute"),
+        ];
+        for (name, key, body, field) in refusals {
+            let (status, _, error) = error_of(call(&app, Method::POST, "/v1/keys", Some(&bearer(key)), Some(body)).await).await;
+            assert_eq!(status, 403, "{name}: {error}");
+            assert_eq!(error["error"]["code"], "forbidden", "{name}");
+            assert_eq!(error["error"]["type"], "permission_error", "{name}");
+            assert_eq!(error["error"]["param"], field, "{name}");
+            assert!(error["error"]["message"].as_str().expect("message").contains(field), "{name}: the message names the field: {error}");
+        }
+        assert_eq!(count_rows(&app, "api_keys").await, stored, "no key stored for a refused create");
+        assert_eq!(count_rows(&app, "audit_events").await, audited, "no audit event for a refused create");
+
+        // Omitted: inherited.
+        let created = call(&app, Method::POST, "/v1/keys", Some(&bearer(&hourly)), Some(json!({"name": "child"}))).await;
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.expect("json");
+        assert_eq!(created["expires_at"], hour.timestamp(), "a key that expires in an hour makes keys that expire with it");
+        assert_eq!(created["permissions"], json!(["keys:write"]));
+        let child = created["key"].as_str().expect("key").to_owned();
+        let (status, _, _) = error_of(call(&app, Method::POST, "/v1/keys", Some(&bearer(&child)), Some(json!({"name": "grandchild", "expires_at": hour.timestamp() + 1}))).await).await;
+        assert_eq!(status, 403, "the inherited expiry binds the child too");
+        let earlier = (hour - chrono::Duration::minutes(10)).timestamp();
+        let created: Value = call(&app, Method::POST, "/v1/keys", Some(&bearer(&hourly)), Some(json!({"name": "sooner", "expires_at": earlier}))).await.json().await.expect("json");
+        assert_eq!(created["expires_at"], earlier, "an earlier expiry is within the grant");
+        let created = call(&app, Method::POST, "/v1/keys", Some(&bearer(&slow_b)), Some(json!({"name": "also slow"}))).await;
+        assert_eq!(created.status(), 201);
+        let created: Value = created.json().await.expect("json");
+        assert_eq!(created["rate_limit_per_minute"], 1, "the creator's 1 a minute is inherited");
+        let stored_child = app.state.keys.get(user.id, created["id"].as_i64().expect("id")).await.expect("get").expect("stored");
+        assert_eq!(stored_child.rate_limit_per_minute, Some(1));
+        assert_eq!(count_rows(&app, "api_keys").await, stored + 3, "child, sooner and also slow; not the grandchild");
+    }
+
+    async fn no_key_gets_more_than_the_server_maximum(backend) {
+        let (app, _idp) = app_with_idp(backend, &[("WJ_RATE_LIMIT_PER_MINUTE", "600".into()), ("WJ_MAX_RATE_LIMIT_PER_MINUTE", "1000".into())]).await;
+        let mut browser = Browser::new();
+        browser.sign_in(&app, None).await;
+        let cookie = format!("wj_session={}", browser.cookie.clone().expect("cookie"));
+        let with_cookie = |body: Value| {
+            app.client.post(app.url("/v1/keys")).header("cookie", &cookie).header("origin", &app.base_url).json(&body).send()
+        };
+        let stored = count_rows(&app, "api_keys").await;
+        // A session has its user's whole grant, up to the maximum.
+        let (status, _, error) = error_of(with_cookie(json!({"name": "too fast", "rate_limit_per_minute": 1001})).await.expect("post")).await;
+        assert_eq!((status, error["error"]["code"].as_str(), error["error"]["param"].as_str()), (403, Some("forbidden"), Some("rate_limit_per_minute")));
+        assert!(error["error"]["message"].as_str().expect("message").contains("1000"), "{error}");
+        assert_eq!(count_rows(&app, "api_keys").await, stored);
+        let at_max = with_cookie(json!({"name": "at the maximum", "rate_limit_per_minute": 1000})).await.expect("post");
+        assert_eq!(at_max.status(), 201);
+        let at_max: Value = at_max.json().await.expect("json");
+        assert_eq!(at_max["rate_limit_per_minute"], 1000);
+        assert_eq!(at_max["permissions"], "all");
+        assert_eq!(at_max["expires_at"], Value::Null, "a session's key need not expire");
+        let default: Value = with_cookie(json!({"name": "default"})).await.expect("post").json().await.expect("json");
+        assert_eq!(default["rate_limit_per_minute"], Value::Null, "omitted by a session: the server default");
+        // An all-permissions key at the maximum can hand on the maximum, and no more.
+        let all_key = at_max["key"].as_str().expect("key").to_owned();
+        let (status, _, error) = error_of(call(&app, Method::POST, "/v1/keys", Some(&bearer(&all_key)), Some(json!({"name": "over", "rate_limit_per_minute": 1001}))).await).await;
+        assert_eq!((status, error["error"]["param"].as_str()), (403, Some("rate_limit_per_minute")));
+        let ok = call(&app, Method::POST, "/v1/keys", Some(&bearer(&all_key)), Some(json!({"name": "under", "rate_limit_per_minute": 999}))).await;
+        assert_eq!(ok.status(), 201);
+        // A key on the server default (600) hands on at most 600, though the maximum is higher.
+        let default_key = default["key"].as_str().expect("key").to_owned();
+        let (status, _, _) = error_of(call(&app, Method::POST, "/v1/keys", Some(&bearer(&default_key)), Some(json!({"name": "over", "rate_limit_per_minute": 601}))).await).await;
+        assert_eq!(status, 403);
+        // The portal: the same rule, shown beside the field.
+        let portal = |rate: u32| {
+            app.client
+                .post(app.url("/api/create_api_key"))
+                .header("cookie", &cookie)
+                .header("origin", &app.base_url)
+                .header("sec-fetch-site", "same-origin")
+                .json(&json!({"request": {"name": "portal", "permissions": "all", "expires_in_days": null, "rate_limit_per_minute": rate}}))
+                .send()
+        };
+        let before = count_rows(&app, "api_keys").await;
+        let refused = portal(1001).await.expect("post");
+        assert_eq!(refused.status(), 403);
+        let text = refused.text().await.expect("body");
+        assert!(text.contains("rate_limit_per_minute") && text.contains("1000"), "{text}");
+        assert_eq!(count_rows(&app, "api_keys").await, before, "nothing stored");
+        assert_eq!(portal(1000).await.expect("post").status(), 200);
+        assert_eq!(count_rows(&app, "api_keys").await, before + 1);
+    }
+
     async fn the_active_key_limit_is_enforced_with_a_clear_error(backend) {
         let app = spawn_app_with(backend, &[("WJ_RATE_LIMIT_PER_MINUTE", "1000".into())]).await.expect("app");
         let user = make_user(&app, "ada@example.com").await;
@@ -398,4 +505,17 @@ backend_tests! {
         assert_eq!(body["error"]["code"], "too_many_keys");
         assert!(body["error"]["message"].as_str().expect("message").contains("100"));
     }
+}
+
+async fn count_rows(app: &TestApp, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = app.state.db.get_database_backend();
+    let row = app
+        .state
+        .db
+        .query_one_raw(Statement::from_string(backend, format!("SELECT count(*) AS n FROM {table}")))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("count")
 }

@@ -171,11 +171,14 @@ fn json_body(value: &str) -> Vec<u8> {
     value.as_bytes().to_vec()
 }
 
-/// What the table needs: Alice's valid key and session cookie, Bob's key id, and keys that
-/// must not work (revoked; a disabled user's).
+/// What the table needs: Alice's valid key and session cookie, Bob's key id, keys that
+/// must not work (revoked; a disabled user's), and a key with a narrow grant (keys:write
+/// only, expiring at `limited_expires_at`, 1,000 requests a minute).
 struct Fixture {
     origin: String,
     key: String,
+    limited: String,
+    limited_expires_at: i64,
     cookie: String,
     bob_key_id: i64,
     revoked: String,
@@ -696,6 +699,87 @@ fn corpus(f: &Fixture) -> Vec<Row> {
         Change::None,
     );
 
+    // K. Grants: no key outgrows the grant it was made with; nobody exceeds the maximum
+    // (WJ_MAX_RATE_LIMIT_PER_MINUTE defaults to WJ_RATE_LIMIT_PER_MINUTE, 1,000,000 here).
+    let limited_post = |body: String| {
+        Send::Http(
+            Method::POST,
+            "/v1/keys".into(),
+            vec![h("authorization", bearer(&f.limited)), h("content-type", "application/json")],
+            body.into_bytes(),
+        )
+    };
+    let later = f.limited_expires_at + 3600;
+    let earlier = f.limited_expires_at - 600;
+    let grant_cases: Vec<(&str, String, u16, Change)> = vec![
+        ("narrow key asks for inference", r#"{"name": "x", "permissions": ["inference"]}"#.into(), 403, Change::None),
+        ("narrow key asks for keys:read", r#"{"name": "x", "permissions": ["keys:read", "keys:write"]}"#.into(), 403, Change::None),
+        ("narrow key asks for all", r#"{"name": "x", "permissions": "all"}"#.into(), 403, Change::None),
+        ("narrow key asks to outlive itself by an hour", format!(r#"{{"name": "x", "expires_at": {later}}}"#), 403, Change::None),
+        (
+            "narrow key asks to outlive itself by a second",
+            format!(r#"{{"name": "x", "expires_at": {}}}"#, f.limited_expires_at + 1),
+            403,
+            Change::None,
+        ),
+        (
+            "narrow key asks for ten years",
+            format!(r#"{{"name": "x", "expires_at": {}}}"#, f.limited_expires_at + 3600 * 24 * 3600),
+            403,
+            Change::None,
+        ),
+        ("narrow key asks for 1,001 a minute", r#"{"name": "x", "rate_limit_per_minute": 1001}"#.into(), 403, Change::None),
+        ("narrow key asks for 60,000,000 a minute", r#"{"name": "x", "rate_limit_per_minute": 60000000}"#.into(), 403, Change::None),
+        (
+            "narrow key asks for everything at once",
+            format!(r#"{{"name": "x", "permissions": "all", "expires_at": {later}, "rate_limit_per_minute": 60000000}}"#),
+            403,
+            Change::None,
+        ),
+        ("narrow key asks for a zero rate limit", r#"{"name": "x", "rate_limit_per_minute": 0}"#.into(), 400, Change::None),
+        ("narrow key asks for a past expiry", r#"{"name": "x", "expires_at": 1000}"#.into(), 400, Change::None),
+        ("narrow key asks for nothing (inherits its grant)", r#"{"name": "inherits"}"#.into(), 201, Change::KeyCreated),
+        (
+            "narrow key asks for less than it has",
+            format!(r#"{{"name": "less", "permissions": [], "expires_at": {earlier}, "rate_limit_per_minute": 10}}"#),
+            201,
+            Change::KeyCreated,
+        ),
+    ];
+    for (name, body, expect, change) in grant_cases {
+        push("K grants", name, limited_post(body), expect, change);
+    }
+    let session_post = |body: &str| {
+        Send::Http(
+            Method::POST,
+            "/v1/keys".into(),
+            vec![h("cookie", &cookie), h("origin", &f.origin), h("content-type", "application/json")],
+            json_body(body),
+        )
+    };
+    push(
+        "K grants",
+        "session asks above the maximum",
+        session_post(r#"{"name": "x", "rate_limit_per_minute": 1000001}"#),
+        403,
+        Change::None,
+    );
+    push("K grants", "session asks for 60,000,000", session_post(r#"{"name": "x", "rate_limit_per_minute": 60000000}"#), 403, Change::None);
+    push(
+        "K grants",
+        "session asks for the maximum",
+        session_post(r#"{"name": "max", "rate_limit_per_minute": 1000000}"#),
+        201,
+        Change::KeyCreated,
+    );
+    push(
+        "K grants",
+        "all-permissions key asks above the maximum",
+        post("/v1/keys", "application/json", json_body(r#"{"name": "x", "rate_limit_per_minute": 1000001}"#)),
+        403,
+        Change::None,
+    );
+
     // Server functions, same origin, signed in.
     let same_origin = |body: &str, content_type: &str| {
         let _ = body;
@@ -726,6 +810,30 @@ fn corpus(f: &Fixture) -> Vec<Row> {
             "create_api_key",
             "application/json",
             r#"{"request": {"name": "x", "permissions": "all", "expires_in_days": 0}}"#,
+            400,
+            Change::None,
+        ),
+        (
+            "create: rate limit above the maximum",
+            "create_api_key",
+            "application/json",
+            r#"{"request": {"name": "x", "permissions": "all", "rate_limit_per_minute": 1000001}}"#,
+            403,
+            Change::None,
+        ),
+        (
+            "create: zero rate limit",
+            "create_api_key",
+            "application/json",
+            r#"{"request": {"name": "x", "permissions": "all", "rate_limit_per_minute": 0}}"#,
+            400,
+            Change::None,
+        ),
+        (
+            "create: rate limit overflows",
+            "create_api_key",
+            "application/json",
+            r#"{"request": {"name": "x", "permissions": "all", "rate_limit_per_minute": 4294967296}}"#,
             400,
             Change::None,
         ),
@@ -794,6 +902,13 @@ async fn run_corpus(backend: Backend) {
     let me: serde_json::Value = alice.get(&app.url("/v1/me")).await.json().await.expect("me");
     let alice_id = me["user"]["id"].as_i64().expect("id");
     let (_, key) = make_key(&app, alice_id).await;
+    let limited_expires_at = chrono::Utc::now() + chrono::Duration::hours(1);
+    let narrow = workjet::domain::api_keys::NewKeyOptions {
+        permissions: Some(workjet::permissions::Permissions::restricted([workjet::permissions::Permission::KeysWrite])),
+        expires_at: Some(limited_expires_at),
+        rate_limit_per_minute: Some(1000),
+    };
+    let (_, limited) = make_key_with(&app, alice_id, "narrow grant", narrow).await;
     let bob = make_user(&app, "bob@example.com").await;
     let (bob_key_id, bob_key) = make_key(&app, bob.id).await;
     let (revoked_id, revoked) = make_key(&app, alice_id).await;
@@ -804,6 +919,8 @@ async fn run_corpus(backend: Backend) {
     let fixture = Fixture {
         origin: app.base_url.clone(),
         key: key.clone(),
+        limited,
+        limited_expires_at: limited_expires_at.timestamp(),
         cookie: alice.cookie.clone().expect("signed in"),
         bob_key_id,
         revoked,

@@ -340,12 +340,19 @@ pub async fn make_user(app: &TestApp, email: &str) -> workjet::domain::users::Us
     app.state.users.upsert_from_identity(&identity).await.expect("user")
 }
 
-/// A key for `user` with `permissions` (and options), returned raw.
+/// A key for `user` with `permissions` (and options), as its user would create it in the
+/// portal (the user's whole grant), returned raw.
 pub async fn make_key_with(app: &TestApp, user_id: i64, name: &str, options: workjet::domain::api_keys::NewKeyOptions) -> (i64, String) {
     let (record, key) = app
         .state
         .keys
-        .create(user_id, workjet::domain::api_keys::KeyName::parse(name).expect("name"), options, &Default::default())
+        .create(
+            user_id,
+            &workjet::domain::api_keys::Grant::user(app.state.config.rate_limits()),
+            workjet::domain::api_keys::KeyName::parse(name).expect("name"),
+            options,
+            &Default::default(),
+        )
         .await
         .expect("create key");
     (record.id, key.into_secret())

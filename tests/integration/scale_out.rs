@@ -100,6 +100,8 @@ impl Cluster {
             ("WJ_DATABASE_URL", db.url.clone()),
             ("WJ_REDIS_PREFIX", format!("test-{}-{}:", std::process::id(), Instant::now().elapsed().as_nanos())),
             ("WJ_AUTH_FAILURES_PER_MINUTE", "100000".into()),
+            // Keys below are given up to 1,000,000 a minute (the default maximum is the default, 600).
+            ("WJ_MAX_RATE_LIMIT_PER_MINUTE", "1000000".into()),
         ]);
         let env_for = |proxy: &CuttableProxy| {
             let mut env = env.clone();
@@ -294,6 +296,12 @@ async fn two_instances_share_sessions_keys_revocations_budgets_and_survive_redis
     })
     .await;
     assert!(degraded, "readiness reports degraded while Redis is down");
+    let text = cluster.client.get(cluster.b.url("/readyz")).send().await.expect("readyz").text().await.expect("body");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).expect("json"),
+        json!({"status": "degraded", "database": "up", "redis": "down"}),
+        "which dependency, never the error: {text}"
+    );
     assert_eq!(cluster.client.get(cluster.b.url("/readyz")).send().await.expect("readyz").status(), 200, "degraded is still ready");
     // A revocation that cannot be announced to every instance is refused and changes nothing.
     assert_eq!(cluster.revoke(&cluster.a, id).await, 503, "a revocation Redis cannot hear of is refused");

@@ -24,7 +24,7 @@ async fn the_official_openai_python_sdk_works_against_workjet() {
         &app,
         user.id,
         "keys only",
-        NewKeyOptions { permissions: Permissions::restricted([Permission::KeysRead]), ..Default::default() },
+        NewKeyOptions { permissions: Some(Permissions::restricted([Permission::KeysRead])), ..Default::default() },
     )
     .await;
     let (_, limited) =

@@ -1,5 +1,5 @@
 //! The "Create API key" dialog: a name (required, 1–100 characters), permissions (All, or
-//! a restricted set) and an optional expiry. Errors show beside their field; Enter
+//! a restricted set), an optional expiry and an optional rate limit. Errors show beside their field; Enter
 //! submits; the button shows progress and cannot submit twice.
 
 use leptos::{ev::SubmitEvent, prelude::*};
@@ -9,6 +9,18 @@ use crate::{
     permissions::{Permission, Permissions},
     wire::{CreateApiKeyRequest, PortalError},
 };
+
+/// Reads the optional rate limit: empty is the server's default.
+pub fn parse_rate_limit(raw: &str) -> Result<Option<u32>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    match raw.parse::<u32>() {
+        Ok(n) if n >= 1 => Ok(Some(n)),
+        _ => Err("Enter a whole number of requests a minute (at least 1), or leave it empty for the server's default.".into()),
+    }
+}
 
 /// Checks a name as the server will (trimmed, 1–100 characters, no control characters).
 pub fn validate_name(raw: &str) -> Result<String, String> {
@@ -35,18 +47,22 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
     let expiry = RwSignal::new(String::from("never"));
     let name_error = RwSignal::new(None::<String>);
     let permissions_error = RwSignal::new(None::<String>);
+    let rate_limit = RwSignal::new(String::new());
+    let rate_limit_error = RwSignal::new(None::<String>);
     let pending = action.pending();
 
     // Errors from the server land beside their field, or above the buttons.
     Effect::new(move |_| {
-        if let Some(Err(PortalError::Invalid { field, message })) = action.value().get()
-            && field == "name"
-        {
-            name_error.set(Some(message));
+        if let Some(Err(PortalError::Invalid { field, message })) = action.value().get() {
+            match field.as_str() {
+                "name" => name_error.set(Some(message)),
+                "rate_limit_per_minute" => rate_limit_error.set(Some(message)),
+                _ => {}
+            }
         }
     });
     let form_error = move || match action.value().get() {
-        Some(Err(PortalError::Invalid { field, .. })) if field == "name" => None,
+        Some(Err(PortalError::Invalid { field, .. })) if field == "name" || field == "rate_limit_per_minute" => None,
         Some(Err(PortalError::Unauthorized)) => Some("You are signed out. Reload the page and sign in again.".to_owned()),
         Some(Err(e)) => Some(e.to_string()),
         _ => None,
@@ -75,9 +91,11 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
             Permissions::All
         };
         permissions_error.set(None);
-        let Ok(name) = valid_name else { return };
+        let rate_limit_per_minute = parse_rate_limit(&rate_limit.get_untracked());
+        rate_limit_error.set(rate_limit_per_minute.as_ref().err().cloned());
+        let (Ok(name), Ok(rate_limit_per_minute)) = (valid_name, rate_limit_per_minute) else { return };
         let expires_in_days = expiry.get_untracked().parse::<u32>().ok();
-        action.dispatch(CreateApiKey { request: CreateApiKeyRequest { name, permissions, expires_in_days } });
+        action.dispatch(CreateApiKey { request: CreateApiKeyRequest { name, permissions, expires_in_days, rate_limit_per_minute } });
     };
 
     let input_class = move |invalid: bool| {
@@ -165,6 +183,28 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
                     </select>
                 </div>
 
+                <div class="mt-4">
+                    <label for="key-rate-limit" class="block text-sm font-medium text-slate-800">
+                        "Rate limit " <span class="font-normal text-slate-500">"(requests a minute, optional)"</span>
+                    </label>
+                    <input
+                        id="key-rate-limit"
+                        name="rate_limit_per_minute"
+                        type="text"
+                        inputmode="numeric"
+                        autocomplete="off"
+                        placeholder="Server default"
+                        bind:value=rate_limit
+                        on:input=move |_| rate_limit_error.set(None)
+                        aria-invalid=move || rate_limit_error.get().is_some().to_string()
+                        aria-describedby="key-rate-limit-error"
+                        class=move || input_class(rate_limit_error.get().is_some())
+                    />
+                    <p id="key-rate-limit-error" class="mt-1.5 min-h-5 text-sm text-red-700" aria-live="polite">
+                        {move || rate_limit_error.get()}
+                    </p>
+                </div>
+
                 {move || form_error().map(|message| view! {
                     <p role="alert" class="mt-4 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800">{message}</p>
                 })}
@@ -189,7 +229,17 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
 
 #[cfg(test)]
 mod tests {
-    use super::validate_name;
+    use super::{parse_rate_limit, validate_name};
+
+    #[test]
+    fn the_rate_limit_is_optional_and_a_positive_whole_number() {
+        assert_eq!(parse_rate_limit(""), Ok(None));
+        assert_eq!(parse_rate_limit("  "), Ok(None));
+        assert_eq!(parse_rate_limit(" 120 "), Ok(Some(120)));
+        for bad in ["0", "-1", "1.5", "lots", "99999999999"] {
+            assert!(parse_rate_limit(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn the_dialog_validates_like_the_server() {

@@ -21,34 +21,51 @@ fn view_of(record: crate::domain::api_keys::ApiKeyRecord, usage: Option<(u64, u6
     }
 }
 
+/// The one translation of a key-service error into a portal error (and its status).
 #[cfg(feature = "ssr")]
-fn key_error(error: crate::domain::api_keys::ApiKeyError) -> PortalError {
-    use axum::http::StatusCode;
+impl From<crate::domain::api_keys::ApiKeyError> for PortalError {
+    fn from(error: crate::domain::api_keys::ApiKeyError) -> Self {
+        use axum::http::StatusCode;
 
-    use super::support::{set_status, unavailable};
-    use crate::domain::api_keys::ApiKeyError;
-    match error {
-        ApiKeyError::InvalidName(message) => {
-            set_status(StatusCode::BAD_REQUEST);
-            PortalError::Invalid { field: "name".into(), message }
+        use super::support::{set_status, unavailable};
+        use crate::domain::api_keys::ApiKeyError;
+        match error {
+            ApiKeyError::InvalidName(message) => {
+                set_status(StatusCode::BAD_REQUEST);
+                PortalError::Invalid { field: "name".into(), message }
+            }
+            ApiKeyError::InvalidExpiry => {
+                set_status(StatusCode::BAD_REQUEST);
+                PortalError::Invalid { field: "expires_in_days".into(), message: error.to_string() }
+            }
+            ApiKeyError::InvalidRateLimit => {
+                set_status(StatusCode::BAD_REQUEST);
+                PortalError::Invalid { field: "rate_limit_per_minute".into(), message: error.to_string() }
+            }
+            ApiKeyError::BeyondGrant(beyond) => {
+                set_status(StatusCode::FORBIDDEN);
+                let message = match beyond {
+                    crate::domain::api_keys::GrantError::RateLimit { max, .. } => {
+                        format!("The rate limit can be at most {max} requests a minute on this server.")
+                    }
+                    other => other.to_string(),
+                };
+                PortalError::Invalid { field: beyond.field().into(), message }
+            }
+            ApiKeyError::TooManyKeys => {
+                set_status(StatusCode::CONFLICT);
+                PortalError::Limit("You already have 100 active API keys. Revoke a key you no longer use, then create a new one.".into())
+            }
+            ApiKeyError::NotFound => {
+                set_status(StatusCode::NOT_FOUND);
+                PortalError::NotFound("That API key does not exist.".into())
+            }
+            ApiKeyError::NotShared(_) => {
+                set_status(StatusCode::SERVICE_UNAVAILABLE);
+                PortalError::Unavailable
+            }
+            ApiKeyError::Database(e) => unavailable(e),
         }
-        ApiKeyError::InvalidExpiry | ApiKeyError::InvalidRateLimit => {
-            set_status(StatusCode::BAD_REQUEST);
-            PortalError::Invalid { field: "expires_in_days".into(), message: error.to_string() }
-        }
-        ApiKeyError::TooManyKeys => {
-            set_status(StatusCode::CONFLICT);
-            PortalError::Limit("You already have 100 active API keys. Revoke a key you no longer use, then create a new one.".into())
-        }
-        ApiKeyError::NotFound => {
-            set_status(StatusCode::NOT_FOUND);
-            PortalError::NotFound("That API key does not exist.".into())
-        }
-        ApiKeyError::NotShared(_) => {
-            set_status(StatusCode::SERVICE_UNAVAILABLE);
-            PortalError::Unavailable
-        }
-        ApiKeyError::Database(e) => unavailable(e),
     }
 }
 
@@ -72,7 +89,7 @@ pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, PortalError> {
 #[server(prefix = "/api", endpoint = "create_api_key", input = Json)]
 pub async fn create_api_key(request: CreateApiKeyRequest) -> Result<CreatedApiKey, PortalError> {
     use super::support::{audit_context, set_status, signed_in};
-    use crate::domain::api_keys::{KeyName, NewKeyOptions};
+    use crate::domain::api_keys::{Grant, KeyName, NewKeyOptions};
     let (state, me) = signed_in()?;
     let name = KeyName::parse(&request.name).map_err(|message| {
         set_status(axum::http::StatusCode::BAD_REQUEST);
@@ -89,8 +106,10 @@ pub async fn create_api_key(request: CreateApiKeyRequest) -> Result<CreatedApiKe
             });
         }
     };
-    let options = NewKeyOptions { permissions: request.permissions, expires_at, rate_limit_per_minute: None };
-    let (record, key) = state.keys.create(me.user.id, name, options, &audit_context(&me)).await.map_err(key_error)?;
+    let asked = NewKeyOptions { permissions: Some(request.permissions), expires_at, rate_limit_per_minute: request.rate_limit_per_minute };
+    // The portal is the signed-in user: their whole grant, up to the server's maximum limit.
+    let grant = Grant::user(state.config.rate_limits());
+    let (record, key) = state.keys.create(me.user.id, &grant, name, asked, &audit_context(&me)).await?;
     Ok(CreatedApiKey { key: view_of(record, None), secret: key.into_secret() })
 }
 
@@ -99,6 +118,6 @@ pub async fn create_api_key(request: CreateApiKeyRequest) -> Result<CreatedApiKe
 pub async fn revoke_api_key(id: i64) -> Result<ApiKeyView, PortalError> {
     use super::support::{audit_context, signed_in};
     let (state, me) = signed_in()?;
-    let (record, _) = state.keys.revoke(me.user.id, id, &audit_context(&me)).await.map_err(key_error)?;
+    let (record, _) = state.keys.revoke(me.user.id, id, &audit_context(&me)).await?;
     Ok(view_of(record, None))
 }

@@ -15,6 +15,7 @@ use crate::{
         api_keys::{
             KeyName,
             format::{ApiKeyHash, KeyFormatError, PlainApiKey},
+            grant::{Grant, GrantError, NewKeyOptions},
             last_used::LastUsedTracker,
         },
         audit::{self, AuditContext},
@@ -89,6 +90,9 @@ pub enum ApiKeyError {
     /// The revocation could not be made effective on every instance: nothing was changed.
     #[error("{0}")]
     NotShared(#[from] RevocationRefused),
+    /// The new key asked for more than its creator's grant (403).
+    #[error(transparent)]
+    BeyondGrant(#[from] GrantError),
     #[error("database: {}", crate::domain::describe_db_error(.0))]
     Database(#[from] DbErr),
 }
@@ -153,14 +157,6 @@ pub enum AuthFailure {
     OwnerDisabled,
     #[error("database unavailable: {}", crate::domain::describe_db_error(.0))]
     Unavailable(DbErr),
-}
-
-/// Options of a new key beyond its name.
-#[derive(Clone, Debug, Default)]
-pub struct NewKeyOptions {
-    pub permissions: Permissions,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub rate_limit_per_minute: Option<u32>,
 }
 
 /// The key service.
@@ -243,23 +239,32 @@ impl ApiKeyService {
         Ok(principal)
     }
 
-    /// Creates a key for `owner`. The returned [`PlainApiKey`] is the only copy that will
-    /// ever exist; only its SHA-256 is stored.
+    /// Creates a key for `owner`, within `grant` — the creator's own reach (see
+    /// [`Grant::narrow`]): what `asked` omits is inherited, what exceeds the grant is
+    /// refused and nothing is stored. The returned [`PlainApiKey`] is the only copy that
+    /// will ever exist; only its SHA-256 is stored.
     pub async fn create(
         &self,
         owner: i64,
+        grant: &Grant,
         name: KeyName,
-        options: NewKeyOptions,
+        asked: NewKeyOptions,
         ctx: &AuditContext,
     ) -> Result<(ApiKeyRecord, PlainApiKey), ApiKeyError> {
         let now = Utc::now();
-        if let Some(expires_at) = options.expires_at
+        // Absolute bounds first (400), then the creator's grant (403).
+        if let Some(expires_at) = asked.expires_at
             && (expires_at <= now || expires_at > now + chrono::Duration::days(3660))
         {
             return Err(ApiKeyError::InvalidExpiry);
         }
-        if options.rate_limit_per_minute.is_some_and(|r| r == 0 || r > 60_000_000) {
+        if asked.rate_limit_per_minute.is_some_and(|r| r == 0 || r > 60_000_000) {
             return Err(ApiKeyError::InvalidRateLimit);
+        }
+        let terms = grant.narrow(asked)?;
+        if terms.expires_at.is_some_and(|e| e <= now) {
+            // Inherited from a creator that expired meanwhile.
+            return Err(ApiKeyError::InvalidExpiry);
         }
         let key = PlainApiKey::generate();
         let txn = self.db.begin().await?;
@@ -289,12 +294,12 @@ impl ApiKeyService {
             name: Set(name.into_inner()),
             key_hash: Set(key.hash().as_bytes().to_vec()),
             hint: Set(key.hint()),
-            permissions: Set(options.permissions.to_storage()),
-            rate_limit_per_minute: Set(options.rate_limit_per_minute.map(|r| r as i32)),
+            permissions: Set(terms.permissions.to_storage()),
+            rate_limit_per_minute: Set(terms.rate_limit_per_minute.map(|r| r as i32)),
             created_at: Set(now),
             last_used_at: Set(None),
             revoked_at: Set(None),
-            expires_at: Set(options.expires_at),
+            expires_at: Set(terms.expires_at),
             ..Default::default()
         }
         .insert(&txn)

@@ -40,6 +40,8 @@ pub struct Principal {
     pub permissions: Permissions,
     /// The key's own rate limit, if it has one.
     pub rate_limit_per_minute: Option<u32>,
+    /// The key's expiry, if it has one (what a key it creates may not outlive).
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {
@@ -136,11 +138,11 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 }
 
 fn principal(admitted: Admitted) -> Principal {
-    let (method, rate_limit_per_minute) = match &admitted.key {
-        Some(key) => (AuthMethod::ApiKey { key_id: key.key_id }, key.rate_limit_per_minute),
-        None => (AuthMethod::Session, None),
+    let (method, rate_limit_per_minute, expires_at) = match &admitted.key {
+        Some(key) => (AuthMethod::ApiKey { key_id: key.key_id }, key.rate_limit_per_minute, key.expires_at),
+        None => (AuthMethod::Session, None, None),
     };
-    Principal { user_id: admitted.user_id, method, permissions: admitted.permissions, rate_limit_per_minute }
+    Principal { user_id: admitted.user_id, method, permissions: admitted.permissions, rate_limit_per_minute, expires_at }
 }
 
 /// The one translation of a refusal into HTTP.

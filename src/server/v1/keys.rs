@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{
     domain::{
-        api_keys::{ApiKeyError, ApiKeyRecord, KeyName, NewKeyOptions},
+        api_keys::{ApiKeyError, ApiKeyRecord, Grant, KeyName, NewKeyOptions, RateLimits},
         audit::AuditContext,
     },
     permissions::{Permission, Permissions},
@@ -20,7 +20,10 @@ use crate::{
         error::ApiError,
         security::ClientIp,
         state::AppState,
-        v1::{auth::Principal, json::ApiJson},
+        v1::{
+            auth::{AuthMethod, Principal},
+            json::ApiJson,
+        },
     },
 };
 
@@ -93,28 +96,52 @@ pub struct CreatedKey {
 pub struct CreateKeyRequest {
     /// 1–100 characters, e.g. "CI/CD Pipeline".
     pub name: String,
-    /// `"all"` or a list of permissions, never more than the caller has. Default: the
-    /// caller's own permissions (`"all"` for a session or an all-permissions key).
+    /// `"all"` or a list of permissions, never more than the caller has (403 otherwise).
+    /// Default: the caller's own permissions (`"all"` for a session or an all-permissions key).
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub permissions: Option<Permissions>,
-    /// Expiry as Unix seconds (optional).
+    /// Expiry as Unix seconds, never later than the calling key's own expiry (403
+    /// otherwise). Default: the calling key's expiry (none for a session or a key that
+    /// never expires).
     pub expires_at: Option<i64>,
-    /// Requests a minute for this key (optional; the server default otherwise).
+    /// Requests a minute for this key, never more than the calling key's own effective
+    /// limit, nor more than the server's maximum (`WJ_MAX_RATE_LIMIT_PER_MINUTE`) for
+    /// anyone (403 otherwise). Default: the calling key's own limit (the server default
+    /// for a session or a key without a limit of its own).
     pub rate_limit_per_minute: Option<u32>,
 }
 
-fn map_error(error: ApiKeyError) -> ApiError {
-    match error {
-        ApiKeyError::InvalidName(message) => ApiError::invalid_param("invalid_name", "name", message),
-        ApiKeyError::InvalidExpiry => ApiError::invalid_param("invalid_expiry", "expires_at", error.to_string()),
-        ApiKeyError::InvalidRateLimit => ApiError::invalid_param("invalid_rate_limit", "rate_limit_per_minute", error.to_string()),
-        ApiKeyError::TooManyKeys => ApiError::conflict("too_many_keys", error.to_string()),
-        ApiKeyError::NotFound => ApiError::not_found("No API key with that id."),
-        ApiKeyError::NotShared(_) => ApiError::unavailable_because(
-            "The revocation could not be made effective on every server right now; nothing was changed. Try again in a moment.",
-        ),
-        ApiKeyError::Database(e) => database(e),
+/// The one translation of a key-service error into an API answer.
+impl From<ApiKeyError> for ApiError {
+    fn from(error: ApiKeyError) -> Self {
+        match error {
+            ApiKeyError::InvalidName(message) => ApiError::invalid_param("invalid_name", "name", message),
+            ApiKeyError::InvalidExpiry => ApiError::invalid_param("invalid_expiry", "expires_at", error.to_string()),
+            ApiKeyError::InvalidRateLimit => ApiError::invalid_param("invalid_rate_limit", "rate_limit_per_minute", error.to_string()),
+            ApiKeyError::BeyondGrant(beyond) => {
+                ApiError::forbidden(format!("{}.", upper_first(&beyond.to_string()))).with_param(beyond.field())
+            }
+            ApiKeyError::TooManyKeys => ApiError::conflict("too_many_keys", error.to_string()),
+            ApiKeyError::NotFound => ApiError::not_found("No API key with that id."),
+            ApiKeyError::NotShared(_) => ApiError::unavailable_because(
+                "The revocation could not be made effective on every server right now; nothing was changed. Try again in a moment.",
+            ),
+            ApiKeyError::Database(e) => database(e),
+        }
+    }
+}
+
+fn upper_first(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+/// What the caller may hand on: a session carries its user's whole grant, a key its own.
+fn grant_of(principal: &Principal, limits: RateLimits) -> Grant {
+    match principal.method {
+        AuthMethod::Session => Grant::user(limits),
+        AuthMethod::ApiKey { .. } => Grant::key(principal.permissions, principal.expires_at, principal.rate_limit_per_minute, limits),
     }
 }
 
@@ -154,6 +181,14 @@ pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): 
 }
 
 /// Creates a key; the answer carries the raw key, once.
+///
+/// No key outgrows the grant it was made with. A key creates keys only within its own
+/// grant: `permissions` a subset of its own, `expires_at` no later than its own expiry,
+/// `rate_limit_per_minute` no higher than its own effective limit. Each omitted field is
+/// inherited from the calling key (so a key that expires in an hour makes keys that expire
+/// within the hour). A session (the `wj_session` cookie) has its user's whole grant: every
+/// permission, no expiry bound. Nobody can give a key more than the server's maximum rate
+/// limit. Beyond the grant: 403 `forbidden`, `param` naming the field, and nothing is created.
 #[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("bearer" = [])), request_body = CreateKeyRequest,
     responses((status = 201, body = CreatedKey), (status = 400, body = crate::server::v1::openapi::ErrorBody), (status = 403, body = crate::server::v1::openapi::ErrorBody), (status = 409, body = crate::server::v1::openapi::ErrorBody)))]
 pub async fn create(
@@ -164,10 +199,6 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     principal.require(Permission::KeysWrite)?;
     let name = KeyName::parse(&body.name).map_err(|m| ApiError::invalid_param("invalid_name", "name", m))?;
-    let permissions = body.permissions.unwrap_or(principal.permissions);
-    if !principal.permissions.includes(permissions) {
-        return Err(ApiError::forbidden("A key cannot create a key with permissions it does not have itself.").with_param("permissions"));
-    }
     let expires_at = match body.expires_at {
         None => None,
         Some(secs) => Some(
@@ -175,8 +206,9 @@ pub async fn create(
                 .ok_or_else(|| ApiError::invalid_param("invalid_expiry", "expires_at", "expires_at is not a valid Unix time."))?,
         ),
     };
-    let options = NewKeyOptions { permissions, expires_at, rate_limit_per_minute: body.rate_limit_per_minute };
-    let (record, key) = state.keys.create(principal.user_id, name, options, &audit(&principal, &ip.0)).await.map_err(map_error)?;
+    let asked = NewKeyOptions { permissions: body.permissions, expires_at, rate_limit_per_minute: body.rate_limit_per_minute };
+    let grant = grant_of(&principal, state.config.rate_limits());
+    let (record, key) = state.keys.create(principal.user_id, &grant, name, asked, &audit(&principal, &ip.0)).await?;
     let created = CreatedKey { key_object: KeyObject::from_record(record), key: key.into_secret() };
     Ok((StatusCode::CREATED, Json(created)).into_response())
 }
@@ -192,6 +224,6 @@ pub async fn revoke(
 ) -> Result<Json<KeyObject>, ApiError> {
     principal.require(Permission::KeysWrite)?;
     let id = parse_id(&id)?;
-    let (record, _) = state.keys.revoke(principal.user_id, id, &audit(&principal, &ip.0)).await.map_err(map_error)?;
+    let (record, _) = state.keys.revoke(principal.user_id, id, &audit(&principal, &ip.0)).await?;
     Ok(Json(KeyObject::from_record(record)))
 }
