@@ -4,6 +4,10 @@
 //! after each row: unchanged, except for rows that expect a change (and then only the
 //! change they expect). It prints `N inputs tried, 0 unexpected`.
 
+/// Known and unknown keys at the throttle: a revoked key is 401 forever, one noisy client
+/// locks nobody out.
+mod admission;
+
 use std::{collections::BTreeMap, time::Duration};
 
 use reqwest::{Method, header};

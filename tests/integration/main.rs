@@ -7,7 +7,6 @@ pub mod helpers;
 pub mod idp;
 pub mod upstream;
 
-mod admission;
 mod api;
 mod binary;
 mod faults;
