@@ -379,7 +379,7 @@ impl SecretKey {
         use base64::Engine;
         use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
         let raw = raw.trim();
-        let is_hex = raw.len() % 2 == 0 && raw.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_hex = raw.len().is_multiple_of(2) && raw.bytes().all(|b| b.is_ascii_hexdigit());
         let decoded = if is_hex {
             (0..raw.len()).step_by(2).map(|i| u8::from_str_radix(&raw[i..i + 2], 16).ok()).collect::<Option<Vec<u8>>>()
         } else {

@@ -35,7 +35,7 @@ impl Process {
         let dir = tempfile::tempdir().expect("dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_workjet"));
+        let mut cmd = Command::new(crate::helpers::workjet_binary());
         for (key, _) in std::env::vars() {
             if key.starts_with("WJ_") || key.starts_with("LEPTOS_") || key == "RUST_LOG" {
                 cmd.env_remove(key);

@@ -53,7 +53,8 @@ fn local_sign_in_needs_a_loopback_listen_address_and_a_loopback_public_url() {
 #[test]
 fn the_secret_key_is_32_bytes_or_more_of_hex_or_base64_and_never_printed() {
     let base64_32 = "q3T8mZ1xV0cR7yN4bK2wE9sH6uJ5aL1dF0gP8oI3tQs=";
-    let accepted = [base64_32, "q3T8mZ1xV0cR7yN4bK2wE9sH6uJ5aL1dF0gP8oI3tQs", &"0a".repeat(32), "q3T8mZ1xV0cR7yN4bK2wE9sH6uJ5aL1dF0gP8o-_tQs"];
+    let accepted =
+        [base64_32, "q3T8mZ1xV0cR7yN4bK2wE9sH6uJ5aL1dF0gP8oI3tQs", &"0a".repeat(32), "q3T8mZ1xV0cR7yN4bK2wE9sH6uJ5aL1dF0gP8o-_tQs"];
     for key in accepted {
         let mut vars = GOOGLE.to_vec();
         vars.push(("WJ_SECRET_KEY", key));
@@ -72,45 +73,62 @@ fn the_secret_key_is_32_bytes_or_more_of_hex_or_base64_and_never_printed() {
     }
 }
 
+/// Runs the binary to its exit (at most 30 s: a server that starts instead is killed and fails
+/// the test rather than hanging it).
+fn run_to_exit(cmd: &mut std::process::Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run workjet");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if started.elapsed() > std::time::Duration::from_secs(30) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("workjet started serving instead of refusing its configuration");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr).expect("read stderr");
+    (status.code(), stderr)
+}
+
 #[test]
 fn the_binary_refuses_the_local_sign_in_on_all_interfaces() {
     let dir = tempfile::tempdir().expect("dir");
     let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_workjet"));
+    let mut cmd = std::process::Command::new(crate::helpers::workjet_binary());
     for (key, _) in std::env::vars() {
         if key.starts_with("WJ_") || key.starts_with("LEPTOS_") {
             cmd.env_remove(key);
         }
     }
-    let output = cmd
-        .current_dir(dir.path())
-        .env("WJ_LISTEN_ADDR", format!("0.0.0.0:{port}"))
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("run workjet");
-    assert_eq!(output.status.code(), Some(2), "exit code 2, like every configuration error");
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    cmd.current_dir(dir.path()).env("WJ_LISTEN_ADDR", format!("0.0.0.0:{port}"));
+    let (code, stderr) = run_to_exit(&mut cmd);
+    assert_eq!(code, Some(2), "exit code 2, like every configuration error: {stderr}");
     assert!(stderr.contains("WJ_GOOGLE_CLIENT_ID") && stderr.contains("WJ_GOOGLE_CLIENT_SECRET"), "{stderr}");
     assert!(stderr.contains("WJ_LISTEN_ADDR"), "says which setting made it refuse: {stderr}");
     assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "nothing listens");
     assert!(!dir.path().join("workjet.db").exists(), "nothing was created");
-    // A short WJ_SECRET_KEY stops start-up the same way.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_workjet"))
-        .current_dir(dir.path())
-        .env_clear()
-        .env("WJ_LISTEN_ADDR", format!("127.0.0.1:{port}"))
-        .env("WJ_SECRET_KEY", "dG9vIHNob3J0")
-        .output()
-        .expect("run workjet");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    // A short WJ_SECRET_KEY stops start-up the same way, without repeating it.
+    let mut cmd = std::process::Command::new(crate::helpers::workjet_binary());
+    cmd.current_dir(dir.path()).env_clear().env("WJ_LISTEN_ADDR", format!("127.0.0.1:{port}")).env("WJ_SECRET_KEY", "dG9vIHNob3J0");
+    let (code, stderr) = run_to_exit(&mut cmd);
+    assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("WJ_SECRET_KEY") && !stderr.contains("dG9vIHNob3J0"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_google_configured_the_development_provider_routes_do_not_exist() {
     let (app, _idp) = app_with_idp(Backend::Sqlite, &[]).await;
-    for path in ["/_dev/idp/.well-known/openid-configuration", "/_dev/idp/authorize?client_id=workjet-local-development", "/_dev/idp/jwks"] {
+    for path in ["/_dev/idp/.well-known/openid-configuration", "/_dev/idp/authorize?client_id=workjet-local-development", "/_dev/idp/jwks"]
+    {
         assert_eq!(app.get(path).await.status(), 404, "GET {path}");
     }
     for path in ["/_dev/idp/authorize", "/_dev/idp/token"] {
