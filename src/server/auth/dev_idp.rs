@@ -172,7 +172,7 @@ fn page(title: &str, body: &str) -> String {
 <div class="mb-6 flex items-center justify-center gap-2 text-sm font-semibold uppercase tracking-wider text-amber-700">
 <span class="rounded-full bg-amber-100 px-3 py-1">Local development identity provider</span></div>
 <section class="rounded-2xl border border-slate-200 bg-white p-8 shadow-sm"><h1 class="text-xl font-semibold tracking-tight">{title}</h1>{body}</section>
-<p class="mt-6 text-center text-xs text-slate-500">This stands in for Google on your own machine: it signs in whatever identity you type. It only runs when Workjet has no Google credentials and a loopback public URL.</p>
+<p class="mt-6 text-center text-xs text-slate-500">This stands in for Google on your own machine: it signs in whatever identity you type. It only runs when Workjet has no Google credentials and listens on, and is reached through, a loopback address.</p>
 </main></body></html>"#
     )
 }
