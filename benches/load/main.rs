@@ -167,15 +167,17 @@ async fn measure(plan: &Plan, label: &str, addr: SocketAddr, concurrency: usize,
 /// Signs in through the development identity provider; returns the session cookie.
 async fn sign_in(base: &str, email: &str) -> String {
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-    let cookie_of = |r: &reqwest::Response| {
+    let cookie_of = |r: &reqwest::Response, name: &str| {
+        let prefix = format!("{name}=");
         r.headers()
             .get_all("set-cookie")
             .iter()
             .filter_map(|v| v.to_str().ok())
-            .find_map(|v| v.strip_prefix("wj_session=").map(|v| v.split(';').next().unwrap_or_default().to_owned()))
+            .find_map(|v| v.strip_prefix(prefix.as_str()).map(|v| v.split(';').next().unwrap_or_default().to_owned()))
     };
     let start = client.get(format!("{base}/auth/google")).send().await.expect("start");
-    let pre = cookie_of(&start).expect("pre-sign-in cookie");
+    // The sign-in in progress travels in the sealed `wj_signin` cookie, back to the callback.
+    let signin = cookie_of(&start, "wj_signin").expect("sign-in cookie");
     let authorize = start.headers()["location"].to_str().expect("ascii").to_owned();
     let params: Vec<(String, String)> = url::Url::parse(&authorize).expect("url").query_pairs().into_owned().collect();
     let mut form = url::form_urlencoded::Serializer::new(String::new());
@@ -192,8 +194,8 @@ async fn sign_in(base: &str, email: &str) -> String {
         .await
         .expect("approve");
     let callback = approved.headers()["location"].to_str().expect("ascii").to_owned();
-    let done = client.get(callback).header("cookie", format!("wj_session={pre}")).send().await.expect("callback");
-    format!("wj_session={}", cookie_of(&done).expect("session cookie"))
+    let done = client.get(callback).header("cookie", format!("wj_signin={signin}")).send().await.expect("callback");
+    format!("wj_session={}", cookie_of(&done, "wj_session").expect("session cookie"))
 }
 
 /// Creates a key through the API with the session cookie.

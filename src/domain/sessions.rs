@@ -99,23 +99,18 @@ impl SessionCache {
     }
 }
 
-/// Session data keys. Namespaced: `auth.*` is the signed-in state, `oauth.*` the sign-in
-/// flow in progress, `meta.*` what the sessions page shows.
+/// Session data keys. Namespaced: `auth.*` is the signed-in state, `meta.*` what the
+/// sessions page shows. (A sign-in in progress is not a session: it travels in the sealed
+/// `wj_signin` cookie, see `server::auth::signin_cookie`.)
 pub mod keys {
     pub const USER_ID: &str = "auth.user_id";
     pub const SIGNED_IN_AT: &str = "auth.signed_in_at";
     pub const USER_AGENT: &str = "meta.user_agent";
     pub const IP: &str = "meta.ip";
-    pub const OAUTH_STATE: &str = "oauth.state";
-    pub const OAUTH_NONCE: &str = "oauth.nonce";
-    pub const OAUTH_PKCE_VERIFIER: &str = "oauth.pkce_verifier";
-    pub const OAUTH_RETURN_TO: &str = "oauth.return_to";
 }
 
 /// How long a signed-in session lives without activity (rolling).
 pub const SESSION_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-/// How long a sign-in flow may take.
-pub const SIGN_IN_FLOW_TTL: Duration = Duration::from_secs(10 * 60);
 
 /// The SHA-256 of a session id: what the `sessions` table stores.
 pub fn token_hash(id: &Id) -> [u8; 32] {

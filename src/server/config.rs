@@ -10,7 +10,7 @@ use std::{
     time::Duration,
 };
 
-use secrecy::SecretString;
+use secrecy::{SecretBox, SecretSlice, SecretString};
 use url::Url;
 
 use ipnet::IpNet;
@@ -51,7 +51,7 @@ pub enum SignIn {
     /// Google (or another OpenID Connect issuer) with real client credentials.
     Oidc(OidcConfig),
     /// No credentials: the built-in development identity provider serves under
-    /// `/_dev/idp` (loopback `WJ_PUBLIC_URL` only).
+    /// `/_dev/idp` (loopback `WJ_LISTEN_ADDR` and `WJ_PUBLIC_URL` only).
     LocalDevelopment,
 }
 
@@ -91,6 +91,8 @@ pub struct Config {
     /// Prefix of every Redis key Workjet writes (several deployments can share a Redis).
     pub redis_prefix: String,
     pub sign_in: SignIn,
+    /// The key that seals the `wj_signin` cookie (`WJ_SECRET_KEY`, or derived: see [`SecretKey`]).
+    pub secret_key: SecretKey,
     pub allowed_domains: Vec<String>,
     pub cookie_domain: Option<String>,
     pub allowed_origins: Vec<String>,
@@ -179,16 +181,17 @@ impl Config {
                 SignIn::Oidc(OidcConfig { issuer, client_id, client_secret: SecretString::from(secret) })
             }
             (None, None) => {
-                if !is_loopback_url(&public_url) {
-                    return Err(ConfigError::new(
-                        "WJ_GOOGLE_CLIENT_ID",
-                        "is not set, and the built-in development sign-in is refused because WJ_PUBLIC_URL is not a loopback URL; set WJ_GOOGLE_CLIENT_ID and WJ_GOOGLE_CLIENT_SECRET",
-                    ));
-                }
+                local_development_allowed(&listen_addr, &public_url)?;
                 SignIn::LocalDevelopment
             }
             (Some(_), None) => return Err(ConfigError::new("WJ_GOOGLE_CLIENT_SECRET", "must be set when WJ_GOOGLE_CLIENT_ID is set")),
             (None, Some(_)) => return Err(ConfigError::new("WJ_GOOGLE_CLIENT_ID", "must be set when WJ_GOOGLE_CLIENT_SECRET is set")),
+        };
+
+        let secret_key = match (env.get("WJ_SECRET_KEY")?, &sign_in) {
+            (Some(raw), _) => SecretKey::parse(&raw)?,
+            (None, SignIn::Oidc(oidc)) => SecretKey::from_client_secret(&oidc.client_secret),
+            (None, SignIn::LocalDevelopment) => SecretKey::random(),
         };
 
         let allowed_domains = env.list("WJ_ALLOWED_DOMAINS")?.into_iter().map(|d| d.to_ascii_lowercase()).collect();
@@ -291,6 +294,7 @@ impl Config {
             redis_url,
             redis_prefix,
             sign_in,
+            secret_key,
             allowed_domains,
             cookie_domain,
             allowed_origins,
@@ -332,6 +336,117 @@ impl Config {
 /// The origin (`scheme://host[:port]`) of a URL, as browsers send it in `Origin`.
 pub fn origin_of(url: &Url) -> String {
     url.origin().ascii_serialization()
+}
+
+/// The one place that decides whether the built-in development identity provider may run:
+/// only when nobody but this machine can reach it, that is when the server listens on a
+/// loopback address *and* is reached through a loopback URL. Anywhere else it would let
+/// whoever reaches the port sign in as any email address.
+fn local_development_allowed(listen_addr: &SocketAddr, public_url: &Url) -> Result<(), ConfigError> {
+    let problem = if !listen_addr.ip().is_loopback() {
+        format!("WJ_LISTEN_ADDR ({listen_addr}) is not a loopback address")
+    } else if !is_loopback_url(public_url) {
+        "WJ_PUBLIC_URL is not a loopback URL".to_owned()
+    } else {
+        return Ok(());
+    };
+    Err(ConfigError::new(
+        "WJ_GOOGLE_CLIENT_ID",
+        format!(
+            "is not set, and the built-in local development sign-in is refused because {problem} (it would let anyone who reaches the port sign in as any email); set WJ_GOOGLE_CLIENT_ID and WJ_GOOGLE_CLIENT_SECRET, or listen on 127.0.0.1"
+        ),
+    ))
+}
+
+/// Where the [`SecretKey`] came from (logged at start-up; never the key itself).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SecretKeySource {
+    /// `WJ_SECRET_KEY`.
+    Configured,
+    /// Derived from `WJ_GOOGLE_CLIENT_SECRET` (every instance of a deployment shares it).
+    DerivedFromClientSecret,
+    /// Random for this process (local development: one instance, flows do not survive a restart).
+    Random,
+}
+
+/// The server's master secret: input keying material from which purpose-bound keys are
+/// derived with HKDF-SHA256. `Debug` prints only where it came from.
+#[derive(Clone)]
+pub struct SecretKey {
+    material: std::sync::Arc<SecretSlice<u8>>,
+    source: SecretKeySource,
+}
+
+impl std::fmt::Debug for SecretKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretKey").field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+/// The fewest bytes `WJ_SECRET_KEY` must decode to.
+pub const SECRET_KEY_MIN_BYTES: usize = 32;
+
+impl SecretKey {
+    fn new(material: Vec<u8>, source: SecretKeySource) -> Self {
+        Self { material: std::sync::Arc::new(SecretSlice::from(material)), source }
+    }
+
+    /// Parses `WJ_SECRET_KEY`: hex, or base64 (standard or URL-safe, padded or not), of at
+    /// least [`SECRET_KEY_MIN_BYTES`] bytes. The error never repeats the value.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        use base64::Engine;
+        use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+        let raw = raw.trim();
+        let is_hex = raw.len().is_multiple_of(2) && raw.bytes().all(|b| b.is_ascii_hexdigit());
+        let decoded = if is_hex {
+            (0..raw.len()).step_by(2).map(|i| u8::from_str_radix(&raw[i..i + 2], 16).ok()).collect::<Option<Vec<u8>>>()
+        } else {
+            [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|engine| engine.decode(raw).ok())
+        };
+        let Some(bytes) = decoded else {
+            return Err(ConfigError::new(
+                "WJ_SECRET_KEY",
+                "is neither hex nor base64; generate one with `openssl rand -base64 32` and give every instance the same",
+            ));
+        };
+        if bytes.len() < SECRET_KEY_MIN_BYTES {
+            return Err(ConfigError::new(
+                "WJ_SECRET_KEY",
+                format!(
+                    "decodes to {} bytes; it must be at least {SECRET_KEY_MIN_BYTES} random bytes (e.g. `openssl rand -base64 32`)",
+                    bytes.len()
+                ),
+            ));
+        }
+        Ok(Self::new(bytes, SecretKeySource::Configured))
+    }
+
+    /// The key when `WJ_SECRET_KEY` is not set but Google credentials are.
+    pub fn from_client_secret(secret: &SecretString) -> Self {
+        use secrecy::ExposeSecret;
+        Self::new(secret.expose_secret().as_bytes().to_vec(), SecretKeySource::DerivedFromClientSecret)
+    }
+
+    /// A key for this process only.
+    pub fn random() -> Self {
+        let mut bytes = vec![0u8; 32];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        Self::new(bytes, SecretKeySource::Random)
+    }
+
+    pub fn source(&self) -> SecretKeySource {
+        self.source
+    }
+
+    /// A 64-byte key for one purpose: HKDF-SHA256 over the material, with `purpose` as the
+    /// info string, so keys for different purposes are independent.
+    pub fn derive(&self, purpose: &str) -> SecretBox<[u8; 64]> {
+        use secrecy::ExposeSecret;
+        let hkdf = hkdf::Hkdf::<sha2::Sha256>::new(Some(b"workjet secret key v1"), self.material.expose_secret());
+        let mut out = Box::new([0u8; 64]);
+        hkdf.expand(purpose.as_bytes(), out.as_mut()).expect("64 bytes is a valid HKDF-SHA256 output length");
+        SecretBox::new(out)
+    }
 }
 
 /// True for `http(s)://localhost`, `127.0.0.0/8` and `[::1]` URLs.

@@ -43,6 +43,7 @@ use crate::{
             self,
             dev_idp::{self, DevIdp},
             oidc::OidcClient,
+            signin_cookie::SignInCookies,
         },
         config::{CacheMode, Config, SignIn},
         database, health,
@@ -105,9 +106,9 @@ impl Application {
             Some(url) => Some(SharedState::connect(url, &config.redis_prefix).await.map_err(|e| StartupError::Redis(e.to_string()))?),
             None => None,
         };
-        let state = build_state(config, db, leptos_options, registry, shared);
+        let (state, dev_idp) = build_state(config, db, leptos_options, registry, shared);
         spawn_maintenance(&state);
-        let router = router(state.clone());
+        let router = router(state.clone(), dev_idp);
         Ok(Self { listener, router, state })
     }
 
@@ -170,7 +171,7 @@ fn build_state(
     leptos_options: LeptosOptions,
     registry: Registry,
     shared: Option<Arc<SharedState>>,
-) -> AppState {
+) -> (AppState, Option<Arc<DevIdp>>) {
     let public = config.public_url.as_str().trim_end_matches('/').to_owned();
     let redirect_uri = Url::parse(&format!("{public}/auth/google/callback")).expect("valid redirect URI");
     let (sign_in, dev_idp) = match &config.sign_in {
@@ -198,11 +199,12 @@ fn build_state(
             (client, Some(Arc::new(idp)))
         }
     };
+    tracing::info!(source = ?config.secret_key.source(), "sign-in cookie key ready");
     let generations = Arc::new(Generations::new(shared.clone()));
     let users = UserService::new(db.clone());
     let keys = ApiKeyService::new(db.clone(), cache_enabled(&config), generations.clone());
     let limits = Limits::new(shared.clone(), config.auth_failures_per_minute);
-    AppState::new(Services {
+    let state = AppState::new(Services {
         admission: Admission::new(keys.clone(), users.clone(), limits.clone(), generations.clone(), config.rate_limit_per_minute),
         generations: generations.clone(),
         users,
@@ -216,11 +218,12 @@ fn build_state(
             if cache_enabled(&config) { store.with_cache(generations) } else { store }
         },
         sign_in: Arc::new(sign_in),
-        dev_idp,
+        sign_in_cookies: SignInCookies::new(&config.secret_key, config.secure_cookies()),
         config: Arc::new(config),
         db,
         leptos_options,
-    })
+    });
+    (state, dev_idp)
 }
 
 /// Periodic housekeeping: `last_used_at` is flushed and stale in-process entries (rate
@@ -288,8 +291,10 @@ fn session_layer(state: &AppState) -> SessionManagerLayer<SeaOrmSessionStore> {
     }
 }
 
-/// The whole HTTP surface: health, static assets, sign-in, portal pages and server functions.
-pub fn router(state: AppState) -> Router {
+/// The whole HTTP surface: health, static assets, sign-in, portal pages and server functions,
+/// and the built-in development identity provider when `dev_idp` is given (local development
+/// only: otherwise its paths are not routes at all).
+pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
     let leptos_options = state.leptos_options.clone();
     let routes = generate_route_list(App);
     let context = leptos_context;
@@ -305,13 +310,16 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::resolve_user))
         .layer(session_layer(&state));
     let api = v1::router(&state).layer(session_layer(&state));
-    Router::new()
+    let mut outer = Router::new();
+    if let Some(idp) = dev_idp {
+        outer = outer.nest_service(dev_idp::MOUNT, dev_idp::router(idp));
+    }
+    outer
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest_service("/pkg", ServeDir::new(pkg_dir))
         .route_service("/favicon.svg", ServeFile::new(site_root.join("favicon.svg")))
         .route_service("/robots.txt", ServeFile::new(site_root.join("robots.txt")))
-        .nest(dev_idp::MOUNT, dev_idp::router())
         .merge(api)
         .merge(portal)
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::cross_origin_guard))

@@ -9,7 +9,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     domain::{api_keys::ApiKeyService, sessions::SeaOrmSessionStore, users::UserService},
     server::{
-        auth::{dev_idp::DevIdp, oidc::OidcClient},
+        auth::{oidc::OidcClient, signin_cookie::SignInCookies},
         config::Config,
     },
 };
@@ -54,8 +54,8 @@ pub struct Services {
     pub sessions: SeaOrmSessionStore,
     /// The OpenID Connect relying party (Google, or the development provider).
     pub sign_in: Arc<OidcClient>,
-    /// The built-in development identity provider, when no Google credentials are set.
-    pub dev_idp: Option<Arc<DevIdp>>,
+    /// Seals and opens the `wj_signin` cookie of a sign-in in progress.
+    pub sign_in_cookies: SignInCookies,
 }
 
 impl AppState {

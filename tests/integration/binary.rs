@@ -6,7 +6,7 @@ use std::{
 };
 
 fn workjet() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_workjet"));
+    let mut cmd = Command::new(crate::helpers::workjet_binary());
     // Start from a clean slate: no WJ_* from the developer's shell.
     for (key, _) in std::env::vars() {
         if key.starts_with("WJ_") || key.starts_with("LEPTOS_") {

@@ -1,16 +1,21 @@
-//! A minimal browser for tests: follows nothing by itself, keeps the `wj_session` cookie,
-//! and walks the sign-in flow through a test identity provider.
+//! A minimal browser for tests: follows nothing by itself, keeps the `wj_session` cookie and
+//! the `wj_signin` cookie of a sign-in in progress (sent, as a browser would, only to the
+//! callback path), and walks the sign-in flow through a test identity provider.
 
 use reqwest::{Response, header};
 
 use crate::{helpers::TestApp, idp::TestIdp};
 
-/// One browser profile (one cookie jar with just `wj_session`).
+/// One browser profile (a cookie jar with just `wj_session` and `wj_signin`).
 pub struct Browser {
     pub client: reqwest::Client,
     pub cookie: Option<String>,
     /// The raw `Set-Cookie` header of the last response that set `wj_session`.
     pub last_set_cookie: Option<String>,
+    /// The sealed `wj_signin` value, while a sign-in is in progress.
+    pub signin: Option<String>,
+    /// The raw `Set-Cookie` header of the last response that set (or removed) `wj_signin`.
+    pub last_signin_set_cookie: Option<String>,
 }
 
 impl Default for Browser {
@@ -22,29 +27,43 @@ impl Default for Browser {
 impl Browser {
     pub fn new() -> Self {
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { client, cookie: None, last_set_cookie: None }
+        Self { client, cookie: None, last_set_cookie: None, signin: None, last_signin_set_cookie: None }
     }
 
     fn absorb(&mut self, response: &Response) {
         for value in response.headers().get_all(header::SET_COOKIE) {
             let Ok(text) = value.to_str() else { continue };
-            let Some(rest) = text.strip_prefix("wj_session=") else { continue };
-            self.last_set_cookie = Some(text.to_owned());
-            let value = rest.split(';').next().unwrap_or_default();
+            let (slot, last) = if text.starts_with("wj_session=") {
+                (&mut self.cookie, &mut self.last_set_cookie)
+            } else if text.starts_with("wj_signin=") {
+                (&mut self.signin, &mut self.last_signin_set_cookie)
+            } else {
+                continue;
+            };
+            *last = Some(text.to_owned());
+            let value = text.split_once('=').map(|(_, rest)| rest).unwrap_or_default().split(';').next().unwrap_or_default();
             let removed = value.is_empty() || text.to_ascii_lowercase().contains("max-age=0");
-            self.cookie = if removed { None } else { Some(value.to_owned()) };
+            *slot = if removed { None } else { Some(value.to_owned()) };
         }
     }
 
-    fn with_cookie(&self, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        match &self.cookie {
-            Some(c) => request.header(header::COOKIE, format!("wj_session={c}")),
-            None => request,
+    fn with_cookie(&self, url: &str, request: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+        let mut pairs = Vec::new();
+        if let Some(c) = &self.cookie {
+            pairs.push(format!("wj_session={c}"));
         }
+        // `wj_signin` has `Path=/auth/google/callback`.
+        let path = url::Url::parse(url).map(|u| u.path().to_owned()).unwrap_or_default();
+        if let Some(c) = &self.signin
+            && path.starts_with("/auth/google/callback")
+        {
+            pairs.push(format!("wj_signin={c}"));
+        }
+        if pairs.is_empty() { request } else { request.header(header::COOKIE, pairs.join("; ")) }
     }
 
     pub async fn get(&mut self, url: &str) -> Response {
-        let response = self.with_cookie(self.client.get(url)).send().await.expect("GET");
+        let response = self.with_cookie(url, self.client.get(url)).send().await.expect("GET");
         self.absorb(&response);
         response
     }
@@ -52,7 +71,7 @@ impl Browser {
     /// A same-origin form POST, as the portal's own pages send it.
     pub async fn post(&mut self, url: &str, origin: &str, body: &str) -> Response {
         let request = self
-            .with_cookie(self.client.post(url))
+            .with_cookie(url, self.client.post(url))
             .header(header::ORIGIN, origin)
             .header("sec-fetch-site", "same-origin")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")

@@ -375,3 +375,10 @@ pub async fn error_of(response: reqwest::Response) -> (u16, reqwest::header::Hea
     assert!(error.get("param").is_some(), "param is present (maybe null): {body}");
     (status, headers, body)
 }
+
+/// The `workjet` binary under test: `WJ_TEST_BINARY` when set, else the one Cargo built.
+/// (Worktrees that share one `CARGO_TARGET_DIR` overwrite each other's `target/*/workjet`;
+/// pointing `WJ_TEST_BINARY` at this worktree's `deps/workjet-<hash>` keeps the test honest.)
+pub fn workjet_binary() -> std::path::PathBuf {
+    std::env::var_os("WJ_TEST_BINARY").filter(|p| !p.is_empty()).map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_workjet").into())
+}

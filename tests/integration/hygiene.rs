@@ -19,6 +19,8 @@ use crate::{
 };
 
 const PROVIDER_KEY: &str = "sk-hygiene-provider-secret-5f2a9c1e7b";
+/// A `WJ_SECRET_KEY` (base64 of 32 bytes) that must appear nowhere.
+const SECRET_KEY: &str = "q3T8mZ1xV0cR7yN4bK2wE9sH6uJ5aL1dF0gP8oI3tQs=";
 
 struct Process {
     child: Child,
@@ -33,7 +35,7 @@ impl Process {
         let dir = tempfile::tempdir().expect("dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let base = format!("http://127.0.0.1:{port}");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_workjet"));
+        let mut cmd = Command::new(crate::helpers::workjet_binary());
         for (key, _) in std::env::vars() {
             if key.starts_with("WJ_") || key.starts_with("LEPTOS_") || key == "RUST_LOG" {
                 cmd.env_remove(key);
@@ -148,29 +150,27 @@ async fn no_secret_reaches_the_trace_logs_or_the_database_file() {
         ("RUST_LOG", "trace".to_owned()),
         ("WJ_CONFIG", provider_config(config_dir.path(), &fake)),
         ("HYGIENE_PROVIDER_KEY", PROVIDER_KEY.to_owned()),
+        ("WJ_SECRET_KEY", SECRET_KEY.to_owned()),
     ]);
     let mut server = Process::start(&env).await;
     let base = server.base.clone();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
 
-    // Sign in, keeping the authorization code and the session cookie.
+    // Sign in, keeping the authorization code, the sealed sign-in cookie and the session cookie.
     let start = client.get(format!("{base}/auth/google")).send().await.expect("start");
-    let set_cookie_of = |r: &reqwest::Response| -> Option<String> {
+    let set_cookie_of = |r: &reqwest::Response, name: &str| -> Option<String> {
+        let prefix = format!("{name}=");
         r.headers().get_all(header::SET_COOKIE).iter().filter_map(|v| v.to_str().ok()).find_map(|v| {
-            v.strip_prefix("wj_session=").map(|rest| rest.split(';').next().unwrap_or_default().to_owned()).filter(|v| !v.is_empty())
+            v.strip_prefix(prefix.as_str()).map(|rest| rest.split(';').next().unwrap_or_default().to_owned()).filter(|v| !v.is_empty())
         })
     };
-    let pre_login_cookie = set_cookie_of(&start);
+    assert_eq!(set_cookie_of(&start, "wj_session"), None, "no session before sign-in");
+    let signin = set_cookie_of(&start, "wj_signin").expect("the sealed sign-in cookie");
     let at_provider = client.get(location(&start)).send().await.expect("authorize");
     let callback = location(&at_provider);
     let code = url::Url::parse(&callback).expect("url").query_pairs().find(|(k, _)| k == "code").expect("code").1.into_owned();
-    let mut request = client.get(&callback);
-    if let Some(c) = &pre_login_cookie {
-        request = request.header(header::COOKIE, format!("wj_session={c}"));
-    }
-    let landed = request.send().await.expect("callback");
-    let session = set_cookie_of(&landed).expect("a session cookie");
-    assert_ne!(Some(&session), pre_login_cookie.as_ref(), "the session id changes at sign-in");
+    let landed = client.get(&callback).header(header::COOKIE, format!("wj_signin={signin}")).send().await.expect("callback");
+    let session = set_cookie_of(&landed, "wj_session").expect("a session cookie");
     let cookie = format!("wj_session={session}");
 
     // Create a key in the portal (server function) and one through /v1.
@@ -243,6 +243,8 @@ async fn no_secret_reaches_the_trace_logs_or_the_database_file() {
         ("the OAuth code", code),
         ("the OAuth client secret", CLIENT_SECRET.to_owned()),
         ("the provider key", PROVIDER_KEY.to_owned()),
+        ("WJ_SECRET_KEY", SECRET_KEY.to_owned()),
+        ("the sealed sign-in cookie", signin.clone()),
     ];
     for (what, secret) in &secrets {
         assert!(!logs.contains(secret.as_str()), "{what} appears in the logs");

@@ -14,6 +14,7 @@ mod foundation;
 mod gateway;
 mod hardening;
 mod hygiene;
+mod local_sign_in;
 mod scale_out;
 mod sdk;
 mod sign_in;

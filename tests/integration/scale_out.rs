@@ -32,7 +32,7 @@ impl Instance {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let base = format!("http://127.0.0.1:{port}");
         let dir = tempfile::tempdir().expect("dir");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_workjet"));
+        let mut cmd = Command::new(crate::helpers::workjet_binary());
         for (key, _) in std::env::vars() {
             if key.starts_with("WJ_") {
                 cmd.env_remove(key);

@@ -36,6 +36,7 @@ backend_tests! {
         let mut browser = Browser::new();
         let landed = browser.sign_in(&app, None).await;
         assert_eq!(landed, "/settings/api-keys");
+        assert!(browser.signin.is_none(), "the callback cleared wj_signin: {:?}", browser.last_signin_set_cookie);
         let set_cookie = browser.last_set_cookie.clone().expect("cookie set at sign-in");
         let attrs = attributes(&set_cookie);
         for expected in ["httponly", "secure", "samesite=lax", "path=/", "max-age=604800"] {
@@ -54,7 +55,7 @@ backend_tests! {
         assert!(token_request.contains("grant_type=authorization_code"));
         // The database holds only a hash of the token.
         let rows = session_rows(&app).await;
-        assert_eq!(rows.len(), 1, "the pre-sign-in session was replaced, not kept");
+        assert_eq!(rows.len(), 1, "one row: the signed-in session (nothing before sign-in)");
         let (hash, user_id, data) = &rows[0];
         assert!(user_id.is_some());
         assert_eq!(hash.len(), 32);
@@ -65,20 +66,133 @@ backend_tests! {
     }
 
     async fn the_session_id_changes_at_sign_in(backend) {
-        let (app, _idp) = app_with_idp(backend, &[]).await;
-        let mut browser = Browser::new();
-        let callback = browser.begin_sign_in(&app).await;
-        let before = browser.cookie.clone().expect("pre-sign-in cookie");
-        let landed = location(&browser.get(&callback).await);
+        let (app, idp) = app_with_idp(backend, &[]).await;
+        // An attacker signs in as themselves and plants their token in the victim's browser.
+        idp.set(|b| {
+            b.sub = "2000002".into();
+            b.email = "mallory@example.com".into();
+        });
+        let mut attacker = Browser::new();
+        attacker.sign_in(&app, None).await;
+        let planted = attacker.cookie.clone().expect("attacker's token");
+        idp.set(|b| *b = crate::idp::Behavior::default());
+        let mut victim = Browser { cookie: Some(planted.clone()), ..Browser::new() };
+        let callback = victim.begin_sign_in(&app).await;
+        assert_eq!(victim.cookie.as_deref(), Some(planted.as_str()), "starting a sign-in leaves wj_session alone");
+        let landed = location(&victim.get(&callback).await);
         assert_eq!(landed, "/settings/api-keys");
-        let after = browser.cookie.clone().expect("signed-in cookie");
-        assert_ne!(before, after, "a fresh token at sign-in (no fixation)");
-        // The pre-sign-in token does not become a signed-in session.
-        let mut attacker = Browser { cookie: Some(before), ..Browser::new() };
-        let response = attacker.get(&app.url("/settings/api-keys")).await;
+        let after = victim.cookie.clone().expect("signed-in cookie");
+        assert_ne!(planted, after, "a fresh token at sign-in (no fixation)");
+        // The planted token does not become the victim's session.
+        let mut replay = Browser { cookie: Some(planted), ..Browser::new() };
+        let response = replay.get(&app.url("/settings/api-keys")).await;
         assert!(location(&response).starts_with("/login"));
+        let page = victim.get(&app.url("/settings/api-keys")).await.text().await.expect("html");
+        assert!(page.contains("ada@example.com") && !page.contains("mallory@example.com"));
     }
 
+    async fn starting_sign_in_sets_only_the_sealed_signin_cookie_and_writes_nothing(backend) {
+        let (app, _idp) = app_with_idp(backend, &[]).await;
+        let before = crate::hardening::dump(&app).await;
+        let response = app.get("/auth/google?return_to=/settings/sessions").await;
+        assert_eq!(response.status(), 303);
+        let cookies: Vec<String> = response.headers().get_all("set-cookie").iter().map(|v| v.to_str().expect("ascii").to_owned()).collect();
+        assert_eq!(cookies.len(), 1, "{cookies:?}");
+        assert!(cookies[0].starts_with("wj_signin="), "no wj_session before sign-in: {cookies:?}");
+        let attrs = attributes(&cookies[0]);
+        for expected in ["httponly", "secure", "samesite=lax", "path=/auth/google/callback", "max-age=600"] {
+            assert!(attrs.iter().any(|a| a == expected), "{expected} missing from {}", cookies[0]);
+        }
+        assert!(!attrs.iter().any(|a| a.starts_with("domain=")), "host-only: {}", cookies[0]);
+        // Sealed: nothing of the transaction is readable in the cookie.
+        let to_provider = url::Url::parse(&location(&response)).expect("url");
+        for (k, v) in to_provider.query_pairs() {
+            if matches!(k.as_ref(), "state" | "nonce" | "code_challenge") {
+                assert!(!cookies[0].contains(v.as_ref()), "{k} readable in the cookie");
+            }
+        }
+        assert!(!cookies[0].contains("settings"), "the return path is sealed too");
+        assert_eq!(crate::hardening::dump(&app).await, before, "a sign-in start writes nothing to the database");
+    }
+
+    async fn a_tampered_missing_expired_or_foreign_signin_cookie_is_refused_without_a_session(backend) {
+        let (app, _idp) = app_with_idp(backend, &[]).await;
+        let before = crate::hardening::dump(&app).await;
+        let refused = |browser: &Browser, response: &reqwest::Response, what: &str| {
+            assert_eq!(location(response), "/login?error=state_mismatch", "{what}");
+            assert!(browser.cookie.is_none() && browser.last_set_cookie.is_none(), "{what}: no wj_session");
+            let removal = browser.last_signin_set_cookie.clone().unwrap_or_default().to_ascii_lowercase();
+            assert!(removal.starts_with("wj_signin=;") && removal.contains("max-age=0"), "{what}: wj_signin cleared: {removal}");
+            assert!(browser.signin.is_none());
+        };
+        // Tampered: one character of the sealed value changed.
+        let mut browser = Browser::new();
+        let callback = browser.begin_sign_in(&app).await;
+        let mut sealed = browser.signin.clone().expect("wj_signin").into_bytes();
+        sealed[10] = if sealed[10] == b'A' { b'B' } else { b'A' };
+        browser.signin = Some(String::from_utf8(sealed).expect("ascii"));
+        let response = browser.get(&callback).await;
+        refused(&browser, &response, "tampered");
+        // Missing: a callback in a browser that did not start the flow (or dropped the cookie).
+        let mut browser = Browser::new();
+        let callback = browser.begin_sign_in(&app).await;
+        browser.signin = None;
+        let response = browser.get(&callback).await;
+        refused(&browser, &response, "missing");
+        // Expired: the genuine transaction, resealed as if started eleven minutes ago.
+        let mut browser = Browser::new();
+        let callback = browser.begin_sign_in(&app).await;
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("cookie", format!("wj_signin={}", browser.signin.clone().expect("cookie")).parse().expect("header"));
+        let cookies = &app.state.sign_in_cookies;
+        let mut transaction = cookies.open(&headers, chrono::Utc::now().timestamp()).expect("the genuine cookie opens");
+        transaction.issued_at -= 11 * 60;
+        let resealed = cookies.seal(&transaction);
+        browser.signin = Some(resealed.to_str().expect("ascii").split(';').next().expect("pair").trim_start_matches("wj_signin=").to_owned());
+        let response = browser.get(&callback).await;
+        refused(&browser, &response, "expired");
+        // Foreign: sealed by a deployment with another key.
+        let mut browser = Browser::new();
+        let callback = browser.begin_sign_in(&app).await;
+        let foreign = workjet::server::auth::signin_cookie::SignInCookies::new(
+            &workjet::server::config::SecretKey::parse(&"7f".repeat(32)).expect("key"),
+            true,
+        );
+        transaction.issued_at = chrono::Utc::now().timestamp();
+        let sealed = foreign.seal(&transaction);
+        browser.signin = Some(sealed.to_str().expect("ascii").split(';').next().expect("pair").trim_start_matches("wj_signin=").to_owned());
+        let response = browser.get(&callback).await;
+        refused(&browser, &response, "foreign key");
+        let after = crate::hardening::dump(&app).await;
+        assert_eq!(after, before, "no session, no user, no audit event from a refused callback");
+    }
+
+    async fn instances_sharing_the_client_secret_or_secret_key_finish_each_others_sign_ins(backend) {
+        // Two instances behind one public URL: a flow started on one finishes on the other.
+        let idp = crate::idp::TestIdp::start().await;
+        let shared_url = "https://portal.workjet.test".to_owned();
+        let mut settings = idp.settings();
+        settings.push(("WJ_PUBLIC_URL", shared_url.clone()));
+        let first = spawn_app_with(backend, &settings).await.expect("app");
+        let second = spawn_app_with(backend, &settings).await.expect("app");
+        let mut with_key = settings.clone();
+        with_key.push(("WJ_SECRET_KEY", "q3T8mZ1xV0cR7yN4bK2wE9sH6uJ5aL1dF0gP8oI3tQs=".into()));
+        let third = spawn_app_with(backend, &with_key).await.expect("app");
+        let fourth = spawn_app_with(backend, &with_key).await.expect("app");
+        for (start_on, finish_on, works) in [(&first, &second, true), (&third, &fourth, true), (&first, &third, false)] {
+            let mut browser = Browser::new();
+            let callback = browser.begin_sign_in(start_on).await;
+            let path = callback.strip_prefix(&shared_url).expect("the callback is on the public URL");
+            let response = browser.get(&finish_on.url(path)).await;
+            if works {
+                assert_eq!(location(&response), "/settings/api-keys");
+                assert!(browser.cookie.is_some());
+            } else {
+                assert_eq!(location(&response), "/login?error=state_mismatch", "another WJ_SECRET_KEY cannot open it");
+                assert!(browser.cookie.is_none());
+            }
+        }
+    }
     async fn return_to_is_honoured_for_paths_and_ignored_for_other_sites(backend) {
         let (app, _idp) = app_with_idp(backend, &[]).await;
         assert_eq!(Browser::new().sign_in(&app, Some("/settings/sessions")).await, "/settings/sessions");
@@ -236,6 +350,8 @@ backend_tests! {
         let state = url::Url::parse(&callback).expect("url").query_pairs().find(|(k, _)| k == "state").expect("state").1.into_owned();
         let response = browser.get(&app.url(&format!("/auth/google/callback?error=access_denied&state={state}"))).await;
         assert_eq!(location(&response), "/login?error=access_denied");
+        assert!(browser.cookie.is_none() && browser.signin.is_none(), "no wj_session, and wj_signin cleared");
+        assert!(session_rows(&app).await.is_empty(), "no session row for a refused sign-in");
         let page = browser.get(&app.url("/login?error=access_denied")).await.text().await.expect("html");
         assert!(page.contains("Sign-in was cancelled"));
     }
@@ -251,6 +367,8 @@ backend_tests! {
         // A callback with no flow in progress at all.
         let mut stranger = Browser::new();
         assert_eq!(location(&stranger.get(&app.url("/auth/google/callback?code=abc&state=def")).await), "/login?error=state_mismatch");
+        assert!(browser.cookie.is_none() && stranger.cookie.is_none(), "no wj_session");
+        assert!(session_rows(&app).await.is_empty(), "no session rows");
     }
 
     async fn pkce_stops_a_code_injected_into_another_flow(backend) {

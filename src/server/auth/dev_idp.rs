@@ -2,11 +2,13 @@
 //! OpenID Connect issuer (discovery, an authorize page where you type an email and a name,
 //! a token endpoint that checks the client secret and the PKCE verifier, JWKS), served
 //! under `/_dev/idp`. The sign-in code talks to it over HTTP exactly as it talks to Google.
-//! Start-up refuses it unless `WJ_PUBLIC_URL` is a loopback URL.
+//! It has its own router and state and is mounted only in local development, which
+//! configuration allows only on a loopback listen address and a loopback `WJ_PUBLIC_URL`
+//! (see `config::local_development_allowed`); with Google configured its routes do not exist.
 
 use std::{
     collections::HashMap,
-    sync::Mutex,
+    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
@@ -27,8 +29,6 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use url::Url;
-
-use crate::server::state::AppState;
 
 /// Where the provider is mounted.
 pub const MOUNT: &str = "/_dev/idp";
@@ -111,21 +111,17 @@ impl DevIdp {
     }
 }
 
-/// The provider's routes, mounted at [`MOUNT`].
-pub fn router() -> Router<AppState> {
+/// The provider's routes with their own state, to be nested at [`MOUNT`].
+pub fn router(idp: Arc<DevIdp>) -> Router {
     Router::new()
         .route("/.well-known/openid-configuration", get(discovery))
         .route("/authorize", get(authorize_page).post(authorize))
         .route("/token", axum::routing::post(token))
         .route("/jwks", get(jwks))
+        .with_state(idp)
 }
 
-fn not_found() -> Response {
-    StatusCode::NOT_FOUND.into_response()
-}
-
-async fn discovery(State(state): State<AppState>) -> Response {
-    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
+async fn discovery(State(idp): State<Arc<DevIdp>>) -> Response {
     let base = idp.issuer.as_str();
     Json(json!({
         "issuer": base,
@@ -143,8 +139,7 @@ async fn discovery(State(state): State<AppState>) -> Response {
     .into_response()
 }
 
-async fn jwks(State(state): State<AppState>) -> Response {
-    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
+async fn jwks(State(idp): State<Arc<DevIdp>>) -> Response {
     Json(json!({"keys": [idp.key().await.jwk.clone()]})).into_response()
 }
 
@@ -177,7 +172,7 @@ fn page(title: &str, body: &str) -> String {
 <div class="mb-6 flex items-center justify-center gap-2 text-sm font-semibold uppercase tracking-wider text-amber-700">
 <span class="rounded-full bg-amber-100 px-3 py-1">Local development identity provider</span></div>
 <section class="rounded-2xl border border-slate-200 bg-white p-8 shadow-sm"><h1 class="text-xl font-semibold tracking-tight">{title}</h1>{body}</section>
-<p class="mt-6 text-center text-xs text-slate-500">This stands in for Google on your own machine: it signs in whatever identity you type. It only runs when Workjet has no Google credentials and a loopback public URL.</p>
+<p class="mt-6 text-center text-xs text-slate-500">This stands in for Google on your own machine: it signs in whatever identity you type. It only runs when Workjet has no Google credentials and listens on, and is reached through, a loopback address.</p>
 </main></body></html>"#
     )
 }
@@ -204,9 +199,8 @@ fn check_request(idp: &DevIdp, q: &AuthorizeQuery) -> Result<(), &'static str> {
     Ok(())
 }
 
-async fn authorize_page(State(state): State<AppState>, Query(q): Query<AuthorizeQuery>) -> Response {
-    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
-    if let Err(message) = check_request(idp, &q) {
+async fn authorize_page(State(idp): State<Arc<DevIdp>>, Query(q): Query<AuthorizeQuery>) -> Response {
+    if let Err(message) = check_request(&idp, &q) {
         return error_page(StatusCode::BAD_REQUEST, message);
     }
     let hidden = [
@@ -248,9 +242,8 @@ struct AuthorizeForm {
     action: Option<String>,
 }
 
-async fn authorize(State(state): State<AppState>, Form(form): Form<AuthorizeForm>) -> Response {
-    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
-    if let Err(message) = check_request(idp, &form.request) {
+async fn authorize(State(idp): State<Arc<DevIdp>>, Form(form): Form<AuthorizeForm>) -> Response {
+    if let Err(message) = check_request(&idp, &form.request) {
         return error_page(StatusCode::BAD_REQUEST, message);
     }
     let mut target = Url::parse(&idp.redirect_uri).expect("valid redirect URI");
@@ -319,9 +312,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn token(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
-    let Some(idp) = state.dev_idp.as_deref() else { return not_found() };
-    if !client_authenticated(idp, &headers, &form) {
+async fn token(State(idp): State<Arc<DevIdp>>, headers: HeaderMap, Form(form): Form<TokenForm>) -> Response {
+    if !client_authenticated(&idp, &headers, &form) {
         return token_error(StatusCode::UNAUTHORIZED, "invalid_client");
     }
     if form.grant_type.as_deref() != Some("authorization_code") {

@@ -1,7 +1,7 @@
 //! `GET /auth/google`, `GET /auth/google/callback`, `POST /auth/logout`.
 
 use axum::{
-    Extension, Router,
+    Router,
     extract::{Query, State},
     http::{HeaderMap, header},
     response::{IntoResponse, Redirect, Response},
@@ -13,10 +13,9 @@ use tower_sessions::{Expiry, Session};
 use crate::{
     domain::{
         audit::{self, AuditContext},
-        rate_limit::Quota,
-        sessions::{SESSION_TTL, SIGN_IN_FLOW_TTL, keys},
+        sessions::{SESSION_TTL, keys},
     },
-    server::{security::ClientIp, state::AppState},
+    server::{auth::signin_cookie::SignInTransaction, security::ClientIp, state::AppState},
     wire::{encode_query_value, safe_return_path},
 };
 
@@ -40,26 +39,10 @@ struct StartQuery {
     return_to: Option<String>,
 }
 
-/// Sign-in flows one client address may start per minute: enough for an office behind one
-/// NAT address on a Monday morning, few enough that the pre-sign-in sessions (10 minutes
-/// each) stay bounded.
-pub const SIGN_IN_STARTS_PER_MINUTE: u32 = 120;
-
-/// Starts the authorization-code flow: fresh `state`, `nonce` and PKCE verifier, kept in the
-/// (pre-sign-in) session, then off to the provider.
-async fn start(
-    State(state): State<AppState>,
-    Extension(ClientIp(ip)): Extension<ClientIp>,
-    session: Session,
-    Query(query): Query<StartQuery>,
-) -> Response {
-    // Each start stores a short-lived pre-sign-in session: bound how fast one address can
-    // make them, so anonymous traffic cannot grow the sessions table at will.
-    let throttle = format!("signin:{}", ip.map(|ip| ip.to_string()).unwrap_or_default());
-    if !state.limits.check(&throttle, Quota { per_minute: SIGN_IN_STARTS_PER_MINUTE }).await.allowed {
-        tracing::info!("sign-in start throttled for this address");
-        return to_login("too_many_attempts");
-    }
+/// Starts the authorization-code flow: fresh `state`, `nonce` and PKCE verifier, sealed in
+/// the short-lived `wj_signin` cookie, then off to the provider. Nothing is stored on the
+/// server, so an anonymous visitor costs no database row (and needs no throttle).
+async fn start(State(state): State<AppState>, Query(query): Query<StartQuery>) -> Response {
     let return_to = query.return_to.as_deref().and_then(safe_return_path).unwrap_or(HOME).to_owned();
     let request = match state.sign_in.authorization_request().await {
         Ok(r) => r,
@@ -68,23 +51,16 @@ async fn start(
             return to_login(error.code());
         }
     };
-    let signed_in = matches!(session.get::<i64>(keys::USER_ID).await, Ok(Some(_)));
-    let stored = async {
-        session.insert(keys::OAUTH_STATE, &request.state).await?;
-        session.insert(keys::OAUTH_NONCE, &request.nonce).await?;
-        session.insert(keys::OAUTH_PKCE_VERIFIER, &request.pkce_verifier).await?;
-        session.insert(keys::OAUTH_RETURN_TO, &return_to).await?;
-        Ok::<_, tower_sessions::session::Error>(())
-    }
-    .await;
-    if let Err(error) = stored {
-        tracing::error!(%error, "sign-in could not store its state");
-        return to_login("server_error");
-    }
-    if !signed_in {
-        session.set_expiry(Some(ttl(SIGN_IN_FLOW_TTL)));
-    }
-    Redirect::to(request.url.as_str()).into_response()
+    let transaction = SignInTransaction {
+        state: request.state,
+        nonce: request.nonce,
+        pkce_verifier: request.pkce_verifier,
+        return_to,
+        issued_at: chrono::Utc::now().timestamp(),
+    };
+    let mut response = Redirect::to(request.url.as_str()).into_response();
+    response.headers_mut().append(header::SET_COOKIE, state.sign_in_cookies.seal(&transaction));
+    response
 }
 
 #[derive(Deserialize)]
@@ -98,8 +74,10 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// Finishes the flow: checks `state`, exchanges the code, validates the ID token, signs the
-/// user in with a brand-new session id (no fixation).
+/// Finishes the flow: opens the `wj_signin` cookie, checks `state`, exchanges the code,
+/// validates the ID token, and only then signs the user in with a brand-new session id (no
+/// fixation). The `wj_signin` cookie is cleared whatever the outcome: a code or state is
+/// good once.
 async fn callback(
     State(state): State<AppState>,
     session: Session,
@@ -107,36 +85,39 @@ async fn callback(
     ip: axum::Extension<ClientIp>,
     Query(query): Query<CallbackQuery>,
 ) -> Response {
-    // The flow's secrets are taken out whatever happens: a code or state is good once.
-    let take = |key: &'static str| {
-        let session = session.clone();
-        async move { session.remove::<String>(key).await }
-    };
-    let (expected_state, nonce, verifier, return_to) = match (
-        take(keys::OAUTH_STATE).await,
-        take(keys::OAUTH_NONCE).await,
-        take(keys::OAUTH_PKCE_VERIFIER).await,
-        take(keys::OAUTH_RETURN_TO).await,
-    ) {
-        (Ok(s), Ok(n), Ok(v), Ok(r)) => (s, n, v, r),
-        _ => return to_login("server_error"),
-    };
+    let mut response = finish_sign_in(&state, &session, &headers, ip.0.0, query).await;
+    response.headers_mut().append(header::SET_COOKIE, state.sign_in_cookies.removal());
+    response
+}
+
+async fn finish_sign_in(
+    state: &AppState,
+    session: &Session,
+    headers: &HeaderMap,
+    ip: Option<std::net::IpAddr>,
+    query: CallbackQuery,
+) -> Response {
+    let transaction = state.sign_in_cookies.open(headers, chrono::Utc::now().timestamp());
     if let Some(error) = query.error.as_deref() {
         tracing::info!(provider_error = %error.chars().take(64).collect::<String>(), "sign-in refused at the provider");
         return to_login(if error == "access_denied" { "access_denied" } else { "exchange_failed" });
     }
-    let (Some(expected_state), Some(nonce), Some(verifier)) = (expected_state, nonce, verifier) else {
-        tracing::info!("sign-in callback without a flow in progress");
-        return to_login("state_mismatch");
+    let transaction = match transaction {
+        Ok(t) => t,
+        Err(error) => {
+            // The cookie's content is never logged: only why it was not usable.
+            tracing::info!(%error, "sign-in callback without a usable sign-in cookie");
+            return to_login("state_mismatch");
+        }
     };
-    if !query.state.as_deref().is_some_and(|s| constant_time_eq(s, &expected_state)) {
+    if !query.state.as_deref().is_some_and(|s| constant_time_eq(s, &transaction.state)) {
         tracing::warn!("sign-in callback with a mismatched state");
         return to_login("state_mismatch");
     }
     let Some(code) = query.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
         return to_login("exchange_failed");
     };
-    let identity = match state.sign_in.exchange_and_verify(&code, &verifier, &nonce).await {
+    let identity = match state.sign_in.exchange_and_verify(&code, &transaction.pkce_verifier, &transaction.nonce).await {
         Ok(identity) => identity,
         Err(error) => {
             tracing::warn!(%error, code = error.code(), "sign-in failed");
@@ -155,7 +136,9 @@ async fn callback(
         return to_login("account_disabled");
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(512).collect::<String>();
-    let ip_text = ip.0.0.map(|ip| ip.to_string());
+    let ip_text = ip.map(|ip| ip.to_string());
+    // The first moment anything is written for this browser: a new session id (any id the
+    // browser brought is replaced, never promoted), then the signed-in state.
     let signed_in = async {
         session.cycle_id().await?;
         session.insert(keys::USER_ID, user.id).await?;
@@ -175,7 +158,7 @@ async fn callback(
         tracing::warn!(error = %crate::domain::describe_db_error(&error), "audit event not recorded");
     }
     tracing::info!(user_id = user.id, "signed in");
-    Redirect::to(return_to.as_deref().and_then(safe_return_path).unwrap_or(HOME)).into_response()
+    Redirect::to(safe_return_path(&transaction.return_to).unwrap_or(HOME)).into_response()
 }
 
 /// Signs out: the server-side session is deleted at once and the cookie removed.
