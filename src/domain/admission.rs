@@ -97,6 +97,9 @@ pub struct Admission {
     limits: Limits,
     generations: std::sync::Arc<Generations>,
     default_quota: Quota,
+    /// The most any key may spend (`WJ_MAX_RATE_LIMIT_PER_MINUTE`), even one whose stored
+    /// limit was set before the maximum was lowered.
+    max_per_minute: u32,
 }
 
 impl Admission {
@@ -106,8 +109,9 @@ impl Admission {
         limits: Limits,
         generations: std::sync::Arc<Generations>,
         default_per_minute: u32,
+        max_per_minute: u32,
     ) -> Self {
-        Self { keys, users, limits, generations, default_quota: Quota { per_minute: default_per_minute } }
+        Self { keys, users, limits, generations, default_quota: Quota { per_minute: default_per_minute }, max_per_minute }
     }
 
     /// The limiters (the maintenance task prunes them).
@@ -116,7 +120,9 @@ impl Admission {
     }
 
     fn budget(&self, key: &KeyPrincipal) -> (String, Quota) {
-        (format!("key:{}", key.key_id), key.rate_limit_per_minute.map_or(self.default_quota, |per_minute| Quota { per_minute }))
+        let quota =
+            key.rate_limit_per_minute.map_or(self.default_quota, |per_minute| Quota { per_minute: per_minute.min(self.max_per_minute) });
+        (format!("key:{}", key.key_id), quota)
     }
 
     fn admitted(key: KeyPrincipal, decision: Decision) -> Result<Admitted, Refusal> {

@@ -205,7 +205,14 @@ fn build_state(
     let keys = ApiKeyService::new(db.clone(), cache_enabled(&config), generations.clone());
     let limits = Limits::new(shared.clone(), config.auth_failures_per_minute);
     let state = AppState::new(Services {
-        admission: Admission::new(keys.clone(), users.clone(), limits.clone(), generations.clone(), config.rate_limit_per_minute),
+        admission: Admission::new(
+            keys.clone(),
+            users.clone(),
+            limits.clone(),
+            generations.clone(),
+            config.rate_limit_per_minute,
+            config.max_rate_limit_per_minute,
+        ),
         generations: generations.clone(),
         users,
         keys,

@@ -135,4 +135,29 @@ backend_tests! {
         assert_eq!(headers["ratelimit-policy"], "\"auth-failures\";q=30;w=60");
         assert!(headers.contains_key("retry-after"));
     }
+
+    async fn no_key_spends_more_than_the_current_maximum(backend) {
+        // A key given 100 a minute while the maximum allowed it; the operator has since
+        // lowered the maximum to 3: the key spends at most 3.
+        let app = spawn_app_with(backend, &[("WJ_RATE_LIMIT_PER_MINUTE", "2".into()), ("WJ_MAX_RATE_LIMIT_PER_MINUTE", "3".into())])
+            .await
+            .expect("app");
+        let user = make_user(&app, "ada@example.com").await;
+        let earlier = workjet::domain::api_keys::Grant::user(workjet::domain::api_keys::RateLimits {
+            default_per_minute: 2,
+            max_per_minute: 100,
+        });
+        let options = NewKeyOptions { rate_limit_per_minute: Some(100), ..Default::default() };
+        let (record, key) = app
+            .state
+            .keys
+            .create(user.id, &earlier, workjet::domain::api_keys::KeyName::parse("old").expect("name"), options, &Default::default())
+            .await
+            .expect("create");
+        assert_eq!(record.rate_limit_per_minute, Some(100));
+        let key = key.into_secret();
+        let counts = statuses(&app, 5, |_| key.clone()).await;
+        eprintln!("a 100/min key under a maximum of 3: {counts:?}");
+        assert_eq!((counts.get(&200), counts.get(&429)), (Some(&3), Some(&2)), "{counts:?}");
+    }
 }
