@@ -14,6 +14,7 @@ mod foundation;
 mod gateway;
 mod hardening;
 mod hygiene;
+mod openapi;
 mod scale_out;
 mod sdk;
 mod sign_in;
