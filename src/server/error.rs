@@ -53,8 +53,8 @@ pub struct ErrorDetail {
     /// `internal_error`.
     #[schema(value_type = String, example = "unauthorized")]
     pub code: &'static str,
-    /// The request parameter at fault, if any.
-    #[schema(value_type = Option<String>, example = json!(null))]
+    /// The request parameter at fault, if any (always present, often `null`).
+    #[schema(value_type = Option<String>, required = true, example = json!(null))]
     pub param: Option<&'static str>,
 }
 

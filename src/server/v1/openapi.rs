@@ -24,7 +24,7 @@ use utoipa::{
     },
 };
 
-pub use crate::server::error::{ErrorBody, ErrorDetail};
+use crate::server::error::{ErrorBody, ErrorDetail};
 
 /// The path of the document (public: listed in `UNAUTHENTICATED_ALLOWLIST`).
 pub const PATH: &str = "/v1/openapi.json";
