@@ -50,7 +50,7 @@ ensure_build_tools() {
     cargo install wasm-bindgen-cli --version "${wasm_bindgen}"
   fi
   if [ ! -d "$ROOT/node_modules" ] || [ "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]; then
-    say "Installing npm packages (Tailwind CSS, binaryen's wasm-opt, Playwright)"
+    say "Installing npm packages (Tailwind CSS, binaryen's wasm-opt, Playwright, the OpenAI SDK)"
     (cd "$ROOT" && npm ci --no-audit --no-fund --loglevel=error)
   fi
 }

@@ -25,18 +25,37 @@ struct Inner {
     headers: HeaderMap,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// The body of every `/v1` error, in the shape the official OpenAI SDKs parse. The same type
+/// is serialised by [`ApiError::into_response`] and described in `/v1/openapi.json`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[schema(example = json!({"error": {"message": "Invalid API key.", "type": "authentication_error", "code": "unauthorized", "param": null}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
-    message: &'a str,
+/// What went wrong.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A human-readable explanation (never contains secrets).
+    #[schema(value_type = String, example = "Invalid API key.")]
+    pub message: Cow<'static, str>,
+    /// The OpenAI error type, which follows the status: `authentication_error` (401),
+    /// `permission_error` (403), `rate_limit_error` (429), `api_error` (5xx),
+    /// `invalid_request_error` (any other 4xx).
     #[serde(rename = "type")]
-    kind: &'static str,
-    code: &'static str,
-    param: Option<&'static str>,
+    #[schema(value_type = String, example = "authentication_error")]
+    pub kind: &'static str,
+    /// A stable, machine-readable code: `unauthorized`, `forbidden`, `not_found`,
+    /// `model_not_found`, `invalid_request`, `invalid_name`, `invalid_expiry`,
+    /// `invalid_rate_limit`, `too_many_keys`, `method_not_allowed`, `payload_too_large`,
+    /// `unsupported_media_type`, `request_timeout`, `headers_too_large`, `rate_limited`,
+    /// `upstream_rate_limited`, `upstream_error`, `upstream_timeout`, `service_unavailable`,
+    /// `internal_error`.
+    #[schema(value_type = String, example = "unauthorized")]
+    pub code: &'static str,
+    /// The request parameter at fault, if any (always present, often `null`).
+    #[schema(value_type = Option<String>, required = true, example = json!(null))]
+    pub param: Option<&'static str>,
 }
 
 impl ApiError {
@@ -213,8 +232,9 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let inner = *self.0;
-        let body =
-            Body { error: Detail { message: &inner.message, kind: Self::error_type(inner.status), code: inner.code, param: inner.param } };
+        let body = ErrorBody {
+            error: ErrorDetail { message: inner.message, kind: Self::error_type(inner.status), code: inner.code, param: inner.param },
+        };
         let mut response = (inner.status, Json(body)).into_response();
         response.headers_mut().extend(inner.headers);
         response

@@ -1,6 +1,6 @@
-//! The OpenAI-compatible `/v1` API. Every route is behind [`auth::authenticate`] (fail
-//! closed: there is no unauthenticated route), answers errors in OpenAI's shape, and
-//! never lets a response be cached.
+//! The OpenAI-compatible `/v1` API. Every route but the OpenAPI document is behind
+//! [`auth::authenticate`] (fail closed: unknown paths too), answers errors in OpenAI's shape,
+//! and never lets a response be cached.
 
 pub mod auth;
 pub mod body;
@@ -28,13 +28,18 @@ use tower_http::{
 
 use crate::server::{error::ApiError, state::AppState};
 
-/// Routes that answer without credentials. Empty: every `/v1` route needs a key or a
-/// session. Anything added here must be argued for in review.
-pub const UNAUTHENTICATED_ALLOWLIST: &[&str] = &[];
+/// Routes that answer without credentials. Anything added here must be argued for in review.
+///
+/// - `/v1/openapi.json`: the API's description, like most APIs publish theirs, so that client
+///   generators and API tools can read it without a key. It is a constant built from the code
+///   (no user, key, model or configuration in it) and costs one memory copy to serve.
+pub const UNAUTHENTICATED_ALLOWLIST: &[&str] = &[openapi::PATH];
 
 pub fn router(state: &AppState) -> Router<AppState> {
     // Full paths and explicit catch-alls (rather than `nest`), so that every path under /v1
     // — `/v1`, `/v1/` and anything below — is answered here, behind authentication.
+    let public =
+        Router::new().route(openapi::PATH, get(openapi::openapi)).method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
     Router::new()
         .route("/v1/me", get(me::me))
         .route("/v1/models", get(models::list))
@@ -42,12 +47,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", delete(keys::revoke).get(keys::get))
-        .route("/v1/openapi.json", get(openapi::openapi))
         .route("/v1", any(unknown_route))
         .route("/v1/", any(unknown_route))
         .route("/v1/{*rest}", any(unknown_route))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .merge(public)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(cors(state))

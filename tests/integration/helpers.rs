@@ -1,5 +1,12 @@
 //! The test harness: the real application on port 0 against a fresh database, SQLite always
 //! and PostgreSQL when `WJ_TEST_POSTGRES_URL` is set.
+//!
+//! A test that needs a service from outside (PostgreSQL, Redis, a Python or Node with the
+//! SDKs) is marked `#[ignore = "needs WJ_TEST_…"]`, so that `cargo test` reports it as
+//! ignored rather than passed, and fails (never passes) if run without it. `scripts/test`
+//! runs them with `--include-ignored` and `--skip`s the ones whose service is missing, by
+//! name: every test that needs PostgreSQL has `postgres` in its name, every test that needs
+//! Redis (and PostgreSQL) has `redis`.
 
 use std::{
     collections::HashMap,
@@ -94,6 +101,14 @@ pub fn postgres_admin_url() -> Option<String> {
     std::env::var("WJ_TEST_POSTGRES_URL").ok().filter(|s| !s.is_empty())
 }
 
+/// The value of `name`, which an ignored test needs (it was run with `--include-ignored`).
+pub fn required_env(name: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| panic!("{name} is not set: this test needs it (run it through scripts/test, or leave out --include-ignored)"))
+}
+
 /// `WJ_TEST_REDIS_URL`, if set.
 pub fn redis_url() -> Option<String> {
     std::env::var("WJ_TEST_REDIS_URL").ok().filter(|s| !s.is_empty())
@@ -182,8 +197,8 @@ pub async fn spawn_app_on(db: TestDatabase, extra: &[(&str, String)]) -> TestApp
     TestApp { addr, base_url, client, state, db, shutdown, task: Some(task) }
 }
 
-/// Defines each test twice: `sqlite::name` and `postgres::name` (the latter skipped, with a
-/// message, when `WJ_TEST_POSTGRES_URL` is not set).
+/// Defines each test twice: `sqlite::name` and `postgres::name` (the latter ignored unless
+/// run with `--include-ignored`, and then needing `WJ_TEST_POSTGRES_URL`).
 #[macro_export]
 macro_rules! backend_tests {
     ($(async fn $name:ident($backend:ident) $body:block)*) => {
@@ -203,11 +218,9 @@ macro_rules! backend_tests {
             use super::*;
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                #[ignore = "needs WJ_TEST_POSTGRES_URL"]
                 async fn $name() {
-                    if $crate::helpers::postgres_admin_url().is_none() {
-                        eprintln!("skipped: WJ_TEST_POSTGRES_URL is not set");
-                        return;
-                    }
+                    $crate::helpers::required_env("WJ_TEST_POSTGRES_URL");
                     let $backend = $crate::helpers::Backend::Postgres;
                     $body
                 }

@@ -15,6 +15,7 @@ mod gateway;
 mod hardening;
 mod hygiene;
 mod local_sign_in;
+mod openapi;
 mod scale_out;
 mod sdk;
 mod sign_in;

@@ -182,10 +182,12 @@ impl Cluster {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs WJ_TEST_POSTGRES_URL and WJ_TEST_REDIS_URL"]
 async fn two_instances_share_sessions_keys_revocations_budgets_and_survive_redis_outages() {
     let Some(cluster) = Cluster::start().await else {
-        eprintln!("skipped: WJ_TEST_POSTGRES_URL and WJ_TEST_REDIS_URL are needed for the multi-instance test");
-        return;
+        required_env("WJ_TEST_POSTGRES_URL");
+        required_env("WJ_TEST_REDIS_URL");
+        unreachable!("the cluster starts whenever both are set");
     };
 
     // A session made on A works on B.
@@ -425,10 +427,12 @@ impl Cluster {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs WJ_TEST_POSTGRES_URL and WJ_TEST_REDIS_URL"]
 async fn revocations_hold_when_redis_misbehaves() {
     let Some(cluster) = Cluster::start().await else {
-        eprintln!("skipped: WJ_TEST_POSTGRES_URL and WJ_TEST_REDIS_URL are needed for the multi-instance test");
-        return;
+        required_env("WJ_TEST_POSTGRES_URL");
+        required_env("WJ_TEST_REDIS_URL");
+        unreachable!("the cluster starts whenever both are set");
     };
 
     // 1. A cannot reach Redis, B can: A's revocation is refused (it could not reach B's
@@ -517,15 +521,13 @@ async fn revocations_hold_when_redis_misbehaves() {
 /// announcing it) keeps its scope uncached everywhere until the mark expires; Redis losing
 /// the generations is seen as a change by every instance.
 #[tokio::test]
-async fn unfinished_revocations_and_lost_generations_invalidate_caches() {
+#[ignore = "needs WJ_TEST_POSTGRES_URL and WJ_TEST_REDIS_URL"]
+async fn redis_marks_of_unfinished_revocations_and_lost_generations_invalidate_caches() {
     use workjet::domain::{
         auth_cache::Generations,
         shared_state::{Scope, SharedState},
     };
-    let Some(url) = redis_url() else {
-        eprintln!("skipped: WJ_TEST_REDIS_URL is not set");
-        return;
-    };
+    let url = required_env("WJ_TEST_REDIS_URL");
     let _serial = REDIS.lock().await;
     let prefix = format!("test-marks-{}-{}:", std::process::id(), Instant::now().elapsed().as_nanos());
     let shared = SharedState::connect(&url, &prefix).await.expect("redis");

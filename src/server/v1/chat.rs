@@ -90,13 +90,18 @@ pub fn parse_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// Creates a chat completion through the model's provider.
-#[utoipa::path(post, path = "/v1/chat/completions", tag = "inference", security(("bearer" = [])),
-    request_body(content = Object, description = "An OpenAI chat-completions request"),
-    responses((status = 200, description = "A chat completion, or an SSE stream of chunks with \"stream\": true"),
-        (status = 400, body = crate::server::v1::openapi::ErrorBody), (status = 401, body = crate::server::v1::openapi::ErrorBody),
-        (status = 403, body = crate::server::v1::openapi::ErrorBody), (status = 404, body = crate::server::v1::openapi::ErrorBody),
-        (status = 429, body = crate::server::v1::openapi::ErrorBody), (status = 502, body = crate::server::v1::openapi::ErrorBody),
-        (status = 504, body = crate::server::v1::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/chat/completions", operation_id = "createChatCompletion", tag = "inference",
+    request_body(content = Object, description = "An OpenAI chat-completions request; `model` and `messages` are required, \
+        everything else is passed to the provider.",
+        example = json!({"model": "claude-4-sonnet", "messages": [{"role": "user", "content": "Hello, world!"}]})),
+    responses(
+        (status = 200, description = "A chat completion (`application/json`), or with `\"stream\": true` a stream of \
+            chat-completion chunks (`text/event-stream`) ending with `data: [DONE]`.",
+            content((Object = "application/json"), (String = "text/event-stream"))),
+        (status = 403, description = "`forbidden`: the credentials lack the `inference` permission.", body = crate::server::error::ErrorBody),
+        (status = 404, description = "`model_not_found`: no provider serves this model.", body = crate::server::error::ErrorBody),
+        (status = 502, description = "`upstream_error`: the provider is unreachable, failed or answered garbage.", body = crate::server::error::ErrorBody),
+        (status = 504, description = "`upstream_timeout`: the provider did not answer in time.", body = crate::server::error::ErrorBody)))]
 pub async fn chat_completions(State(state): State<AppState>, principal: Principal, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
     principal.require(Permission::Inference)?;
     let started = Instant::now();

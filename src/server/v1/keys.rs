@@ -37,7 +37,7 @@ pub struct KeyObject {
     /// `wj_live_` + first 4 + `…` + last 4 characters.
     pub hint: String,
     /// `"all"` or a list of `inference`, `keys:read`, `keys:write`.
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::server::v1::openapi::PermissionsSchema)]
     pub permissions: Permissions,
     /// `active`, `revoked` or `expired`.
     pub status: &'static str,
@@ -99,7 +99,7 @@ pub struct CreateKeyRequest {
     /// `"all"` or a list of permissions, never more than the caller has (403 otherwise).
     /// Default: the caller's own permissions (`"all"` for a session or an all-permissions key).
     #[serde(default)]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<crate::server::v1::openapi::PermissionsSchema>)]
     pub permissions: Option<Permissions>,
     /// Expiry as Unix seconds, never later than the calling key's own expiry (403
     /// otherwise). Default: the calling key's expiry (none for a session or a key that
@@ -160,8 +160,10 @@ fn audit(principal: &Principal, ip: &ClientIp) -> AuditContext {
 }
 
 /// The caller's keys, newest first.
-#[utoipa::path(get, path = "/v1/keys", tag = "keys", security(("bearer" = [])),
-    responses((status = 200, body = KeyList), (status = 401, body = crate::server::v1::openapi::ErrorBody), (status = 403, body = crate::server::v1::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/keys", operation_id = "listKeys", tag = "keys",
+    responses((status = 200, description = "The caller's keys, newest first (revoked and expired ones included).", body = KeyList,
+            example = json!({"object": "list", "data": [{"id": 42, "object": "api_key", "name": "Nightly evals", "hint": "wj_live_a1b2…x9y8", "permissions": ["inference"], "status": "active", "created_at": 1767225600, "last_used_at": null, "revoked_at": null, "expires_at": null, "rate_limit_per_minute": null}]})),
+        (status = 403, description = "`forbidden`: the credentials lack the `keys:read` permission.", body = crate::server::error::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<KeyList>, ApiError> {
     principal.require(Permission::KeysRead)?;
     let keys = state.keys.list(principal.user_id).await.map_err(database)?;
@@ -169,8 +171,11 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
 }
 
 /// One of the caller's keys.
-#[utoipa::path(get, path = "/v1/keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, body = KeyObject), (status = 404, body = crate::server::v1::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/keys/{id}", operation_id = "getKey", tag = "keys",
+    params(("id" = i64, Path, description = "The key's id.", minimum = 1)),
+    responses((status = 200, description = "The key (never the key itself).", body = KeyObject, example = json!({"id": 42, "object": "api_key", "name": "Nightly evals", "hint": "wj_live_a1b2…x9y8", "permissions": ["inference"], "status": "active", "created_at": 1767225600, "last_used_at": null, "revoked_at": null, "expires_at": null, "rate_limit_per_minute": null})),
+        (status = 403, description = "`forbidden`: the credentials lack the `keys:read` permission.", body = crate::server::error::ErrorBody),
+        (status = 404, description = "`not_found`: no key with that id among the caller's keys.", body = crate::server::error::ErrorBody)))]
 pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<Json<KeyObject>, ApiError> {
     principal.require(Permission::KeysRead)?;
     let id = parse_id(&id)?;
@@ -189,8 +194,15 @@ pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): 
 /// within the hour). A session (the `wj_session` cookie) has its user's whole grant: every
 /// permission, no expiry bound. Nobody can give a key more than the server's maximum rate
 /// limit. Beyond the grant: 403 `forbidden`, `param` naming the field, and nothing is created.
-#[utoipa::path(post, path = "/v1/keys", tag = "keys", security(("bearer" = [])), request_body = CreateKeyRequest,
-    responses((status = 201, body = CreatedKey), (status = 400, body = crate::server::v1::openapi::ErrorBody), (status = 403, body = crate::server::v1::openapi::ErrorBody), (status = 409, body = crate::server::v1::openapi::ErrorBody)))]
+#[utoipa::path(post, path = "/v1/keys", operation_id = "createKey", tag = "keys",
+    request_body(content = CreateKeyRequest, description = "The new key's name and, optionally, permissions, expiry and rate limit.",
+        example = json!({"name": "Nightly evals", "permissions": ["inference"]})),
+    responses((status = 201, description = "The key, with the raw key in `key`: shown this once, store it now.", body = CreatedKey,
+            example = json!({"id": 42, "object": "api_key", "name": "Nightly evals", "hint": "wj_live_a1b2…x9y8", "permissions": ["inference"], "status": "active", "created_at": 1767225600, "last_used_at": null, "revoked_at": null, "expires_at": null, "rate_limit_per_minute": null, "key": "wj_live_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6x9y8"})),
+        (status = 400, description = "`invalid_name`, `invalid_expiry` or `invalid_rate_limit`: a field is out of range (`param` names it).", body = crate::server::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the credentials lack the `keys:write` permission, or ask for more than their own grant — permissions they do not have, an expiry later than their own, a rate limit above their own or the server's maximum (`param` names the field).", body = crate::server::error::ErrorBody),
+        (status = 409, description = "`too_many_keys`: the caller has 100 active keys already.", body = crate::server::error::ErrorBody),
+        (status = 422, description = "`invalid_request`: well-formed JSON that does not fit the schema (e.g. an unknown field).", body = crate::server::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
     principal: Principal,
@@ -214,8 +226,12 @@ pub async fn create(
 }
 
 /// Revokes a key at once (idempotent).
-#[utoipa::path(delete, path = "/v1/keys/{id}", tag = "keys", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, body = KeyObject), (status = 403, body = crate::server::v1::openapi::ErrorBody), (status = 404, body = crate::server::v1::openapi::ErrorBody)))]
+#[utoipa::path(delete, path = "/v1/keys/{id}", operation_id = "revokeKey", tag = "keys",
+    params(("id" = i64, Path, description = "The key's id.", minimum = 1)),
+    responses((status = 200, description = "The revoked key; it is refused from the very next request. Revoking twice is fine.",
+            body = KeyObject, example = json!({"id": 42, "object": "api_key", "name": "Nightly evals", "hint": "wj_live_a1b2…x9y8", "permissions": ["inference"], "status": "revoked", "created_at": 1767225600, "last_used_at": null, "revoked_at": 1767312000, "expires_at": null, "rate_limit_per_minute": null})),
+        (status = 403, description = "`forbidden`: the credentials lack the `keys:write` permission.", body = crate::server::error::ErrorBody),
+        (status = 404, description = "`not_found`: no key with that id among the caller's keys.", body = crate::server::error::ErrorBody)))]
 pub async fn revoke(
     State(state): State<AppState>,
     principal: Principal,

@@ -21,7 +21,7 @@ pub struct MeResponse {
     pub auth_method: &'static str,
     /// The key used, when the request authenticated with one.
     pub key: Option<MeKey>,
-    #[schema(value_type = Object)]
+    #[schema(value_type = crate::server::v1::openapi::PermissionsSchema)]
     pub permissions: Permissions,
 }
 
@@ -40,8 +40,8 @@ pub struct MeKey {
 }
 
 /// The signed-in user behind the request.
-#[utoipa::path(get, path = "/v1/me", tag = "account", security(("bearer" = [])),
-    responses((status = 200, body = MeResponse), (status = 401, body = crate::server::v1::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/me", operation_id = "getMe", tag = "account",
+    responses((status = 200, description = "The caller: user, authentication method, key and permissions.", body = MeResponse)))]
 pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<MeResponse>, ApiError> {
     let user = match state.users.get(principal.user_id).await {
         Ok(Some(user)) => user,

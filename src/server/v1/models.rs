@@ -33,8 +33,9 @@ fn object(id: &str, provider: &str) -> ModelObject {
 }
 
 /// Every model this gateway serves.
-#[utoipa::path(get, path = "/v1/models", tag = "inference", security(("bearer" = [])),
-    responses((status = 200, body = ModelList), (status = 401, body = crate::server::v1::openapi::ErrorBody), (status = 403, body = crate::server::v1::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/models", operation_id = "listModels", tag = "inference",
+    responses((status = 200, description = "The models this gateway serves (public names).", body = ModelList),
+        (status = 403, description = "`forbidden`: the credentials lack the `inference` permission.", body = crate::server::error::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<ModelList>, ApiError> {
     principal.require(Permission::Inference)?;
     let data = state.gateway.routes.iter().map(|(name, route)| object(name, &route.provider.name)).collect();
@@ -42,8 +43,11 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
 }
 
 /// One model.
-#[utoipa::path(get, path = "/v1/models/{id}", tag = "inference", security(("bearer" = [])), params(("id" = String, Path)),
-    responses((status = 200, body = ModelObject), (status = 404, body = crate::server::v1::openapi::ErrorBody)))]
+#[utoipa::path(get, path = "/v1/models/{id}", operation_id = "getModel", tag = "inference",
+    params(("id" = String, Path, description = "A public model name, e.g. `claude-4-sonnet`.")),
+    responses((status = 200, description = "The model.", body = ModelObject),
+        (status = 403, description = "`forbidden`: the credentials lack the `inference` permission.", body = crate::server::error::ErrorBody),
+        (status = 404, description = "`model_not_found`: no provider serves this model.", body = crate::server::error::ErrorBody)))]
 pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<Json<ModelObject>, ApiError> {
     principal.require(Permission::Inference)?;
     match state.gateway.route(&id) {

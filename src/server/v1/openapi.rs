@@ -1,58 +1,235 @@
 //! `GET /v1/openapi.json`: the OpenAPI 3.1 document of `/v1`, generated from the handlers.
+//!
+//! The handlers' `#[utoipa::path]` annotations say what is particular to each operation (its
+//! id, success body, the errors only it answers); [`Conventions`] adds what every operation
+//! shares: the error body ([`ErrorBody`], the very type `ApiError` serialises), 401 / 429 /
+//! 503 answers, the rate-limit headers, the request id and the security schemes. The document
+//! itself is public (it describes routes, never data) and is built once.
 
-use axum::Json;
-use serde::Serialize;
+use std::sync::LazyLock;
+
+use axum::{
+    body::Bytes,
+    http::{HeaderValue, header},
+    response::IntoResponse,
+};
+use serde_json::json;
 use utoipa::{
-    Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+    Modify, OpenApi, PartialSchema, ToSchema,
+    openapi::{
+        Content, Ref, RefOr, Response, ResponseBuilder, Schema,
+        header::{Header, HeaderBuilder},
+        schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type},
+        security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
+    },
 };
 
-/// The error body every `/v1` failure answers with.
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
+use crate::server::error::{ErrorBody, ErrorDetail};
+
+/// The path of the document (public: listed in `UNAUTHENTICATED_ALLOWLIST`).
+pub const PATH: &str = "/v1/openapi.json";
+
+/// `"all"`, or a list of permissions: the shape of every `permissions` field.
+pub struct PermissionsSchema;
+
+impl PartialSchema for PermissionsSchema {
+    fn schema() -> RefOr<Schema> {
+        let all = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .enum_values(Some(["all"]))
+            .description(Some("Every permission, including any added later."));
+        let permission = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["inference", "keys:read", "keys:write"]));
+        let restricted =
+            ArrayBuilder::new().items(permission).unique_items(true).description(Some("Only these permissions (may be empty)."));
+        OneOfBuilder::new()
+            .item(all)
+            .item(restricted)
+            .description(Some("`\"all\"`, or a list of `inference`, `keys:read`, `keys:write`."))
+            .examples([json!("all"), json!(["inference"])])
+            .into()
+    }
 }
 
-#[derive(Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    pub message: String,
-    /// `authentication_error`, `permission_error`, `rate_limit_error`, `invalid_request_error`, `api_error`.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// `unauthorized`, `forbidden`, `rate_limited`, `not_found`, `invalid_request`, …
-    pub code: String,
-    pub param: Option<String>,
+impl ToSchema for PermissionsSchema {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Permissions".into()
+    }
 }
 
-struct BearerScheme;
+fn integer_header(description: &str) -> Header {
+    HeaderBuilder::new().schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0))).description(Some(description)).build()
+}
 
-impl Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
+fn string_header(description: &str) -> Header {
+    HeaderBuilder::new().schema(ObjectBuilder::new().schema_type(Type::String)).description(Some(description)).build()
+}
+
+/// The headers on every answer to an authenticated `/v1` request.
+fn rate_limit_headers() -> Vec<(&'static str, Header)> {
+    vec![
+        ("X-RateLimit-Limit", integer_header("Requests allowed per minute for this key (or user, for a session).")),
+        ("X-RateLimit-Remaining", integer_header("Requests allowed right now.")),
+        ("X-RateLimit-Reset", integer_header("Seconds until the budget is full again.")),
+        ("RateLimit-Policy", string_header("The policy in the IETF draft's format, e.g. `\"per-key\";q=600;w=60`.")),
+        ("RateLimit", string_header("Where you stand in the IETF draft's format, e.g. `\"per-key\";r=599;t=1`.")),
+        ("x-request-id", string_header("The request's id; quote it when reporting a problem.")),
+    ]
+}
+
+fn error_response(description: &str, extra_headers: Vec<(&'static str, Header)>) -> Response {
+    let mut builder = ResponseBuilder::new()
+        .description(description)
+        .content("application/json", Content::new(Some(Ref::from_schema_name(ErrorBody::name()))));
+    for (name, h) in extra_headers {
+        builder = builder.header(name, h);
+    }
+    builder.build()
+}
+
+fn unauthorized() -> Response {
+    error_response(
+        "`unauthorized`: missing, malformed, unknown, revoked or expired key or session.",
+        vec![("WWW-Authenticate", string_header("`Bearer realm=\"workjet\"`"))],
+    )
+}
+
+fn rate_limited() -> Response {
+    error_response(
+        "`rate_limited`: the key's (or user's) budget is spent, or too many failed authentications came from this address; \
+         `upstream_rate_limited`: the model provider is rate limiting. Wait for `Retry-After`.",
+        vec![
+            ("Retry-After", integer_header("Seconds to wait before retrying (at least 1).")),
+            ("retry-after-ms", integer_header("Milliseconds to wait before retrying.")),
+            ("x-should-retry", string_header("`false` when the wait is longer than the OpenAI SDKs would wait (60 s).")),
+        ],
+    )
+}
+
+fn unavailable() -> Response {
+    error_response("`service_unavailable`: the database is unreachable (Workjet fails closed). Retry shortly.", vec![])
+}
+
+fn bad_body() -> Vec<(&'static str, Response)> {
+    vec![
+        ("400", error_response("`invalid_request` (or a more specific code naming `param`): the request is malformed.", vec![])),
+        ("408", error_response("`request_timeout`: the request body stopped arriving.", vec![])),
+        ("413", error_response("`payload_too_large`: the body is over the server's limit (`WJ_MAX_BODY_BYTES`).", vec![])),
+        ("415", error_response("`unsupported_media_type`: the body is not JSON, or is compressed.", vec![])),
+    ]
+}
+
+/// What every operation shares; see the module documentation.
+struct Conventions;
+
+impl Modify for Conventions {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(
                 HttpBuilder::new()
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("wj_live_ + 36 alphanumerics")
-                    .description(Some("An API key from Settings > API Keys, or the wj_session cookie of a signed-in browser."))
+                    .description(Some("An API key from Settings > API Keys (or `POST /v1/keys`), as `Authorization: Bearer wj_live_…`."))
                     .build(),
             ),
         );
+        components.add_security_scheme(
+            "cookie",
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+                "wj_session",
+                "The session cookie of a browser signed in to the portal. State-changing requests must come from an allowed origin.",
+            ))),
+        );
+        doc.security =
+            Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new()), SecurityRequirement::new("cookie", Vec::<String>::new())]);
+
+        for (path, item) in doc.paths.paths.iter_mut() {
+            let public = path.as_str() == PATH;
+            for operation in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()].into_iter().flatten() {
+                if public {
+                    operation.security = Some(Vec::new());
+                    continue;
+                }
+                // Either credential works on every route.
+                operation.security = None;
+                let responses = &mut operation.responses.responses;
+                let mut shared: Vec<(&str, Response)> = vec![("401", unauthorized()), ("429", rate_limited()), ("503", unavailable())];
+                if operation.request_body.is_some() {
+                    shared.extend(bad_body());
+                }
+                for (status, response) in shared {
+                    responses.entry(status.to_owned()).or_insert_with(|| RefOr::T(response));
+                }
+                for response in responses.values_mut() {
+                    if let RefOr::T(response) = response {
+                        for (name, h) in rate_limit_headers() {
+                            response.headers.entry(name.to_owned()).or_insert(h);
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Workjet API", description = "OpenAI-compatible LLM gateway with API key management."),
-    paths(super::me::me, super::models::list, super::models::get, super::chat::chat_completions, super::keys::list, super::keys::get, super::keys::create, super::keys::revoke),
-    components(schemas(ErrorBody, ErrorDetail)),
-    modifiers(&BearerScheme),
-    security(("bearer" = []))
+    info(
+        title = "Workjet API",
+        description = "OpenAI-compatible LLM gateway with API key management. Authenticate with an API key \
+            (`Authorization: Bearer wj_live_…`) or the portal's `wj_session` cookie. Every error answers with \
+            `ErrorBody`; every authenticated answer carries the `X-RateLimit-*` headers.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    paths(
+        super::models::list, super::models::get, super::chat::chat_completions,
+        super::keys::list, super::keys::create, super::keys::get, super::keys::revoke,
+        super::me::me, openapi
+    ),
+    components(schemas(ErrorBody, ErrorDetail, PermissionsSchema)),
+    tags(
+        (name = "inference", description = "Models and chat completions, as in the OpenAI API (permission `inference`)."),
+        (name = "keys", description = "Create, list, inspect and revoke your API keys (`keys:read`, `keys:write`)."),
+        (name = "account", description = "Who is calling."),
+        (name = "meta", description = "This document.")
+    ),
+    modifiers(&Conventions)
 )]
 pub struct ApiDoc;
 
-/// The document.
-pub async fn openapi() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+static DOCUMENT: LazyLock<Bytes> =
+    LazyLock::new(|| Bytes::from(ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serialises")));
+
+/// This OpenAPI 3.1 document. Public: it describes the routes, not anyone's data.
+#[utoipa::path(get, path = "/v1/openapi.json", operation_id = "getOpenApiDocument", tag = "meta",
+    responses((status = 200, description = "The OpenAPI 3.1 document of `/v1`.", content_type = "application/json", body = Object)))]
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], DOCUMENT.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_ids_are_unique_and_every_response_is_described() {
+        let doc: serde_json::Value = serde_json::from_slice(&DOCUMENT).expect("json");
+        let mut ids = std::collections::BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, op) in item.as_object().expect("item") {
+                let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path} has an operationId"));
+                assert!(ids.insert(id.to_owned()), "operationId {id} is unique");
+                for (status, response) in op["responses"].as_object().expect("responses") {
+                    assert!(!response["description"].as_str().unwrap_or_default().is_empty(), "{method} {path} {status} is described");
+                    if status.starts_with('4') || status.starts_with('5') {
+                        assert_eq!(response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+                    }
+                }
+            }
+        }
+        for id in ["listModels", "createChatCompletion", "listKeys", "createKey", "getKey", "revokeKey", "getMe"] {
+            assert!(ids.contains(id), "{id}");
+        }
+    }
 }
