@@ -506,16 +506,3 @@ backend_tests! {
         assert!(body["error"]["message"].as_str().expect("message").contains("100"));
     }
 }
-
-async fn count_rows(app: &TestApp, table: &str) -> i64 {
-    use sea_orm::{ConnectionTrait, Statement};
-    let backend = app.state.db.get_database_backend();
-    let row = app
-        .state
-        .db
-        .query_one_raw(Statement::from_string(backend, format!("SELECT count(*) AS n FROM {table}")))
-        .await
-        .expect("query")
-        .expect("a row");
-    row.try_get::<i64>("", "n").expect("count")
-}

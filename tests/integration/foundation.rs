@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Statement};
+use sea_orm::ConnectionTrait;
 use workjet::server::database;
 
 use crate::{backend_tests, helpers::*};
@@ -71,18 +71,6 @@ backend_tests! {
         assert!(html.contains("Page not found"));
         assert!(html.contains("Workjet"));
     }
-}
-
-async fn count_rows(app: &TestApp, table: &str) -> i64 {
-    let backend = app.state.db.get_database_backend();
-    let row = app
-        .state
-        .db
-        .query_one_raw(Statement::from_string(backend, format!("SELECT count(*) AS n FROM {table}")))
-        .await
-        .expect("query")
-        .expect("a row");
-    row.try_get::<i64>("", "n").expect("count")
 }
 
 /// SQLite: another process holding the write lock does not make the instance unready:

@@ -395,3 +395,17 @@ pub async fn error_of(response: reqwest::Response) -> (u16, reqwest::header::Hea
 pub fn workjet_binary() -> std::path::PathBuf {
     std::env::var_os("WJ_TEST_BINARY").filter(|p| !p.is_empty()).map(Into::into).unwrap_or_else(|| env!("CARGO_BIN_EXE_workjet").into())
 }
+
+/// The number of rows in `table`.
+pub async fn count_rows(app: &TestApp, table: &str) -> i64 {
+    use sea_orm::{ConnectionTrait, Statement};
+    let backend = app.state.db.get_database_backend();
+    let row = app
+        .state
+        .db
+        .query_one_raw(Statement::from_string(backend, format!("SELECT count(*) AS n FROM {table}")))
+        .await
+        .expect("query")
+        .expect("a row");
+    row.try_get::<i64>("", "n").expect("count")
+}

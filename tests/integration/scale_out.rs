@@ -229,43 +229,11 @@ async fn two_instances_share_sessions_keys_revocations_budgets_and_survive_redis
     // The same while 64 connections hammer the key on B.
     let (id, key) = cluster.create_key(json!({"name": "hammered", "rate_limit_per_minute": 1000000})).await;
     assert_eq!(cluster.me(&cluster.b, &key).await, 200);
-    let stop = Arc::new(AtomicBool::new(false));
-    let revoked_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
-    let mut workers = Vec::new();
-    for _ in 0..64 {
-        let (client, url, key, stop, revoked_at) =
-            (cluster.client.clone(), cluster.b.url("/v1/me"), key.clone(), stop.clone(), revoked_at.clone());
-        workers.push(tokio::spawn(async move {
-            let (mut total, mut accepted_after) = (0u64, 0u64);
-            while !stop.load(Ordering::Relaxed) {
-                let sent = Instant::now();
-                let status = client
-                    .get(&url)
-                    .header(header::AUTHORIZATION, format!("Bearer {key}"))
-                    .send()
-                    .await
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0);
-                total += 1;
-                let after_revoke = revoked_at.lock().expect("lock").is_some_and(|t| sent >= t);
-                if after_revoke && status == 200 {
-                    accepted_after += 1;
-                }
-            }
-            (total, accepted_after)
-        }));
-    }
+    let hammer = Hammer::start(&cluster, &key, &[&cluster.b], 64);
     tokio::time::sleep(Duration::from_millis(700)).await;
     cluster.revoke_on_a(id).await;
-    *revoked_at.lock().expect("lock") = Some(Instant::now());
-    tokio::time::sleep(Duration::from_millis(700)).await;
-    stop.store(true, Ordering::Relaxed);
-    let (mut total, mut accepted_after) = (0, 0);
-    for w in workers {
-        let (t, a) = w.await.expect("worker");
-        total += t;
-        accepted_after += a;
-    }
+    hammer.revoked();
+    let (total, accepted_after) = hammer.stop().await;
     eprintln!("64 connections, {total} requests on B; accepted after the revoke returned: {accepted_after}");
     assert_eq!(accepted_after, 0, "requests accepted on B after the revoke on A returned");
 
@@ -330,12 +298,13 @@ struct Hammer {
 }
 
 impl Hammer {
-    fn start(cluster: &Cluster, key: &str, connections: usize) -> Self {
+    /// `connections` loops, spread over `targets`.
+    fn start(cluster: &Cluster, key: &str, targets: &[&Instance], connections: usize) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let revoked_at: Arc<std::sync::Mutex<Option<Instant>>> = Arc::default();
         let workers = (0..connections)
             .map(|i| {
-                let instance = if i % 2 == 0 { &cluster.a } else { &cluster.b };
+                let instance = targets[i % targets.len()];
                 let (client, url, key, stop, revoked_at) =
                     (cluster.client.clone(), instance.url("/v1/me"), key.to_owned(), stop.clone(), revoked_at.clone());
                 tokio::spawn(async move {
@@ -366,9 +335,9 @@ impl Hammer {
         *self.revoked_at.lock().expect("lock") = Some(Instant::now());
     }
 
-    /// Stops; (requests, accepted after the revocation answered success).
+    /// Stops 700 ms later; (requests, accepted after the revocation answered success).
     async fn stop(self) -> (u64, u64) {
-        tokio::time::sleep(Duration::from_millis(600)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         self.stop.store(true, Ordering::Relaxed);
         let (mut total, mut accepted_after) = (0, 0);
         for w in self.workers {
@@ -438,7 +407,7 @@ async fn revocations_hold_when_redis_misbehaves() {
     // 1. A cannot reach Redis, B can: A's revocation is refused (it could not reach B's
     //    cache) and changes nothing; once A reaches Redis again it holds everywhere at once.
     let (id, key) = cluster.cached_key("cut from A").await;
-    let hammer = Hammer::start(&cluster, &key, 16);
+    let hammer = Hammer::start(&cluster, &key, &[&cluster.a, &cluster.b], 16);
     cluster.redis_a.cut();
     let started = Instant::now();
     let status = cluster.revoke(&cluster.a, id).await;
@@ -466,7 +435,7 @@ async fn revocations_hold_when_redis_misbehaves() {
     let mut redis =
         redis::Client::open(cluster.redis_url.as_str()).expect("redis").get_multiplexed_async_connection().await.expect("connect");
     let _: () = redis::cmd("FLUSHALL").query_async(&mut redis).await.expect("FLUSHALL");
-    let hammer = Hammer::start(&cluster, &key, 16);
+    let hammer = Hammer::start(&cluster, &key, &[&cluster.a, &cluster.b], 16);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(cluster.revoke(&cluster.a, id).await, 200);
     hammer.revoked();
@@ -484,7 +453,7 @@ async fn revocations_hold_when_redis_misbehaves() {
     cluster.restore_redis();
     cluster.wait_for_redis(&cluster.a).await;
     cluster.wait_for_redis(&cluster.b).await;
-    let hammer = Hammer::start(&cluster, &key, 16);
+    let hammer = Hammer::start(&cluster, &key, &[&cluster.a, &cluster.b], 16);
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(cluster.revoke(&cluster.a, id).await, 200);
     hammer.revoked();

@@ -88,7 +88,8 @@ fn error_response(description: &str, extra_headers: Vec<(&'static str, Header)>)
 
 fn unauthorized() -> Response {
     error_response(
-        "`unauthorized`: missing, malformed, unknown, revoked or expired key or session.",
+        "`unauthorized`: missing, malformed, unknown, revoked or expired key or session. The rate-limit headers are sent only \
+         when a never-seen key was counted against the address's failed-authentication budget (`auth-failures` policy).",
         vec![("WWW-Authenticate", string_header("`Bearer realm=\"workjet\"`"))],
     )
 }
