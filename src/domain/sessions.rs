@@ -403,6 +403,14 @@ impl SessionStore for SeaOrmSessionStore {
 
     async fn delete(&self, id: &Id) -> session_store::Result<()> {
         let hash = token_hash(id);
+        // A session that does not exist (a stale cookie replaced at sign-in) revokes nothing:
+        // no announcement, so signing in does not depend on Redis.
+        let exists = sessions::Entity::find().filter(sessions::Column::TokenHash.eq(hash.to_vec())).one(&self.db).await.map_err(backend)?;
+        if exists.is_none() {
+            self.writes.remove(&hash);
+            self.forget_locally(Some(&hash));
+            return Ok(());
+        }
         let delete = sessions::Entity::delete_many().filter(sessions::Column::TokenHash.eq(hash.to_vec())).exec(&self.db);
         self.revoking(Scope::Bucket(bucket_of(&hash)), delete).await.map_err(|error| match error {
             SessionError::Database(e) => backend(e),

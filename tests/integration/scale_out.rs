@@ -462,6 +462,17 @@ async fn revocations_hold_when_redis_misbehaves() {
     eprintln!("Redis down during a revoke, back, revoked, down again: {total} requests, {accepted} accepted after success");
     assert_eq!(accepted, 0);
     assert_eq!(cluster.me(&cluster.b, &key).await, 401, "with Redis gone the database decides");
+    // Signing in needs no Redis, even for a browser that still sends a session cookie that no
+    // longer exists (replacing it revokes nothing).
+    let mut stale = Browser::new();
+    assert_eq!(stale.sign_in_at(&cluster.a.base, None).await, "/settings/api-keys");
+    let old_cookie = stale.cookie.clone().expect("cookie");
+    cluster.restore_redis();
+    cluster.wait_for_redis(&cluster.a).await;
+    assert!(stale.post(&cluster.a.url("/auth/logout"), &cluster.a.base, "").await.status().is_redirection());
+    cluster.cut_redis();
+    stale.cookie = Some(old_cookie);
+    assert_eq!(stale.sign_in_at(&cluster.a.base, None).await, "/settings/api-keys", "sign-in works while Redis is down");
     cluster.restore_redis();
     cluster.wait_for_redis(&cluster.a).await;
     cluster.wait_for_redis(&cluster.b).await;
