@@ -374,8 +374,7 @@ impl SharedState {
             .arg(lifetime.as_millis().max(1) as u64)
             .invoke_async(&mut c)
             .await;
-        self.mark(result.as_ref().map(|_| ()).map_err(describe));
-        result.map(|_| ()).map_err(|e| describe(&e))
+        self.done(result)
     }
 
     /// After the commit: moves the generation on again and removes this revocation's mark.
@@ -389,8 +388,14 @@ impl SharedState {
             .arg(token)
             .invoke_async(&mut c)
             .await;
-        self.mark(result.as_ref().map(|_| ()).map_err(describe));
-        result.map(|_| ()).map_err(|e| describe(&e))
+        self.done(result)
+    }
+
+    /// Records Redis' health from a script whose answer only says it ran.
+    fn done(&self, result: redis::RedisResult<i64>) -> Result<(), SharedError> {
+        let result = result.map(|_| ()).map_err(|e| describe(&e));
+        self.mark(result.as_ref().map(|_| ()).map_err(|e| SharedError(e.0.clone())));
+        result
     }
 }
 

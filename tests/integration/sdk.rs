@@ -13,24 +13,37 @@ use crate::{gateway::gateway_app, helpers::*, upstream::Fake};
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The gateway on fake upstreams and the keys an SDK check uses: one with every permission,
+/// a revoked one, one restricted to `keys:read`, one limited to `limit` requests a minute.
+struct SdkFixture {
+    app: TestApp,
+    key: String,
+    revoked: String,
+    restricted: String,
+    limited: String,
+    _upstreams: (Fake, Fake),
+}
+
+impl SdkFixture {
+    async fn start(limit: u32) -> Self {
+        let (openai, anthropic) = (Fake::openai().await, Fake::anthropic().await);
+        let (app, key) = gateway_app(Backend::Sqlite, &openai, &anthropic, &[]).await.expect("app");
+        let user = app.state.users.find_by_email("ada@example.com").await.expect("q").expect("user");
+        let (revoked_id, revoked) = make_key(&app, user.id).await;
+        app.state.keys.revoke(user.id, revoked_id, &Default::default()).await.expect("revoke");
+        let restricted = NewKeyOptions { permissions: Some(Permissions::restricted([Permission::KeysRead])), ..Default::default() };
+        let (_, restricted) = make_key_with(&app, user.id, "keys only", restricted).await;
+        let limited = NewKeyOptions { rate_limit_per_minute: Some(limit), ..Default::default() };
+        let (_, limited) = make_key_with(&app, user.id, "limited", limited).await;
+        Self { app, key, revoked, restricted, limited, _upstreams: (openai, anthropic) }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs WJ_TEST_PYTHON"]
 async fn the_official_openai_python_sdk_works_against_workjet() {
     let python = required_env("WJ_TEST_PYTHON");
-    let (openai, anthropic) = (Fake::openai().await, Fake::anthropic().await);
-    let (app, key) = gateway_app(Backend::Sqlite, &openai, &anthropic, &[]).await.expect("app");
-    let user = app.state.users.find_by_email("ada@example.com").await.expect("q").expect("user");
-    let (revoked_id, revoked) = make_key(&app, user.id).await;
-    app.state.keys.revoke(user.id, revoked_id, &Default::default()).await.expect("revoke");
-    let (_, restricted) = make_key_with(
-        &app,
-        user.id,
-        "keys only",
-        NewKeyOptions { permissions: Some(Permissions::restricted([Permission::KeysRead])), ..Default::default() },
-    )
-    .await;
-    let (_, limited) =
-        make_key_with(&app, user.id, "one a minute", NewKeyOptions { rate_limit_per_minute: Some(1), ..Default::default() }).await;
+    let SdkFixture { app, key, revoked, restricted, limited, .. } = SdkFixture::start(1).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk_check.py");
     let output = tokio::process::Command::new(&python)
         .arg(script)
@@ -99,21 +112,8 @@ async fn run_node(node: &str, args: &[&str], code: Option<&str>, env: &[(&str, S
 #[ignore = "needs WJ_TEST_NODE"]
 async fn the_official_openai_node_sdk_and_the_readme_examples_work_against_workjet() {
     let node = required_env("WJ_TEST_NODE");
-    let (openai, anthropic) = (Fake::openai().await, Fake::anthropic().await);
-    let (app, key) = gateway_app(Backend::Sqlite, &openai, &anthropic, &[]).await.expect("app");
-    let user = app.state.users.find_by_email("ada@example.com").await.expect("q").expect("user");
-    let (revoked_id, revoked) = make_key(&app, user.id).await;
-    app.state.keys.revoke(user.id, revoked_id, &Default::default()).await.expect("revoke");
-    let (_, restricted) = make_key_with(
-        &app,
-        user.id,
-        "keys only",
-        NewKeyOptions { permissions: Some(Permissions::restricted([Permission::KeysRead])), ..Default::default() },
-    )
-    .await;
     // 60 a minute: a burst of 60, then one more every second.
-    let (_, limited) =
-        make_key_with(&app, user.id, "sixty a minute", NewKeyOptions { rate_limit_per_minute: Some(60), ..Default::default() }).await;
+    let SdkFixture { app, key, revoked, restricted, limited, .. } = SdkFixture::start(60).await;
     let env = [
         ("WJ_SDK_BASE_URL", app.url("/v1")),
         ("WJ_SDK_KEY", key.clone()),
