@@ -114,11 +114,6 @@ impl Admission {
         Self { keys, users, limits, generations, default_quota: Quota { per_minute: default_per_minute }, max_per_minute }
     }
 
-    /// The limiters (the maintenance task prunes them).
-    pub fn limits(&self) -> &Limits {
-        &self.limits
-    }
-
     fn budget(&self, key: &KeyPrincipal) -> (String, Quota) {
         let quota =
             key.rate_limit_per_minute.map_or(self.default_quota, |per_minute| Quota { per_minute: per_minute.min(self.max_per_minute) });
@@ -143,7 +138,8 @@ impl Admission {
         };
         let hash = key.hash();
         let bucket = bucket_of(hash.as_bytes());
-        let (spent, generation, never_seen) = match self.keys.known(&hash) {
+        // `counted`: the throttle bucket, for a never-seen key (what the throttle counts).
+        let (spent, generation, counted) = match self.keys.known(&hash) {
             Known::Refused(reason) => {
                 tracing::info!(?reason, "API key refused (known)");
                 return Err(Refusal::Unauthorized(INVALID_KEY));
@@ -156,7 +152,7 @@ impl Admission {
                     let decision = gate.decision.unwrap_or_else(|| self.limits.local_check(&rate_key, quota));
                     return Self::admitted(key, decision);
                 }
-                (gate.decision, gate.generation, false)
+                (gate.decision, gate.generation, None)
             }
             Known::Never => {
                 let throttle = failure_bucket(client);
@@ -171,7 +167,7 @@ impl Admission {
                     };
                     return Err(Refusal::Throttled(decision));
                 }
-                (None, gate.generation, true)
+                (None, gate.generation, Some(throttle))
             }
         };
         // The database decides; the cache is filled under the generation read above.
@@ -183,8 +179,8 @@ impl Admission {
             }
             Err(failure) => {
                 tracing::info!(reason = %failure, "API key refused");
-                if never_seen && matches!(failure, AuthFailure::Unknown) {
-                    return Err(Refusal::UnknownKey(self.limits.spend_failure(&failure_bucket(client)).await));
+                if let (Some(throttle), AuthFailure::Unknown) = (&counted, &failure) {
+                    return Err(Refusal::UnknownKey(self.limits.spend_failure(throttle).await));
                 }
                 return Err(Refusal::Unauthorized(INVALID_KEY));
             }
