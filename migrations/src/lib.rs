@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261127_000001_create_schema;
 mod m20261128_000001_create_usage_events;
+mod m20261130_000001_add_usage_provider;
 
 /// Runs Workjet's migrations in order.
 pub struct Migrator;
@@ -14,6 +15,10 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m20261127_000001_create_schema::Migration), Box::new(m20261128_000001_create_usage_events::Migration)]
+        vec![
+            Box::new(m20261127_000001_create_schema::Migration),
+            Box::new(m20261128_000001_create_usage_events::Migration),
+            Box::new(m20261130_000001_add_usage_provider::Migration),
+        ]
     }
 }

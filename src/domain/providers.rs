@@ -1,25 +1,46 @@
-//! Upstream model providers: the `[[providers]]` of `workjet.toml`, the model routing
-//! table, and the two kinds of upstream (any OpenAI-compatible API, and Anthropic's
-//! Messages API, translated both ways).
+//! Upstream model providers: the `[[providers]]` of `workjet.toml` (or, without a file, the
+//! providers the environment's `ANTHROPIC_API_KEY` / `OPENAI_API_KEY` imply), the routing
+//! table from public model names to an ordered list of providers, and each provider's health
+//! for failover. Each kind of provider speaks its own API ([`api::ProviderApi`]); the
+//! [`gateway`] sends a request to the first healthy provider of its model and relays the
+//! answer back.
 
 pub mod anthropic;
+pub mod api;
 pub mod config;
+pub mod gateway;
+pub mod openai;
 pub mod sse;
 
+pub use api::Usage;
 pub use config::{FileConfig, ProviderConfig, ProviderKind, UpstreamTimeouts};
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{
+    collections::BTreeMap,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
-use secrecy::SecretString;
+use reqwest::header::HeaderMap;
 use url::Url;
 
-/// One configured provider, with its pooled HTTP client.
+use self::api::ProviderApi;
+
+/// One configured provider, with its pooled HTTP client and its health.
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: Url,
-    pub api_key: Option<SecretString>,
-    pub client: reqwest::Client,
+    /// The provider's credentials as request headers (marked sensitive: never logged).
+    auth_headers: HeaderMap,
+    client: reqwest::Client,
+    api: Box<dyn ProviderApi>,
+    /// Until when (ms since [`clock`]'s start) the provider is cooling down after a failure;
+    /// 0 when healthy.
+    cooling_until_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Provider {
@@ -32,34 +53,96 @@ impl std::fmt::Debug for Provider {
     }
 }
 
-/// Where a public model name goes.
+/// Milliseconds since the first call: a monotonic clock for cool-downs.
+fn clock() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+impl Provider {
+    /// Whether the provider failed recently and is being skipped.
+    pub fn cooling_down(&self) -> bool {
+        let until = self.cooling_until_ms.load(Ordering::Relaxed);
+        until != 0 && clock() < until
+    }
+
+    /// Records a failure: the provider is skipped for `cooldown` (when other providers of the
+    /// model remain).
+    pub fn failed(&self, cooldown: Duration) {
+        if !cooldown.is_zero() {
+            self.cooling_until_ms.store(clock().saturating_add(cooldown.as_millis() as u64).max(1), Ordering::Relaxed);
+        }
+    }
+
+    /// Records an answer: the provider is healthy again.
+    pub fn answered(&self) {
+        if self.cooling_until_ms.load(Ordering::Relaxed) != 0 {
+            self.cooling_until_ms.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// `base_url` joined with `path` (`base_url`'s own path kept).
+    pub fn endpoint(&self, path: &str) -> Url {
+        let mut url = self.base_url.clone();
+        let base = url.path().trim_end_matches('/').to_owned();
+        url.set_path(&format!("{base}/{path}"));
+        url
+    }
+
+    pub fn api(&self) -> &dyn ProviderApi {
+        self.api.as_ref()
+    }
+}
+
+/// One provider of a public model, with the model's name upstream.
 #[derive(Clone, Debug)]
 pub struct Route {
     pub provider: Arc<Provider>,
     pub upstream_model: String,
 }
 
-/// Every configured model, by public name.
+/// Where the providers came from, for the start-up log and the "no provider" messages.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Source {
+    /// No file and no provider variable: nothing is configured.
+    #[default]
+    Nothing,
+    /// A `workjet.toml` (named by `WJ_CONFIG`, or found in the working directory).
+    File(std::path::PathBuf),
+    /// The providers' own variables (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`).
+    Environment(Vec<&'static str>),
+}
+
+/// How to add a provider, said wherever the lack of one shows.
+pub const HOW_TO_ADD_A_PROVIDER: &str =
+    "set ANTHROPIC_API_KEY or OPENAI_API_KEY in the server's environment, or configure providers in workjet.toml (see workjet.example.toml)";
+
+/// Every configured model, by public name, each with its providers in the file's order.
 #[derive(Debug, Default)]
 pub struct Registry {
-    pub routes: BTreeMap<String, Route>,
+    routes: BTreeMap<String, Vec<Route>>,
     pub timeouts: UpstreamTimeouts,
+    pub source: Source,
 }
 
 impl Registry {
     /// Builds the routing table; `env` resolves `api_key_env` names.
-    pub fn build(file: &FileConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
-        let mut routes = BTreeMap::new();
+    pub fn build(file: &FileConfig, source: Source, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
+        let mut routes: BTreeMap<String, Vec<Route>> = BTreeMap::new();
         let timeouts = file.upstream.clone();
         for p in &file.providers {
             let api_key = match &p.api_key_env {
                 None => None,
-                Some(var) => Some(SecretString::from(
+                Some(var) => Some(
                     env(var)
                         .filter(|v| !v.is_empty())
                         .ok_or_else(|| format!("provider {:?}: the environment variable {var} (api_key_env) is not set", p.name))?,
-                )),
+                ),
             };
+            let api = api::for_kind(p.kind);
+            let auth_headers = api
+                .auth_headers(api_key.as_deref())
+                .map_err(|()| format!("provider {:?}: the API key in {} is not a valid HTTP header value", p.name, p.api_key_env.as_deref().unwrap_or("?")))?;
             let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_millis(timeouts.connect_ms))
                 .pool_idle_timeout(Duration::from_secs(90))
@@ -69,18 +152,111 @@ impl Registry {
                 .user_agent(concat!("workjet/", env!("CARGO_PKG_VERSION")))
                 .build()
                 .map_err(|e| format!("provider {:?}: cannot build its HTTP client: {e}", p.name))?;
-            let provider = Arc::new(Provider { name: p.name.clone(), kind: p.kind, base_url: p.base_url.clone(), api_key, client });
+            let provider = Arc::new(Provider {
+                name: p.name.clone(),
+                kind: p.kind,
+                base_url: p.base_url.clone(),
+                auth_headers,
+                client,
+                api,
+                cooling_until_ms: AtomicU64::new(0),
+            });
             for (public, upstream) in p.models.pairs() {
-                if routes.contains_key(&public) {
-                    return Err(format!("model {public:?} is served by two providers; public model names must be unique"));
+                let list = routes.entry(public.clone()).or_default();
+                if list.iter().any(|r| Arc::ptr_eq(&r.provider, &provider)) {
+                    return Err(format!("provider {:?} lists the model {public:?} twice", p.name));
                 }
-                routes.insert(public, Route { provider: provider.clone(), upstream_model: upstream });
+                list.push(Route { provider: provider.clone(), upstream_model: upstream });
             }
         }
-        Ok(Self { routes, timeouts })
+        Ok(Self { routes, timeouts, source })
     }
 
-    pub fn route(&self, model: &str) -> Option<&Route> {
-        self.routes.get(model)
+    /// The public model names, sorted, each with its first provider's name.
+    pub fn models(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.routes.iter().map(|(name, routes)| (name.as_str(), routes[0].provider.name.as_str()))
+    }
+
+    /// The first provider's name of `model`, if it is served.
+    pub fn owner(&self, model: &str) -> Option<&str> {
+        self.routes.get(model).map(|routes| routes[0].provider.name.as_str())
+    }
+
+    /// Whether no model is configured at all.
+    pub fn is_empty(&self) -> bool {
+        self.routes.is_empty()
+    }
+
+    /// The providers to try for `model`, in order: the healthy ones in the file's order, then
+    /// those cooling down (a last resort beats no answer). `None` if no provider serves it.
+    pub fn candidates(&self, model: &str) -> Option<Vec<Route>> {
+        let routes = self.routes.get(model)?;
+        if routes.len() == 1 {
+            return Some(routes.clone());
+        }
+        let (healthy, cooling): (Vec<Route>, Vec<Route>) = routes.iter().cloned().partition(|r| !r.provider.cooling_down());
+        Some(healthy.into_iter().chain(cooling).collect())
+    }
+
+    /// The cool-down of a failed provider.
+    pub fn cooldown(&self) -> Duration {
+        Duration::from_millis(self.timeouts.cooldown_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry(text: &str) -> Registry {
+        let file = config::parse(text).expect("valid");
+        Registry::build(&file, Source::Nothing, |_| Some("k".into())).expect("builds")
+    }
+
+    const TWO: &str = "[upstream]\ncooldown_ms = 60000\n\
+        [[providers]]\nname = \"east\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:1/v1\"\nmodels = [\"m\", \"only-east\"]\n\
+        [[providers]]\nname = \"west\"\nkind = \"anthropic\"\nbase_url = \"http://127.0.0.1:2\"\nmodels = { \"m\" = \"m-upstream\" }\n";
+
+    #[test]
+    fn a_model_of_several_providers_is_tried_in_file_order_and_a_failed_one_goes_last() {
+        let registry = registry(TWO);
+        let names = |model: &str| registry.candidates(model).expect("served").iter().map(|r| r.provider.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names("m"), ["east", "west"]);
+        assert_eq!(registry.candidates("m").expect("m")[1].upstream_model, "m-upstream");
+        assert_eq!(names("only-east"), ["east"]);
+        assert!(registry.candidates("nope").is_none());
+        let east = registry.candidates("m").expect("m")[0].provider.clone();
+        east.failed(registry.cooldown());
+        assert!(east.cooling_down());
+        assert_eq!(names("m"), ["west", "east"], "a cooling provider is a last resort");
+        east.answered();
+        assert_eq!(names("m"), ["east", "west"]);
+        east.failed(Duration::ZERO);
+        assert!(!east.cooling_down(), "a zero cool-down never skips");
+        assert_eq!(registry.models().collect::<Vec<_>>(), [("m", "east"), ("only-east", "east")]);
+    }
+
+    #[test]
+    fn a_provider_listing_a_model_twice_is_refused() {
+        let file = config::parse("[[providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodels = [\"m\", \"m\"]\n")
+            .expect("parses");
+        assert!(Registry::build(&file, Source::Nothing, |_| None).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn an_api_key_that_is_not_a_header_value_is_refused_at_start() {
+        let file = config::parse(
+            "[[providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\napi_key_env = \"K\"\nmodels = [\"m\"]\n",
+        )
+        .expect("parses");
+        let err = Registry::build(&file, Source::Nothing, |_| Some("bad\nkey".into())).unwrap_err();
+        assert!(err.contains("not a valid HTTP header value") && !err.contains("bad\nkey"), "{err}");
+    }
+
+    #[test]
+    fn endpoints_keep_the_base_path() {
+        let registry = registry(TWO);
+        let east = &registry.candidates("m").expect("m")[0].provider;
+        assert_eq!(east.endpoint("chat/completions").as_str(), "http://127.0.0.1:1/v1/chat/completions");
     }
 }

@@ -17,12 +17,49 @@ pub struct UsageRecord {
     pub user_id: i64,
     pub api_key_id: Option<i64>,
     pub model: String,
+    /// The provider that answered (or the last one tried); `None` if none was.
+    pub provider: Option<String>,
     pub status: u16,
     pub latency_ms: u32,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub streamed: bool,
     pub at: DateTime<Utc>,
+}
+
+/// Reports one gateway request's usage when it ends, however it ends.
+pub struct Meter {
+    recorder: UsageRecorder,
+    user_id: i64,
+    key_id: Option<i64>,
+    model: String,
+    /// The provider that answered, or the last one tried.
+    pub provider: Option<String>,
+    started: std::time::Instant,
+    streamed: bool,
+}
+
+impl Meter {
+    /// Starts timing a request of `user_id` (through `key_id`, if a key) for `model`.
+    pub fn start(recorder: UsageRecorder, user_id: i64, key_id: Option<i64>, model: &str, streamed: bool) -> Self {
+        Self { recorder, user_id, key_id, model: model.to_owned(), provider: None, started: std::time::Instant::now(), streamed }
+    }
+
+    /// Records the request's end.
+    pub fn record(self, status: u16, usage: crate::domain::providers::Usage) {
+        self.recorder.record(UsageRecord {
+            user_id: self.user_id,
+            api_key_id: self.key_id,
+            model: self.model,
+            provider: self.provider,
+            status,
+            latency_ms: self.started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32,
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            streamed: self.streamed,
+            at: Utc::now(),
+        });
+    }
 }
 
 const BATCH: usize = 500;
@@ -109,6 +146,7 @@ async fn insert(db: &DatabaseConnection, batch: &[UsageRecord]) -> Result<(), Db
         user_id: Set(r.user_id),
         api_key_id: Set(r.api_key_id),
         model: Set(r.model.chars().take(200).collect()),
+        provider: Set(r.provider.as_ref().map(|p| p.chars().take(200).collect())),
         status: Set(r.status as i16),
         latency_ms: Set(r.latency_ms.min(i32::MAX as u32) as i32),
         prompt_tokens: Set(r.prompt_tokens.min(i64::MAX as u64) as i64),

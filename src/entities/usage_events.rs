@@ -10,6 +10,7 @@ pub struct Model {
     pub user_id: i64,
     pub api_key_id: Option<i64>,
     pub model: String,
+    pub provider: Option<String>,
     pub status: i16,
     pub latency_ms: i32,
     pub prompt_tokens: i64,

@@ -1,6 +1,7 @@
-//! Start-up configuration: every setting comes from a `WJ_*` environment variable (plus the
-//! optional `workjet.toml` named by `WJ_CONFIG` for structured settings), read once into a
-//! typed [`Config`]. A bad value stops start-up with a message naming the variable.
+//! Start-up configuration: every setting comes from a `WJ_*` environment variable, plus the
+//! providers: an optional `workjet.toml` (named by `WJ_CONFIG`, or found in the working
+//! directory), else the providers' own variables (`ANTHROPIC_API_KEY`, `OPENAI_API_KEY`).
+//! Read once into a typed [`Config`]. A bad value stops start-up with a message naming the variable.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -17,7 +18,7 @@ use ipnet::IpNet;
 
 use crate::domain::{
     api_keys::RateLimits,
-    providers::{FileConfig, config as providers_config},
+    providers::{FileConfig, Source, config as providers_config},
 };
 
 /// A configuration error: which setting, and what is wrong with it.
@@ -108,9 +109,10 @@ pub struct Config {
     /// The longest a request body may go without sending data (slow uploads get 408).
     pub body_timeout: Duration,
     pub log_format: LogFormat,
-    pub config_file: Option<PathBuf>,
     /// Providers and upstream timeouts from `workjet.toml`.
     pub providers: FileConfig,
+    /// Where `providers` came from.
+    pub providers_source: Source,
     /// The secrets named by the providers' `api_key_env`, read from the environment.
     pub provider_secrets: BTreeMap<String, SecretString>,
     /// Timeout of each request to the identity provider.
@@ -262,12 +264,25 @@ impl Config {
             Some("json") => LogFormat::Json,
             Some(_) => return Err(ConfigError::new("WJ_LOG_FORMAT", "must be text or json")),
         };
-        let config_file = env.get("WJ_CONFIG")?.map(PathBuf::from);
-        let providers = match &config_file {
-            None => FileConfig::default(),
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new("WJ_CONFIG", format!("{}: {e}", path.display())))?;
-                providers_config::parse(&text).map_err(|e| ConfigError::new("WJ_CONFIG", format!("{}: {e}", path.display())))?
+        // Providers: the file WJ_CONFIG names, else ./workjet.toml if there is one, else the
+        // providers' own variables (ANTHROPIC_API_KEY, OPENAI_API_KEY).
+        let config_file = match env.get("WJ_CONFIG")? {
+            Some(path) => Some(("WJ_CONFIG", PathBuf::from(path))),
+            None => Some(("workjet.toml", PathBuf::from(DEFAULT_CONFIG_FILE))).filter(|(_, p)| p.is_file()),
+        };
+        let (providers, providers_source) = match &config_file {
+            Some((setting, path)) => {
+                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(*setting, format!("{}: {e}", path.display())))?;
+                let file = providers_config::parse(&text).map_err(|e| ConfigError::new(*setting, format!("{}: {e}", path.display())))?;
+                (file, Source::File(path.clone()))
+            }
+            None => {
+                let (file, used) = providers_config::from_environment(|name| vars.get(name).cloned()).map_err(|message| {
+                    let (name, message) = message.split_once(": ").unwrap_or(("ANTHROPIC_BASE_URL", &message));
+                    ConfigError::new(name.to_owned(), message.to_owned())
+                })?;
+                let source = if used.is_empty() { Source::Nothing } else { Source::Environment(used) };
+                (file, source)
             }
         };
         let mut provider_secrets = BTreeMap::new();
@@ -276,7 +291,7 @@ impl Config {
                 let value = vars.get(name).filter(|v| !v.is_empty()).ok_or_else(|| {
                     ConfigError::new(
                         name.clone(),
-                        format!("is not set; provider {:?} in WJ_CONFIG reads its API key from it", provider.name),
+                        format!("is not set; provider {:?} in the configuration file reads its API key from it", provider.name),
                     )
                 })?;
                 provider_secrets.insert(name.clone(), SecretString::from(value.clone()));
@@ -308,8 +323,8 @@ impl Config {
             shutdown_grace,
             body_timeout,
             log_format,
-            config_file,
             providers,
+            providers_source,
             provider_secrets,
             oidc_timeout,
             session_touch_interval,
@@ -382,6 +397,9 @@ impl std::fmt::Debug for SecretKey {
         f.debug_struct("SecretKey").field("source", &self.source).finish_non_exhaustive()
     }
 }
+
+/// The configuration file read when `WJ_CONFIG` is not set, if it exists.
+pub const DEFAULT_CONFIG_FILE: &str = "workjet.toml";
 
 /// The fewest bytes `WJ_SECRET_KEY` must decode to.
 pub const SECRET_KEY_MIN_BYTES: usize = 32;

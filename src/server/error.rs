@@ -11,6 +11,11 @@ use axum::{
 };
 use serde::Serialize;
 
+use crate::domain::providers::{
+    HOW_TO_ADD_A_PROVIDER,
+    gateway::{GatewayError, UpstreamError},
+};
+
 /// An error answered by the `/v1` API. Boxed: errors are rare, and a small `Result` keeps
 /// the success path cheap.
 #[derive(Debug, Clone)]
@@ -82,12 +87,25 @@ impl ApiError {
 
     /// 404 `model_not_found`: no provider serves the requested model.
     pub fn model_not_found(model: &str) -> Self {
-        let mut shown: String = model.chars().take(100).collect();
-        if shown.len() < model.len() {
-            shown.push('…');
-        }
-        Self::new(StatusCode::NOT_FOUND, "model_not_found", format!("The model `{shown}` does not exist or you do not have access to it."))
-            .with_param("model")
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!("The model `{}` does not exist or you do not have access to it.", shown_model(model)),
+        )
+        .with_param("model")
+    }
+
+    /// 404 `model_not_found` on a server with no provider at all: says so, and how to add one.
+    pub fn no_provider_configured(model: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            format!(
+                "The model `{}` does not exist: no model provider is configured on this server. To add one, {HOW_TO_ADD_A_PROVIDER}.",
+                shown_model(model)
+            ),
+        )
+        .with_param("model")
     }
 
     /// 400 `invalid_request`: the request is malformed.
@@ -221,6 +239,84 @@ impl ApiError {
     }
 }
 
+/// A model name as quoted in an error: at most 100 characters.
+fn shown_model(model: &str) -> String {
+    let mut shown: String = model.chars().take(100).collect();
+    if shown.len() < model.len() {
+        shown.push('…');
+    }
+    shown
+}
+
+/// The gateway's failures, classified once.
+impl From<GatewayError> for ApiError {
+    fn from(error: GatewayError) -> Self {
+        match error {
+            GatewayError::ModelNotFound { model, nothing_configured: false } => Self::model_not_found(&model),
+            GatewayError::ModelNotFound { model, nothing_configured: true } => Self::no_provider_configured(&model),
+            GatewayError::Invalid(e) => Self::invalid_param("invalid_request", e.param, e.message),
+            GatewayError::WrongApi { model } => Self::invalid_param(
+                "invalid_request",
+                "model",
+                format!(
+                    "The model `{}` is served only by OpenAI-compatible providers, which do not speak the Anthropic Messages API. \
+                     Call /v1/chat/completions for this model.",
+                    shown_model(&model)
+                ),
+            ),
+            GatewayError::Upstream(e) => e.into(),
+        }
+    }
+}
+
+impl From<UpstreamError> for ApiError {
+    fn from(error: UpstreamError) -> Self {
+        match error {
+            UpstreamError::TimedOut(Some(after)) => {
+                Self::upstream_timeout(format!("The model provider did not answer within {} s.", after.as_secs()))
+            }
+            UpstreamError::TimedOut(None) => Self::upstream_timeout("The model provider did not answer in time."),
+            UpstreamError::Unreachable => Self::upstream("The model provider could not be reached."),
+            UpstreamError::Broken => Self::upstream("The connection to the model provider failed."),
+            UpstreamError::CredentialsRefused => {
+                Self::upstream("The model provider refused this server's credentials. The operator must check the provider's API key.")
+            }
+            UpstreamError::RateLimited { message, retry_after, retry_after_ms } => {
+                let mut error = Self::with_status(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "upstream_rate_limited",
+                    message.unwrap_or_else(|| "The model provider is rate limiting requests.".into()),
+                );
+                if let Some(v) = retry_after {
+                    error = error.with_header(header::RETRY_AFTER, v);
+                }
+                if let Some(v) = retry_after_ms {
+                    error = error.with_header(HeaderName::from_static("retry-after-ms"), v);
+                }
+                error
+            }
+            UpstreamError::Refused { status, message } => Self::with_status(
+                StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+                "upstream_error",
+                message.unwrap_or_else(|| format!("The model provider refused the request (HTTP {status}).")),
+            ),
+            UpstreamError::Failed { status } => Self::upstream(format!("The model provider returned an error (HTTP {status}).")),
+            UpstreamError::Stalled => Self::upstream_timeout("The model provider stopped answering."),
+            UpstreamError::BodyBroken => Self::upstream("The connection to the model provider broke."),
+            UpstreamError::NotAnAnswer(what) => Self::upstream(format!("The model provider answered something that is not {what}.")),
+        }
+    }
+}
+
+/// Attached to every error response, so that a route answering in another API's shape
+/// (`/v1/messages`: Anthropic's) can render the same error its way.
+#[derive(Clone, Debug)]
+pub struct Rendered {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: Cow<'static, str>,
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.0.status.as_u16(), self.0.code, self.0.message)
@@ -232,11 +328,13 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let inner = *self.0;
+        let rendered = Rendered { status: inner.status, code: inner.code, message: inner.message.clone() };
         let body = ErrorBody {
             error: ErrorDetail { message: inner.message, kind: Self::error_type(inner.status), code: inner.code, param: inner.param },
         };
         let mut response = (inner.status, Json(body)).into_response();
         response.headers_mut().extend(inner.headers);
+        response.extensions_mut().insert(rendered);
         response
     }
 }

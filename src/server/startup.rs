@@ -32,7 +32,7 @@ use crate::{
         api_keys::ApiKeyService,
         auth_cache::Generations,
         limits::Limits,
-        providers::Registry,
+        providers::{HOW_TO_ADD_A_PROVIDER, Registry, Source},
         sessions::{SESSION_TTL, SeaOrmSessionStore},
         shared_state::SharedState,
         usage::UsageRecorder,
@@ -75,8 +75,20 @@ pub enum StartupError {
 /// Builds the provider registry from the configuration.
 pub fn load_providers(config: &Config) -> Result<Registry, StartupError> {
     use secrecy::ExposeSecret;
-    Registry::build(&config.providers, |name| config.provider_secrets.get(name).map(|s| s.expose_secret().to_owned()))
-        .map_err(StartupError::Providers)
+    let registry = Registry::build(&config.providers, config.providers_source.clone(), |name| {
+        config.provider_secrets.get(name).map(|s| s.expose_secret().to_owned())
+    })
+    .map_err(StartupError::Providers)?;
+    let models = registry.models().count();
+    match &registry.source {
+        Source::File(path) => tracing::info!(file = %path.display(), models, "providers configured from the file"),
+        Source::Environment(vars) => tracing::info!(from = %vars.join(", "), models, "providers configured from the environment"),
+        Source::Nothing => {}
+    }
+    if registry.is_empty() {
+        tracing::warn!("no model provider is configured, so /v1/chat/completions answers model_not_found: {HOW_TO_ADD_A_PROVIDER}");
+    }
+    Ok(registry)
 }
 
 /// A built application, bound to its port, ready to serve.

@@ -9,6 +9,7 @@ pub mod json;
 pub mod keys;
 pub mod limits;
 pub mod me;
+pub mod messages;
 pub mod models;
 pub mod openapi;
 
@@ -40,6 +41,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
     // — `/v1`, `/v1/` and anything below — is answered here, behind authentication.
     let public =
         Router::new().route(openapi::PATH, get(openapi::openapi)).method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
+    // Anthropic's Messages API answers its errors in Anthropic's shape, the gate's included.
+    let anthropic = Router::new()
+        .route(messages::PATH, post(messages::create))
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::map_response(messages::anthropic_errors));
     Router::new()
         .route("/v1/me", get(me::me))
         .route("/v1/models", get(models::list))
@@ -52,6 +59,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/{*rest}", any(unknown_route))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .merge(anthropic)
         .merge(public)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
@@ -73,6 +81,9 @@ fn cors(state: &AppState) -> CorsLayer {
         .allow_headers([
             header::AUTHORIZATION,
             header::CONTENT_TYPE,
+            auth::X_API_KEY,
+            HeaderName::from_static("anthropic-version"),
+            HeaderName::from_static("anthropic-beta"),
             HeaderName::from_static("openai-organization"),
             HeaderName::from_static("openai-project"),
         ])

@@ -39,7 +39,7 @@ async fn the_openapi_document_is_public_and_true_to_the_server() {
     ids.sort();
     assert_eq!(
         ids,
-        ["createChatCompletion", "createKey", "getKey", "getMe", "getModel", "getOpenApiDocument", "listKeys", "listModels", "revokeKey"]
+        ["createChatCompletion", "createKey", "createMessage", "getKey", "getMe", "getModel", "getOpenApiDocument", "listKeys", "listModels", "revokeKey"]
     );
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");
@@ -69,7 +69,9 @@ async fn the_openapi_document_is_public_and_true_to_the_server() {
                 assert!(response["headers"].get(h).is_some(), "{method} {path} {status} documents {h}");
             }
             if !status.starts_with('2') {
-                assert_eq!(response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+                // Anthropic's Messages API answers errors in Anthropic's shape.
+                let body = if path == "/v1/messages" { "AnthropicErrorBody" } else { "ErrorBody" };
+                assert_eq!(response["content"]["application/json"]["schema"]["$ref"], format!("#/components/schemas/{body}"));
             }
         }
 
@@ -103,6 +105,15 @@ async fn the_openapi_document_is_public_and_true_to_the_server() {
     sent.sort();
     assert_eq!(documented, sent);
     assert_eq!(doc["components"]["schemas"]["ErrorBody"]["required"], json!(["error"]));
+    let (status, _, body) = error_of(app.client.post(app.url("/v1/messages")).json(&json!({})).send().await.expect("request")).await;
+    assert_eq!(status, 401);
+    let keys = |v: &Value| {
+        let mut keys: Vec<String> = v.as_object().expect("object").keys().cloned().collect();
+        keys.sort();
+        keys
+    };
+    assert_eq!(keys(&body), keys(&doc["components"]["schemas"]["AnthropicErrorBody"]["properties"]));
+    assert_eq!(keys(&body["error"]), keys(&doc["components"]["schemas"]["AnthropicErrorDetail"]["properties"]));
 
     // Other methods on the document are refused in the usual shape.
     let (status, _, _) = error_of(app.client.post(app.url("/v1/openapi.json")).send().await.expect("request")).await;

@@ -1,9 +1,18 @@
 //! Translation between OpenAI chat completions and Anthropic's Messages API: the request
 //! (system messages, roles, tools and tool results, images, sampling options,
 //! `max_tokens`), the response, and the stream of events (text, tool-call deltas,
-//! `finish_reason`, `usage`).
+//! `finish_reason`, `usage`) — and the same API passed through as is for `/v1/messages`.
 
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
+
+use super::{
+    Provider,
+    api::{Call, ClientApi, EventRelay, Flow, ProviderApi, Unservable, UpstreamRequest, Usage, sensitive},
+    openai::chat_error_event,
+    sse::{self, SseItem},
+};
 
 /// `max_tokens` when the client sets none (Anthropic requires it).
 pub const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -174,13 +183,6 @@ pub fn finish_reason(stop_reason: Option<&str>) -> Option<&'static str> {
         "refusal" => "content_filter",
         _ => "stop",
     })
-}
-
-/// Token counts from a translated or native response.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Usage {
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
 }
 
 /// The OpenAI chat completion for an Anthropic Messages response; `None` if the upstream
@@ -358,6 +360,183 @@ impl StreamTranslator {
     /// Whether `message_stop` was seen.
     pub fn finished(&self) -> bool {
         self.finished
+    }
+}
+
+/// Anthropic's Messages API.
+pub struct Anthropic;
+
+const VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
+const BETA_HEADER: HeaderName = HeaderName::from_static("anthropic-beta");
+
+impl ProviderApi for Anthropic {
+    fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, ()> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = api_key {
+            headers.insert(HeaderName::from_static("x-api-key"), sensitive(key)?);
+        }
+        Ok(headers)
+    }
+
+    fn request(&self, provider: &Provider, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable> {
+        let mut headers = HeaderMap::new();
+        let body = match call.api {
+            ClientApi::ChatCompletions => {
+                headers.insert(VERSION_HEADER, HeaderValue::from_static(ANTHROPIC_VERSION));
+                Bytes::from(translate_request(call.request, upstream_model).map_err(Unservable::Invalid)?.to_string())
+            }
+            ClientApi::Messages => {
+                // The client's own API version and betas go along; the rest is ours to set.
+                let version = call.forward.get(&VERSION_HEADER).cloned().unwrap_or(HeaderValue::from_static(ANTHROPIC_VERSION));
+                headers.insert(VERSION_HEADER, version);
+                for beta in call.forward.get_all(&BETA_HEADER) {
+                    headers.append(BETA_HEADER, beta.clone());
+                }
+                if upstream_model == call.model {
+                    call.raw.clone()
+                } else {
+                    let mut request = call.request.clone();
+                    request.insert("model".into(), Value::String(upstream_model.to_owned()));
+                    Bytes::from(serde_json::to_vec(&request).expect("a JSON map serialises"))
+                }
+            }
+        };
+        Ok(UpstreamRequest { url: provider.endpoint("v1/messages"), headers, body })
+    }
+
+    fn answer(&self, call: &Call<'_>, body: &Value, raw: Bytes) -> Option<(Bytes, Usage)> {
+        match call.api {
+            ClientApi::ChatCompletions => {
+                let (translated, usage) = translate_response(body, call.model, chrono::Utc::now().timestamp())?;
+                Some((Bytes::from(translated.to_string()), usage))
+            }
+            ClientApi::Messages => {
+                body.get("content")?.as_array()?;
+                Some((raw, messages_usage(body)))
+            }
+        }
+    }
+
+    fn stream(&self, call: &Call<'_>) -> Box<dyn EventRelay> {
+        match call.api {
+            ClientApi::ChatCompletions => {
+                Box::new(ToChat(StreamTranslator::new(call.model, chrono::Utc::now().timestamp(), call.include_usage)))
+            }
+            ClientApi::Messages => Box::new(PassThrough { usage: Usage::default(), stopped: false }),
+        }
+    }
+}
+
+/// Tokens of a Messages response (`usage.input_tokens`, `usage.output_tokens`).
+fn messages_usage(body: &Value) -> Usage {
+    Usage {
+        prompt_tokens: body.pointer("/usage/input_tokens").and_then(Value::as_u64).unwrap_or(0),
+        completion_tokens: body.pointer("/usage/output_tokens").and_then(Value::as_u64).unwrap_or(0),
+    }
+}
+
+/// An Anthropic-shaped error event (`/v1/messages` streams).
+pub fn messages_error_event(message: &str, kind: &str) -> Bytes {
+    let body = json!({"type": "error", "error": {"type": kind, "message": message}});
+    sse::frame(Some("error"), &body.to_string())
+}
+
+/// Anthropic events translated into chat-completion chunks.
+struct ToChat(StreamTranslator);
+
+impl EventRelay for ToChat {
+    fn relay(&mut self, item: SseItem, out: &mut BytesMut) -> Flow {
+        let (event, data) = match item {
+            SseItem::Comment(text) => {
+                out.extend_from_slice(&sse::comment(&text));
+                return Flow::More;
+            }
+            SseItem::Event { event, data } => (event, data),
+        };
+        for output in self.0.translate(event.as_deref(), &data) {
+            match output {
+                StreamOutput::Chunk(chunk) => out.extend_from_slice(&sse::frame(None, &chunk.to_string())),
+                StreamOutput::KeepAlive => out.extend_from_slice(&sse::comment("ping")),
+                StreamOutput::Error(error) => {
+                    out.extend_from_slice(&sse::frame(None, &error.to_string()));
+                    return Flow::Failed;
+                }
+                StreamOutput::Done => {
+                    if let Some(usage) = self.0.usage_chunk() {
+                        out.extend_from_slice(&sse::frame(None, &usage.to_string()));
+                    }
+                    out.extend_from_slice(&sse::frame(None, "[DONE]"));
+                    return Flow::Done;
+                }
+            }
+        }
+        Flow::More
+    }
+
+    fn complete(&self) -> bool {
+        self.0.finished()
+    }
+
+    fn usage(&self) -> Usage {
+        self.0.usage()
+    }
+
+    fn error_event(&self, message: &str, code: &str) -> Bytes {
+        chat_error_event(message, code)
+    }
+}
+
+/// Anthropic events relayed as they arrive (re-framed, unchanged), counting usage.
+struct PassThrough {
+    usage: Usage,
+    stopped: bool,
+}
+
+impl EventRelay for PassThrough {
+    fn relay(&mut self, item: SseItem, out: &mut BytesMut) -> Flow {
+        let (event, data) = match item {
+            SseItem::Comment(text) => {
+                out.extend_from_slice(&sse::comment(&text));
+                return Flow::More;
+            }
+            SseItem::Event { event, data } => (event, data),
+        };
+        out.extend_from_slice(&sse::frame(event.as_deref(), &data));
+        let kind = event.as_deref().unwrap_or_default();
+        match kind {
+            "message_start" | "message_delta" => {
+                if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                    let usage = if kind == "message_start" { value.pointer("/message/usage") } else { value.get("usage") };
+                    if let Some(usage) = usage {
+                        if let Some(input) = usage.get("input_tokens").and_then(Value::as_u64) {
+                            self.usage.prompt_tokens = input;
+                        }
+                        if let Some(output) = usage.get("output_tokens").and_then(Value::as_u64) {
+                            self.usage.completion_tokens = output;
+                        }
+                    }
+                }
+                Flow::More
+            }
+            "message_stop" => {
+                self.stopped = true;
+                Flow::Done
+            }
+            "error" => Flow::Failed,
+            _ => Flow::More,
+        }
+    }
+
+    fn complete(&self) -> bool {
+        self.stopped
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn error_event(&self, message: &str, _code: &str) -> Bytes {
+        messages_error_event(message, "api_error")
     }
 }
 

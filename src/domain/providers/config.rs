@@ -1,10 +1,13 @@
-//! `workjet.toml`: providers and upstream timeouts.
+//! `workjet.toml`: providers and upstream timeouts (every option is shown, commented, in
+//! `workjet.example.toml`). Without a file, [`from_environment`] builds the same
+//! configuration from the variables the providers' own SDKs read.
 //!
 //! ```toml
 //! [upstream]                 # optional; milliseconds
 //! connect_ms = 5000          # TCP/TLS connect
 //! first_byte_ms = 120000     # until the response headers
 //! idle_ms = 60000            # between two chunks of a stream
+//! cooldown_ms = 10000        # a failed provider is skipped this long (0: never skipped)
 //!
 //! [[providers]]
 //! name = "anthropic"
@@ -73,12 +76,80 @@ pub struct UpstreamTimeouts {
     pub connect_ms: u64,
     pub first_byte_ms: u64,
     pub idle_ms: u64,
+    /// How long a provider that failed is skipped while the model has other providers.
+    pub cooldown_ms: u64,
 }
 
 impl Default for UpstreamTimeouts {
     fn default() -> Self {
-        Self { connect_ms: 5_000, first_byte_ms: 120_000, idle_ms: 60_000 }
+        Self { connect_ms: 5_000, first_byte_ms: 120_000, idle_ms: 60_000, cooldown_ms: 10_000 }
     }
+}
+
+/// The public model names an `ANTHROPIC_API_KEY` alone serves, and Anthropic's ids for them:
+/// the names people write (`claude-4-sonnet`, as in the API documentation's examples),
+/// Anthropic's own aliases, and the dated ids themselves.
+pub const ANTHROPIC_MODELS: &[(&str, &str)] = &[
+    ("claude-4-sonnet", "claude-sonnet-4-20250514"),
+    ("claude-sonnet-4", "claude-sonnet-4-20250514"),
+    ("claude-sonnet-4-20250514", "claude-sonnet-4-20250514"),
+    ("claude-4-opus", "claude-opus-4-20250514"),
+    ("claude-opus-4", "claude-opus-4-20250514"),
+    ("claude-opus-4-20250514", "claude-opus-4-20250514"),
+    ("claude-opus-4-1", "claude-opus-4-1-20250805"),
+    ("claude-opus-4-1-20250805", "claude-opus-4-1-20250805"),
+    ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929"),
+    ("claude-sonnet-4-5-20250929", "claude-sonnet-4-5-20250929"),
+    ("claude-haiku-4-5", "claude-haiku-4-5-20251001"),
+    ("claude-haiku-4-5-20251001", "claude-haiku-4-5-20251001"),
+    ("claude-opus-4-5", "claude-opus-4-5-20251101"),
+    ("claude-opus-4-5-20251101", "claude-opus-4-5-20251101"),
+    ("claude-3-5-haiku", "claude-3-5-haiku-20241022"),
+    ("claude-3-5-haiku-20241022", "claude-3-5-haiku-20241022"),
+];
+
+/// The public model names an `OPENAI_API_KEY` alone serves (the same names upstream).
+pub const OPENAI_MODELS: &[&str] = &[
+    "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini", "o3", "o3-mini", "o4-mini",
+];
+
+/// Without a file: an `anthropic` provider when `ANTHROPIC_API_KEY` is set (at
+/// `ANTHROPIC_BASE_URL`, default `https://api.anthropic.com`) and an `openai` provider when
+/// `OPENAI_API_KEY` is set (at `OPENAI_BASE_URL`, default `https://api.openai.com/v1`).
+/// Returns the configuration and the variables it came from.
+pub fn from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(FileConfig, Vec<&'static str>), String> {
+    let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
+    let base = |name: &'static str, default: &str| -> Result<Url, String> {
+        let text = set(name).unwrap_or_else(|| default.to_owned());
+        let url = Url::parse(text.trim()).map_err(|e| format!("{name}: {e}"))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(format!("{name}: must be an http(s) URL"));
+        }
+        Ok(url)
+    };
+    let mut file = FileConfig::default();
+    let mut used = Vec::new();
+    if set("ANTHROPIC_API_KEY").is_some() {
+        used.push("ANTHROPIC_API_KEY");
+        file.providers.push(ProviderConfig {
+            name: "anthropic".into(),
+            kind: ProviderKind::Anthropic,
+            base_url: base("ANTHROPIC_BASE_URL", "https://api.anthropic.com")?,
+            api_key_env: Some("ANTHROPIC_API_KEY".into()),
+            models: Models::Map(ANTHROPIC_MODELS.iter().map(|(public, id)| ((*public).to_owned(), (*id).to_owned())).collect()),
+        });
+    }
+    if set("OPENAI_API_KEY").is_some() {
+        used.push("OPENAI_API_KEY");
+        file.providers.push(ProviderConfig {
+            name: "openai".into(),
+            kind: ProviderKind::Openai,
+            base_url: base("OPENAI_BASE_URL", "https://api.openai.com/v1")?,
+            api_key_env: Some("OPENAI_API_KEY".into()),
+            models: Models::List(OPENAI_MODELS.iter().map(|m| (*m).to_owned()).collect()),
+        });
+    }
+    Ok((file, used))
 }
 
 /// Parses and checks the file's text. Errors name the line (TOML errors carry it).
@@ -139,6 +210,24 @@ mod tests {
         assert_eq!(file.providers[0].models.pairs(), vec![("claude-4-sonnet".to_owned(), "claude-sonnet-4-20250514".to_owned())]);
         assert_eq!(file.providers[1].models.pairs(), vec![("llama3.2".to_owned(), "llama3.2".to_owned())]);
         assert_eq!(file.upstream, UpstreamTimeouts::default());
+    }
+
+    #[test]
+    fn the_environment_alone_configures_anthropic_and_openai() {
+        let env = |vars: &'static [(&'static str, &'static str)]| move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+        let (file, used) = from_environment(env(&[])).expect("ok");
+        assert!(file.providers.is_empty() && used.is_empty());
+        let (file, used) = from_environment(env(&[("ANTHROPIC_API_KEY", "sk-ant-x"), ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")])).expect("ok");
+        assert_eq!(used, ["ANTHROPIC_API_KEY"]);
+        let anthropic = &file.providers[0];
+        assert_eq!((anthropic.kind, anthropic.base_url.as_str()), (ProviderKind::Anthropic, "http://127.0.0.1:9/"));
+        assert_eq!(anthropic.api_key_env.as_deref(), Some("ANTHROPIC_API_KEY"));
+        assert!(anthropic.models.pairs().contains(&("claude-4-sonnet".into(), "claude-sonnet-4-20250514".into())), "the seed's model name");
+        let (file, used) = from_environment(env(&[("OPENAI_API_KEY", "sk-x"), ("ANTHROPIC_API_KEY", " ")])).expect("ok");
+        assert_eq!(used, ["OPENAI_API_KEY"], "a blank key is no key");
+        assert_eq!(file.providers[0].base_url.as_str(), "https://api.openai.com/v1");
+        assert!(file.providers[0].models.pairs().iter().any(|(m, _)| m == "gpt-4o"));
+        assert!(from_environment(env(&[("OPENAI_API_KEY", "sk-x"), ("OPENAI_BASE_URL", "ftp://x")])).unwrap_err().starts_with("OPENAI_BASE_URL"));
     }
 
     #[test]

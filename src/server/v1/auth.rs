@@ -1,4 +1,5 @@
-//! `/v1` authentication: `Authorization: Bearer <key>` or the `wj_session` cookie, into a
+//! `/v1` authentication: `Authorization: Bearer <key>` (or `x-api-key: <key>`, as Anthropic's
+//! API) or the `wj_session` cookie, into a
 //! [`Principal`]. The decision is the domain's (`domain::admission`); this module reads the
 //! credential off the request and translates the answer. Unknown, revoked and expired keys
 //! get the same answer.
@@ -82,6 +83,30 @@ pub enum BearerToken<'a> {
     Invalid(&'static str),
 }
 
+/// The header Anthropic's API (and SDKs) send the key in.
+pub const X_API_KEY: header::HeaderName = header::HeaderName::from_static("x-api-key");
+
+/// Reads the API key: `Authorization: Bearer <key>` or `x-api-key: <key>` (Anthropic's
+/// header). Both at once must carry the same key.
+pub fn api_key(headers: &HeaderMap) -> BearerToken<'_> {
+    let bearer = bearer_token(headers);
+    let mut values = headers.get_all(X_API_KEY).iter();
+    let Some(value) = values.next() else { return bearer };
+    if values.next().is_some() {
+        return BearerToken::Invalid("Send exactly one x-api-key header.");
+    }
+    let token = match value.to_str().map(|t| t.trim_matches(|c| c == ' ' || c == '\t')) {
+        Ok("") => return BearerToken::Invalid("Missing API key. Send x-api-key: wj_live_…"),
+        Ok(token) if token.bytes().all(|b| b.is_ascii_graphic()) => token,
+        _ => return BearerToken::Invalid("Invalid API key."),
+    };
+    match bearer {
+        BearerToken::Absent => BearerToken::Token(token),
+        BearerToken::Token(other) if other == token => bearer,
+        _ => BearerToken::Invalid("Send the API key in one header: Authorization: Bearer wj_live_… or x-api-key: wj_live_…"),
+    }
+}
+
 /// Parses the Authorization header(s): exactly one, scheme `Bearer` (any case), a
 /// printable-ASCII token without spaces; surrounding whitespace is tolerated.
 pub fn bearer_token(headers: &HeaderMap) -> BearerToken<'_> {
@@ -111,11 +136,11 @@ pub fn bearer_token(headers: &HeaderMap) -> BearerToken<'_> {
 }
 
 /// The `/v1` gate: reads the credential (a key, or the session cookie), asks the domain's
-/// [`Admission`](crate::domain::admission::Admission) and translates its answer. If an
-/// Authorization header is present it alone decides.
+/// [`Admission`](crate::domain::admission::Admission) and translates its answer. If a key
+/// header (Authorization or x-api-key) is present it alone decides.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let ip = request.extensions().get::<ClientIp>().copied().unwrap_or(ClientIp(None));
-    let outcome = match bearer_token(request.headers()) {
+    let outcome = match api_key(request.headers()) {
         BearerToken::Invalid(message) => Err(Refusal::Unauthorized(message)),
         BearerToken::Token(token) => state.admission.admit_key(token, ip.0).await,
         BearerToken::Absent => match session_user(request.extensions().get::<Session>().cloned()).await {
@@ -207,5 +232,29 @@ mod tests {
         }
         assert!(parse(&[b"Bearer caf\xc3\xa9"]).starts_with("Invalid"));
         assert!(parse(&[b"Bearer a", b"Bearer b"]).starts_with("Invalid"), "two headers are refused");
+    }
+
+    #[test]
+    fn x_api_key_is_read_like_anthropic_sends_it() {
+        let read = |pairs: &[(&str, &str)]| {
+            let mut headers = HeaderMap::new();
+            for (name, value) in pairs {
+                headers.append(header::HeaderName::from_bytes(name.as_bytes()).expect("name"), HeaderValue::from_str(value).expect("value"));
+            }
+            format!("{:?}", api_key(&headers))
+        };
+        assert_eq!(read(&[]), "Absent");
+        assert_eq!(read(&[("x-api-key", "wj_live_abc")]), "Token(\"wj_live_abc\")");
+        assert_eq!(read(&[("x-api-key", " wj_live_abc ")]), "Token(\"wj_live_abc\")");
+        assert_eq!(read(&[("authorization", "Bearer k"), ("x-api-key", "k")]), "Token(\"k\")", "the same key twice is fine");
+        for invalid in [
+            &[("x-api-key", "")][..],
+            &[("x-api-key", "a b")],
+            &[("x-api-key", "a"), ("x-api-key", "b")],
+            &[("authorization", "Bearer k"), ("x-api-key", "other")],
+            &[("authorization", "Basic x"), ("x-api-key", "k")],
+        ] {
+            assert!(read(invalid).starts_with("Invalid"), "{invalid:?}");
+        }
     }
 }

@@ -38,7 +38,7 @@ fn object(id: &str, provider: &str) -> ModelObject {
         (status = 403, description = "`forbidden`: the credentials lack the `inference` permission.", body = crate::server::error::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<ModelList>, ApiError> {
     principal.require(Permission::Inference)?;
-    let data = state.gateway.routes.iter().map(|(name, route)| object(name, &route.provider.name)).collect();
+    let data = state.gateway.models().map(|(name, provider)| object(name, provider)).collect();
     Ok(Json(ModelList { object: "list", data }))
 }
 
@@ -50,8 +50,9 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
         (status = 404, description = "`model_not_found`: no provider serves this model.", body = crate::server::error::ErrorBody)))]
 pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<Json<ModelObject>, ApiError> {
     principal.require(Permission::Inference)?;
-    match state.gateway.route(&id) {
-        Some(route) => Ok(Json(object(&id, &route.provider.name))),
+    match state.gateway.owner(&id) {
+        Some(provider) => Ok(Json(object(&id, provider))),
+        None if state.gateway.is_empty() => Err(ApiError::no_provider_configured(&id)),
         None => Err(ApiError::model_not_found(&id)),
     }
 }

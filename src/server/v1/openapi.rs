@@ -145,8 +145,16 @@ impl Modify for Conventions {
         doc.security =
             Some(vec![SecurityRequirement::new("bearer", Vec::<String>::new()), SecurityRequirement::new("cookie", Vec::<String>::new())]);
 
+        components.add_security_scheme(
+            "x-api-key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-api-key",
+                "The same API key in Anthropic's header, as Anthropic's SDKs send it.",
+            ))),
+        );
         for (path, item) in doc.paths.paths.iter_mut() {
             let public = path.as_str() == PATH;
+            let anthropic = path.as_str() == super::messages::PATH;
             for operation in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()].into_iter().flatten() {
                 if public {
                     operation.security = Some(Vec::new());
@@ -162,10 +170,17 @@ impl Modify for Conventions {
                 for (status, response) in shared {
                     responses.entry(status.to_owned()).or_insert_with(|| RefOr::T(response));
                 }
-                for response in responses.values_mut() {
+                for (status, response) in responses.iter_mut() {
                     if let RefOr::T(response) = response {
                         for (name, h) in rate_limit_headers() {
                             response.headers.entry(name.to_owned()).or_insert(h);
+                        }
+                        if anthropic && !status.starts_with('2') {
+                            // This route answers errors in Anthropic's shape.
+                            response.content.insert(
+                                "application/json".to_owned(),
+                                Content::new(Some(Ref::from_schema_name(super::messages::AnthropicErrorBody::name()))),
+                            );
                         }
                     }
                 }
@@ -184,13 +199,14 @@ impl Modify for Conventions {
         license(name = "Apache-2.0", identifier = "Apache-2.0")
     ),
     paths(
-        super::models::list, super::models::get, super::chat::chat_completions,
+        super::models::list, super::models::get, super::chat::chat_completions, super::messages::create,
         super::keys::list, super::keys::create, super::keys::get, super::keys::revoke,
         super::me::me, openapi
     ),
-    components(schemas(ErrorBody, ErrorDetail, PermissionsSchema)),
+    components(schemas(ErrorBody, ErrorDetail, PermissionsSchema, super::messages::AnthropicErrorBody, super::messages::AnthropicErrorDetail)),
     tags(
-        (name = "inference", description = "Models and chat completions, as in the OpenAI API (permission `inference`)."),
+        (name = "inference", description = "Models and chat completions, as in the OpenAI API, and messages, as in Anthropic's \
+            (permission `inference`)."),
         (name = "keys", description = "Create, list, inspect and revoke your API keys (`keys:read`, `keys:write`)."),
         (name = "account", description = "Who is calling."),
         (name = "meta", description = "This document.")
@@ -224,12 +240,13 @@ mod tests {
                 for (status, response) in op["responses"].as_object().expect("responses") {
                     assert!(!response["description"].as_str().unwrap_or_default().is_empty(), "{method} {path} {status} is described");
                     if status.starts_with('4') || status.starts_with('5') {
-                        assert_eq!(response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+                        let body = if path == "/v1/messages" { "AnthropicErrorBody" } else { "ErrorBody" };
+                        assert_eq!(response["content"]["application/json"]["schema"]["$ref"], format!("#/components/schemas/{body}"));
                     }
                 }
             }
         }
-        for id in ["listModels", "createChatCompletion", "listKeys", "createKey", "getKey", "revokeKey", "getMe"] {
+        for id in ["listModels", "createChatCompletion", "createMessage", "listKeys", "createKey", "getKey", "revokeKey", "getMe"] {
             assert!(ids.contains(id), "{id}");
         }
     }

@@ -1,0 +1,343 @@
+//! The gateway's one decision: which provider answers a request. The providers of its model
+//! are tried in order ([`Registry::candidates`]); a connect failure, a timeout before the
+//! answer's headers, a 5xx, a 429, or the provider refusing our credentials moves the request
+//! to the next one — nothing has reached the client yet — and puts the failed provider on a
+//! cool-down. The first answer is relayed: whole, or as a stream event by event with an idle
+//! timeout, ending with an error event (never a hang) if the upstream fails mid-way. Usage is
+//! recorded once per request, however it ends, naming the provider that answered.
+
+use std::{convert::Infallible, pin::Pin, time::Duration};
+
+use bytes::{Bytes, BytesMut};
+use futures::{Stream, StreamExt};
+use reqwest::header::{self, HeaderValue};
+use serde_json::Value;
+
+use super::{
+    Registry, Route,
+    anthropic::TranslateError,
+    api::{Call, ClientApi, EventRelay, Flow, Unservable, Usage},
+    sse::SseParser,
+};
+use crate::domain::usage::Meter;
+
+/// The largest single SSE event relayed (a guard against a runaway upstream).
+const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
+/// The largest upstream error body read.
+const MAX_ERROR_BODY: usize = 64 * 1024;
+
+/// Why the gateway did not answer.
+#[derive(Debug)]
+pub enum GatewayError {
+    /// No provider serves the model; `nothing_configured` when no provider exists at all.
+    ModelNotFound { model: String, nothing_configured: bool },
+    /// The request cannot be expressed in the provider's API.
+    Invalid(TranslateError),
+    /// The model's providers do not speak the client's API (`/v1/messages` to a model only
+    /// OpenAI-compatible providers serve).
+    WrongApi { model: String },
+    /// The last provider tried failed.
+    Upstream(UpstreamError),
+}
+
+/// How an upstream failed.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No answer's headers in time (`Some`: the first-byte timeout that ran out).
+    TimedOut(Option<Duration>),
+    /// The connection could not be made.
+    Unreachable,
+    /// The connection failed before an answer.
+    Broken,
+    /// The provider refused this server's credentials (401/403).
+    CredentialsRefused,
+    /// 429 from the provider, with its advice.
+    RateLimited { message: Option<String>, retry_after: Option<HeaderValue>, retry_after_ms: Option<HeaderValue> },
+    /// Any other 4xx: the provider refused the client's request.
+    Refused { status: u16, message: Option<String> },
+    /// A 5xx.
+    Failed { status: u16 },
+    /// A complete answer stopped arriving.
+    Stalled,
+    /// A complete answer's connection broke.
+    BodyBroken,
+    /// A 2xx that is not what was asked for (`what`: "a chat completion", "an event stream", …).
+    NotAnAnswer(&'static str),
+}
+
+impl UpstreamError {
+    /// Whether the next provider of the model should be tried.
+    pub fn moves_on(&self) -> bool {
+        matches!(
+            self,
+            Self::TimedOut(_)
+                | Self::Unreachable
+                | Self::Broken
+                | Self::CredentialsRefused
+                | Self::RateLimited { .. }
+                | Self::Failed { .. }
+        )
+    }
+
+    /// The status recorded in usage (what the client is answered).
+    pub fn status(&self) -> u16 {
+        match self {
+            Self::TimedOut(_) | Self::Stalled => 504,
+            Self::RateLimited { .. } => 429,
+            Self::Refused { status, .. } => *status,
+            _ => 502,
+        }
+    }
+}
+
+/// A provider's answer.
+pub enum Answer {
+    /// A whole answer (JSON), already in the client's shape.
+    Complete(Bytes),
+    /// A stream (`text/event-stream`), relayed as it arrives.
+    Stream(Relay),
+}
+
+impl Registry {
+    /// Sends `call` to the first provider of its model that answers, and relays the answer.
+    pub async fn call(&self, call: &Call<'_>, mut meter: Meter) -> Result<Answer, GatewayError> {
+        let Some(candidates) = self.candidates(call.model) else {
+            return Err(GatewayError::ModelNotFound { model: call.model.to_owned(), nothing_configured: self.is_empty() });
+        };
+        let mut last_failure = None;
+        for (attempt, route) in candidates.iter().enumerate() {
+            let request = match route.provider.api().request(&route.provider, &route.upstream_model, call) {
+                Ok(request) => request,
+                Err(Unservable::WrongApi) => continue,
+                Err(Unservable::Invalid(error)) => return Err(GatewayError::Invalid(error)),
+            };
+            meter.provider = Some(route.provider.name.clone());
+            if attempt > 0 {
+                tracing::info!(provider = %route.provider.name, model = call.model, "failing over to the next provider");
+            }
+            match self.send(route, request, call.stream).await {
+                Ok(response) => {
+                    route.provider.answered();
+                    return if call.stream {
+                        self.relay_stream(route, call, response, meter)
+                    } else {
+                        self.relay_complete(route, call, response, meter).await
+                    };
+                }
+                Err(error) if error.moves_on() => {
+                    route.provider.failed(self.cooldown());
+                    last_failure = Some(error);
+                }
+                Err(error) => return Err(failed(meter, error)),
+            }
+        }
+        match last_failure {
+            Some(error) => Err(failed(meter, error)),
+            None => Err(GatewayError::WrongApi { model: call.model.to_owned() }),
+        }
+    }
+
+    async fn send(&self, route: &Route, request: super::api::UpstreamRequest, stream: bool) -> Result<reqwest::Response, UpstreamError> {
+        let provider = &route.provider;
+        let first_byte = Duration::from_millis(self.timeouts.first_byte_ms);
+        let mut headers = request.headers;
+        headers.extend(provider.auth_headers.clone());
+        let sent = provider
+            .client
+            .post(request.url)
+            .headers(headers)
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
+            .body(request.body)
+            .send();
+        let response = match tokio::time::timeout(first_byte, sent).await {
+            Err(_) => {
+                tracing::warn!(provider = %provider.name, "upstream did not answer in time");
+                return Err(UpstreamError::TimedOut(Some(first_byte)));
+            }
+            Ok(Err(error)) => {
+                let failure = if error.is_timeout() {
+                    UpstreamError::TimedOut(None)
+                } else if error.is_connect() {
+                    UpstreamError::Unreachable
+                } else {
+                    UpstreamError::Broken
+                };
+                tracing::warn!(provider = %provider.name, error = %error.without_url(), "upstream request failed");
+                return Err(failure);
+            }
+            Ok(Ok(response)) => response,
+        };
+        if response.status().is_success() {
+            Ok(response)
+        } else {
+            Err(upstream_failure(route, response).await)
+        }
+    }
+
+    async fn relay_complete(&self, route: &Route, call: &Call<'_>, response: reqwest::Response, meter: Meter) -> Result<Answer, GatewayError> {
+        let idle = Duration::from_millis(self.timeouts.idle_ms);
+        let bytes = match tokio::time::timeout(idle, response.bytes()).await {
+            Err(_) => return Err(failed(meter, UpstreamError::Stalled)),
+            Ok(Err(_)) => return Err(failed(meter, UpstreamError::BodyBroken)),
+            Ok(Ok(bytes)) => bytes,
+        };
+        let what = match call.api {
+            ClientApi::ChatCompletions => "a chat completion",
+            ClientApi::Messages => "a message",
+        };
+        let Some(parsed) = serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object) else {
+            return Err(failed(meter, UpstreamError::NotAnAnswer(what)));
+        };
+        match route.provider.api().answer(call, &parsed, bytes) {
+            Some((body, usage)) => {
+                meter.record(200, usage);
+                Ok(Answer::Complete(body))
+            }
+            None => Err(failed(meter, UpstreamError::NotAnAnswer(what))),
+        }
+    }
+
+    fn relay_stream(&self, route: &Route, call: &Call<'_>, response: reqwest::Response, meter: Meter) -> Result<Answer, GatewayError> {
+        let is_sse = response
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if !is_sse {
+            return Err(failed(meter, UpstreamError::NotAnAnswer("an event stream")));
+        }
+        Ok(Answer::Stream(Relay {
+            upstream: Box::pin(response.bytes_stream()),
+            parser: SseParser::new(MAX_EVENT_BYTES),
+            idle: Duration::from_millis(self.timeouts.idle_ms),
+            events: route.provider.api().stream(call),
+            finished: false,
+            status: 200,
+            meter: Some(meter),
+        }))
+    }
+}
+
+fn failed(meter: Meter, error: UpstreamError) -> GatewayError {
+    meter.record(error.status(), Usage::default());
+    GatewayError::Upstream(error)
+}
+
+/// Classifies a non-2xx upstream answer; the error body is read (bounded) only for 4xx,
+/// whose message may be relayed — never one that could carry the provider's key.
+async fn upstream_failure(route: &Route, response: reqwest::Response) -> UpstreamError {
+    let status = response.status().as_u16();
+    tracing::warn!(provider = %route.provider.name, status, "upstream answered an error");
+    match status {
+        401 | 403 => return UpstreamError::CredentialsRefused,
+        400..=499 => {}
+        _ => return UpstreamError::Failed { status },
+    }
+    let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
+    let retry_after_ms = response.headers().get("retry-after-ms").cloned();
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    let read = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            body.extend_from_slice(&chunk);
+            if body.len() > MAX_ERROR_BODY {
+                break;
+            }
+        }
+    });
+    let _ = read.await;
+    let message = serde_json::from_slice::<Value>(&body)
+        .ok()
+        .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned))
+        .filter(|m| !might_leak(route, m))
+        .map(|m| m.chars().take(500).collect::<String>());
+    if status == 429 { UpstreamError::RateLimited { message, retry_after, retry_after_ms } } else { UpstreamError::Refused { status, message } }
+}
+
+/// Never echo anything that could carry the provider's key (some providers quote part of it).
+fn might_leak(route: &Route, message: &str) -> bool {
+    let lower = message.to_ascii_lowercase();
+    let quotes_key = route
+        .provider
+        .auth_headers
+        .values()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| !v.is_empty() && message.contains(v.trim_start_matches("Bearer ")));
+    quotes_key || message.contains("sk-") || lower.contains("api key") || lower.contains("api-key") || lower.contains("x-api-key")
+}
+
+/// Relays an upstream SSE stream event by event, with an idle timeout; records usage when it
+/// ends, however it ends (499 if the client left first).
+pub struct Relay {
+    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    parser: SseParser,
+    idle: Duration,
+    events: Box<dyn EventRelay>,
+    finished: bool,
+    /// 200 unless the stream failed.
+    status: u16,
+    meter: Option<Meter>,
+}
+
+impl Relay {
+    /// The client's body: when the client goes away it is dropped, and with it the upstream
+    /// connection.
+    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
+        futures::stream::unfold(self, |mut relay| async move { relay.next_chunk().await.map(|chunk| (Ok(chunk), relay)) })
+    }
+
+    async fn next_chunk(&mut self) -> Option<Bytes> {
+        loop {
+            if self.finished {
+                return None;
+            }
+            let chunk = match tokio::time::timeout(self.idle, self.upstream.next()).await {
+                Err(_) => return Some(self.fail(504, "The model provider stopped sending for too long.", "upstream_timeout")),
+                Ok(Some(Err(_))) => {
+                    return Some(self.fail(502, "The connection to the model provider broke mid-stream.", "upstream_error"));
+                }
+                Ok(None) => {
+                    if self.events.complete() {
+                        self.finished = true;
+                        return None;
+                    }
+                    return Some(self.fail(502, "The model provider ended the stream early.", "upstream_error"));
+                }
+                Ok(Some(Ok(chunk))) => chunk,
+            };
+            let items = match self.parser.feed(&chunk) {
+                Ok(items) => items,
+                Err(_) => return Some(self.fail(502, "The model provider sent an oversized stream event.", "upstream_error")),
+            };
+            let mut out = BytesMut::new();
+            for item in items {
+                match self.events.relay(item, &mut out) {
+                    Flow::More => continue,
+                    Flow::Done => {}
+                    Flow::Failed => self.status = 502,
+                }
+                self.finished = true;
+                break;
+            }
+            if !out.is_empty() {
+                return Some(out.freeze());
+            }
+        }
+    }
+
+    fn fail(&mut self, status: u16, message: &str, code: &str) -> Bytes {
+        self.finished = true;
+        self.status = status;
+        self.events.error_event(message, code)
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        if let Some(meter) = self.meter.take() {
+            let status = if self.finished { self.status } else { 499 };
+            meter.record(status, self.events.usage());
+        }
+    }
+}

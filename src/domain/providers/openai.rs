@@ -1,0 +1,110 @@
+//! OpenAI-compatible providers (OpenAI, Azure-style gateways, vLLM, Ollama, …): chat
+//! completions are passed through — the client's original bytes when the model name is
+//! unchanged — with only the model name and, for accounting, `stream_options` rewritten.
+
+use bytes::{Bytes, BytesMut};
+use reqwest::header::{AUTHORIZATION, HeaderMap};
+use serde_json::{Value, json};
+
+use super::{
+    Provider,
+    api::{Call, ClientApi, EventRelay, Flow, ProviderApi, Unservable, UpstreamRequest, Usage, openai_usage, sensitive},
+    sse::{self, SseItem},
+};
+
+/// The OpenAI chat-completions API.
+pub struct OpenAi;
+
+impl ProviderApi for OpenAi {
+    fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, ()> {
+        let mut headers = HeaderMap::new();
+        if let Some(key) = api_key {
+            headers.insert(AUTHORIZATION, sensitive(&format!("Bearer {key}"))?);
+        }
+        Ok(headers)
+    }
+
+    fn request(&self, provider: &Provider, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable> {
+        if call.api != ClientApi::ChatCompletions {
+            return Err(Unservable::WrongApi);
+        }
+        let unchanged = upstream_model == call.model && (!call.stream || call.include_usage);
+        let body = if unchanged {
+            call.raw.clone()
+        } else {
+            let mut request = call.request.clone();
+            request.insert("model".into(), Value::String(upstream_model.to_owned()));
+            if call.stream && !call.include_usage {
+                // Ask for usage anyway (for accounting); the extra chunk is not relayed.
+                request.insert("stream_options".into(), json!({"include_usage": true}));
+            }
+            Bytes::from(serde_json::to_vec(&request).expect("a JSON map serialises"))
+        };
+        Ok(UpstreamRequest { url: provider.endpoint("chat/completions"), headers: HeaderMap::new(), body })
+    }
+
+    fn answer(&self, _call: &Call<'_>, body: &Value, raw: Bytes) -> Option<(Bytes, Usage)> {
+        body.get("choices")?;
+        Some((raw, openai_usage(body).unwrap_or_default()))
+    }
+
+    fn stream(&self, call: &Call<'_>) -> Box<dyn EventRelay> {
+        Box::new(ChatRelay { strip_usage: !call.include_usage, saw_done: false, usage: Usage::default() })
+    }
+}
+
+/// An OpenAI chat-completions error event.
+pub fn chat_error_event(message: &str, code: &str) -> Bytes {
+    let body = json!({"error": {"message": message, "type": "api_error", "code": code, "param": null}});
+    sse::frame(None, &body.to_string())
+}
+
+/// Pass-through of chat-completion chunks; `strip_usage` drops the usage-only chunk the
+/// client did not ask for.
+struct ChatRelay {
+    strip_usage: bool,
+    saw_done: bool,
+    usage: Usage,
+}
+
+impl EventRelay for ChatRelay {
+    fn relay(&mut self, item: SseItem, out: &mut BytesMut) -> Flow {
+        let (event, data) = match item {
+            SseItem::Comment(text) => {
+                out.extend_from_slice(&sse::comment(&text));
+                return Flow::More;
+            }
+            SseItem::Event { event, data } => (event, data),
+        };
+        if data == "[DONE]" {
+            self.saw_done = true;
+            out.extend_from_slice(&sse::frame(None, "[DONE]"));
+            return Flow::Done;
+        }
+        if data.contains("\"usage\"")
+            && let Ok(value) = serde_json::from_str::<Value>(&data)
+        {
+            if let Some(usage) = openai_usage(&value) {
+                self.usage = usage;
+            }
+            let usage_only = value.get("choices").and_then(Value::as_array).is_some_and(Vec::is_empty);
+            if self.strip_usage && usage_only {
+                return Flow::More;
+            }
+        }
+        out.extend_from_slice(&sse::frame(event.as_deref(), &data));
+        Flow::More
+    }
+
+    fn complete(&self) -> bool {
+        self.saw_done
+    }
+
+    fn usage(&self) -> Usage {
+        self.usage
+    }
+
+    fn error_event(&self, message: &str, code: &str) -> Bytes {
+        chat_error_event(message, code)
+    }
+}
