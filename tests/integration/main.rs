@@ -16,6 +16,7 @@ mod hardening;
 mod hygiene;
 mod local_sign_in;
 mod openapi;
+mod providers;
 mod scale_out;
 mod sdk;
 mod sign_in;

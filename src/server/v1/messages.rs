@@ -41,12 +41,12 @@ const FORWARDED: [HeaderName; 2] = [HeaderName::from_static("anthropic-version")
             (`text/event-stream`).", content((Object = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "`invalid_request_error`: a malformed request, or a model that only OpenAI-compatible providers serve.",
             body = AnthropicErrorBody),
-        (status = 401, description = "`authentication_error`: missing, unknown, revoked or expired key.", body = AnthropicErrorBody),
         (status = 403, description = "`permission_error`: the credentials lack the `inference` permission.", body = AnthropicErrorBody),
         (status = 404, description = "`not_found_error`: no provider serves this model.", body = AnthropicErrorBody),
-        (status = 429, description = "`rate_limit_error`: this key's rate limit, or the provider's.", body = AnthropicErrorBody),
         (status = 502, description = "`api_error`: the provider is unreachable, failed or answered garbage.", body = AnthropicErrorBody),
         (status = 504, description = "`api_error`: the provider did not answer in time.", body = AnthropicErrorBody)))]
+// 401 (`authentication_error`), 429 (`rate_limit_error`) and 503 are the shared responses of
+// every `/v1` route, in this route's error shape (see `openapi::Conventions`).
 pub async fn create(State(state): State<AppState>, principal: Principal, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
     principal.require(Permission::Inference)?;
     let request = parse_request(&body)?;
