@@ -91,3 +91,160 @@ fn sigterm_shuts_down_gracefully() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The seed's cURL example, verbatim but for the server's address and the key.
+const SEED_CURL: &str = r#"curl -X POST https://api.workjet.dev/v1/chat/completions \
+  -H "Content-Type: application/json" \
+  -H "Authorization: Bearer wj_live_a1b2c3d4..." \
+  -d '{
+    "model": "claude-4-sonnet",
+    "messages": [
+      { "role": "user", "content": "Hello, world!" }
+    ]
+  }'"#;
+
+/// The seed's JavaScript (fetch) example, verbatim but for the address and the key; the last
+/// line prints what came back.
+const SEED_FETCH: &str = r#"const response = await fetch('https://api.workjet.dev/v1/chat/completions', {
+  method: 'POST',
+  headers: {
+    'Content-Type': 'application/json',
+    'Authorization': 'Bearer wj_live_a1b2c3d4...',
+  },
+  body: JSON.stringify({
+    model: 'claude-4-sonnet',
+    messages: [
+      { role: 'user', content: 'Hello, world!' }
+    ],
+  }),
+});
+console.log(JSON.stringify({ status: response.status, body: await response.json() }));"#;
+
+/// A running `workjet` in `dir` with `env`; its log goes to `dir/log`.
+struct Running(std::process::Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_in(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Running {
+    let log = std::fs::File::create(dir.join("log")).expect("log");
+    let mut cmd = workjet();
+    for var in ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"] {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .current_dir(dir)
+        .env("WJ_LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(30), "server did not start: {}", std::fs::read_to_string(dir.join("log")).unwrap_or_default());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Running(child)
+}
+
+/// A key in the binary's own SQLite database, made as the portal would.
+async fn key_in(dir: &std::path::Path) -> String {
+    use std::sync::Arc;
+
+    use workjet::domain::{
+        api_keys::{ApiKeyService, Grant, KeyName, RateLimits},
+        auth_cache::Generations,
+        users::{UserService, VerifiedIdentity},
+    };
+    let db = sea_orm::Database::connect(format!("sqlite://{}/workjet.db", dir.display())).await.expect("open the database");
+    let identity = VerifiedIdentity {
+        issuer: "https://accounts.google.com".into(),
+        subject: "sub-ada".into(),
+        email: "ada@example.com".into(),
+        name: "Ada".into(),
+        picture: None,
+    };
+    let user = UserService::new(db.clone()).upsert_from_identity(&identity).await.expect("user");
+    let keys = ApiKeyService::new(db, false, Arc::new(Generations::new(None)));
+    let grant = Grant::user(RateLimits { default_per_minute: 600, max_per_minute: 600 });
+    let (_, key) = keys
+        .create(user.id, &grant, KeyName::parse("CI/CD Pipeline").expect("name"), Default::default(), &Default::default())
+        .await
+        .expect("key");
+    key.into_secret()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs WJ_TEST_NODE"]
+async fn the_seeds_curl_and_fetch_examples_work_on_a_server_configured_by_one_variable() {
+    let node = crate::helpers::required_env("WJ_TEST_NODE");
+    let fake = crate::upstream::Fake::anthropic().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    // ANTHROPIC_BASE_URL points at the fake Anthropic API; WJ_LISTEN_ADDR picks a free port.
+    let env = [("ANTHROPIC_API_KEY", "sk-ant-from-the-environment".to_owned()), ("ANTHROPIC_BASE_URL", format!("http://{}", fake.addr))];
+    let server = start_in(dir.path(), port, &env);
+    let key = key_in(dir.path()).await;
+    let address = |text: &str| text.replace("https://api.workjet.dev", &format!("http://127.0.0.1:{port}")).replace("wj_live_a1b2c3d4...", &key);
+
+    let curl = tokio::process::Command::new("bash").arg("-c").arg(format!("{} -sS -w '\\n%{{http_code}}'", address(SEED_CURL))).output().await.expect("curl runs");
+    let stdout = String::from_utf8_lossy(&curl.stdout);
+    let (body, status) = stdout.rsplit_once('\n').expect("body and status");
+    assert_eq!(status, "200", "{stdout} {}", String::from_utf8_lossy(&curl.stderr));
+    let body: serde_json::Value = serde_json::from_str(body).expect("JSON");
+    assert_eq!(body["choices"][0]["message"]["content"], "Hello from the fake.");
+
+    let fetch = tokio::process::Command::new(&node).args(["--input-type=module", "-e", &address(SEED_FETCH)]).output().await.expect("node runs");
+    assert!(fetch.status.success(), "{}", String::from_utf8_lossy(&fetch.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&fetch.stdout).expect("JSON");
+    assert_eq!(printed["status"], 200, "{printed}");
+    assert_eq!(printed["body"]["choices"][0]["message"]["content"], "Hello from the fake.");
+
+    let requests = fake.requests();
+    assert_eq!(requests.len(), 2);
+    for (headers, sent) in &requests {
+        assert_eq!(headers["x-api-key"], "sk-ant-from-the-environment");
+        assert_eq!(sent["model"], "claude-sonnet-4-20250514");
+        assert!(!headers.iter().any(|(_, v)| v.to_str().unwrap_or_default().contains("wj_live_")));
+    }
+    let log = std::fs::read_to_string(dir.path().join("log")).expect("log");
+    assert!(log.contains("providers configured from the environment") && log.contains("ANTHROPIC_API_KEY"), "{log}");
+    assert!(!log.contains("sk-ant-from-the-environment") && !log.contains(&key), "no secret in the log");
+    drop(server);
+
+    // A ./workjet.toml, when present, is read without WJ_CONFIG and replaces the environment.
+    std::fs::write(
+        dir.path().join("workjet.toml"),
+        format!("[[providers]]\nname = \"from-file\"\nkind = \"anthropic\"\nbase_url = \"http://{}\"\nmodels = [\"file-model\"]\n", fake.addr),
+    )
+    .expect("write");
+    let _server = start_in(dir.path(), port, &env);
+    let models: serde_json::Value = reqwest::Client::new()
+        .get(format!("http://127.0.0.1:{port}/v1/models"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("models")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(models["data"].as_array().expect("data").iter().map(|m| m["id"].clone()).collect::<Vec<_>>(), ["file-model"]);
+    let log = std::fs::read_to_string(dir.path().join("log")).expect("log");
+    assert!(log.contains("providers configured from the file") && log.contains("workjet.toml"), "{log}");
+}
+
+#[test]
+fn without_providers_the_start_up_log_says_how_to_add_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let server = start_in(dir.path(), port, &[]);
+    drop(server);
+    let log = std::fs::read_to_string(dir.path().join("log")).expect("log");
+    assert_eq!(log.matches("no model provider is configured").count(), 1, "said once: {log}");
+    assert!(log.contains("ANTHROPIC_API_KEY") && log.contains("OPENAI_API_KEY") && log.contains("workjet.toml"), "{log}");
+}

@@ -4,6 +4,7 @@
 //! test `WJ_TEST_NODE` (a `node` with the top-level `npm ci` done; `scripts/test` sets it).
 //! Without them the tests are ignored, not passed.
 
+use serde_json::json;
 use workjet::{
     domain::api_keys::NewKeyOptions,
     permissions::{Permission, Permissions},
@@ -64,6 +65,42 @@ async fn the_official_openai_python_sdk_works_against_workjet() {
     assert!(results["limited_first"]["ok"].is_array());
     assert_eq!(results["limited_second"]["error"], "RateLimitError");
     assert_eq!(results["limited_second"]["code"], "rate_limited");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs WJ_TEST_PYTHON"]
+async fn the_official_anthropic_python_sdk_works_against_workjet() {
+    let python = required_env("WJ_TEST_PYTHON");
+    let SdkFixture { app, key, revoked, restricted, limited, .. } = SdkFixture::start(1).await;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/anthropic_sdk_check.py");
+    let output = tokio::process::Command::new(&python)
+        .arg(script)
+        // Anthropic's SDK appends /v1/messages itself.
+        .env("WJ_SDK_BASE_URL", &app.base_url)
+        .env("WJ_SDK_KEY", &key)
+        .env("WJ_SDK_ANTHROPIC_MODEL", "claude-4-sonnet")
+        .env("WJ_SDK_OPENAI_MODEL", "gpt-public")
+        .env("WJ_SDK_REVOKED_KEY", &revoked)
+        .env("WJ_SDK_RESTRICTED_KEY", &restricted)
+        .env("WJ_SDK_LIMITED_KEY", &limited)
+        .output()
+        .await
+        .expect("run python");
+    assert!(output.status.success(), "SDK script failed: {}", String::from_utf8_lossy(&output.stderr));
+    let results: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON results");
+    eprintln!("{results:#}");
+    assert_eq!(results["message"]["ok"], json!({"text": "Hello from the fake.", "input_tokens": 11, "output_tokens": 7}));
+    assert_eq!(results["stream"]["ok"], json!({"text": "part0 part1 part2 ", "output_tokens": 7}));
+    for (case, error, status, kind) in [
+        ("bad_key", "AuthenticationError", 401, "authentication_error"),
+        ("revoked", "AuthenticationError", 401, "authentication_error"),
+        ("restricted", "PermissionDeniedError", 403, "permission_error"),
+        ("limited_second", "RateLimitError", 429, "rate_limit_error"),
+        ("openai_only_model", "BadRequestError", 400, "invalid_request_error"),
+    ] {
+        assert_eq!(results[case], json!({"error": error, "status": status, "type": kind}), "{case}");
+    }
+    assert!(results["limited_first"]["ok"].is_string());
 }
 
 /// What both SDK checks report alike: models, chat, streams (both provider kinds), and the

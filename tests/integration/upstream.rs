@@ -157,7 +157,8 @@ fn stream_pieces(anthropic: bool, chunks: usize, include_usage: bool) -> Vec<Str
     if anthropic {
         pieces.push(anthropic_event(
             "message_start",
-            json!({"type": "message_start", "message": {"id": "msg_fake", "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+            json!({"type": "message_start", "message": {"id": "msg_fake", "type": "message", "role": "assistant", "content": [],
+                "model": "upstream-model", "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": 11, "output_tokens": 1}}}),
         ));
         pieces.push(anthropic_event(
             "content_block_start",
