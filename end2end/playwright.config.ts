@@ -53,6 +53,9 @@ export default defineConfig({
       WJ_PUBLIC_URL: `http://127.0.0.1:${port}`,
       WJ_DATABASE_URL: `sqlite://${dataDir}/e2e.db?mode=rwc`,
       LEPTOS_SITE_ROOT: path.join(targetDir, "site"),
+      // Providers from the environment, as a new user configures them (never called here).
+      ANTHROPIC_API_KEY: "sk-ant-e2e-placeholder",
+      ANTHROPIC_BASE_URL: "http://127.0.0.1:9",
       RUST_LOG: process.env.RUST_LOG ?? "warn",
     },
   },

@@ -169,6 +169,17 @@ pub struct SignInSettings {
     pub api_base_url: String,
 }
 
+/// What the "Use a key" box shows: where the API is and which models it serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuickStartView {
+    /// Where the API is served (`WJ_PUBLIC_URL`, no trailing slash).
+    pub api_base_url: String,
+    /// The public model names, sorted; empty when no provider is configured.
+    pub models: Vec<String>,
+    /// How an operator adds a provider (shown when `models` is empty).
+    pub how_to_add_a_provider: String,
+}
+
 /// A same-origin path that is safe to send a browser back to after sign-in, or `None`.
 /// Rejects absolute and scheme-relative URLs (`//evil`, `/\evil`), control characters and
 /// overlong values, so `return_to` can never become an open redirect.

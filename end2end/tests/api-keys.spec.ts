@@ -120,6 +120,22 @@ test("another user sees none of the first user's keys", async ({ page, browser }
   await other.close();
 });
 
+test("the Use a key box lists the models, with a curl for the first one", async ({ page }) => {
+  await signIn(page, uniqueEmail("models"), "Model User");
+  const box = page.getByRole("region", { name: "Use a key" });
+  await expect(box).toBeVisible();
+  // The e2e server's providers come from ANTHROPIC_API_KEY alone.
+  const models = box.getByRole("list", { name: "Models" });
+  await expect(models.getByText("claude-4-sonnet", { exact: true })).toBeVisible();
+  await expect(models).toContainText("more");
+  const curl = box.locator("pre");
+  await expect(curl).toContainText("/v1/chat/completions");
+  await expect(curl).toContainText('Authorization: Bearer $WORKJET_API_KEY');
+  await expect(box).not.toContainText("No model provider");
+  await box.scrollIntoViewIfNeeded();
+  await screenshot(page, "api-keys-use-a-key");
+});
+
 test("the page works at phone width", async ({ page }) => {
   await page.setViewportSize({ width: 390, height: 844 });
   await signIn(page, uniqueEmail("phone"), "Phone User");

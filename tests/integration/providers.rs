@@ -12,6 +12,7 @@ use workjet::domain::api_keys::NewKeyOptions;
 
 use crate::{
     backend_tests,
+    browser::{Browser, app_with_idp},
     helpers::*,
     upstream::{Fake, Script},
 };
@@ -332,5 +333,36 @@ backend_tests! {
         // Chat completions keep OpenAI's shape.
         let (status, _, _) = error_of(post(&app, "/v1/chat/completions", &key, hello("nope", false)).await).await;
         assert_eq!(status, 404);
+    }
+
+    async fn the_portal_lists_the_models_or_says_that_none_is_configured(backend) {
+        // No provider: the box says so, and how to add one.
+        let (app, _idp) = app_with_idp(backend, &[]).await;
+        let mut browser = Browser::new();
+        browser.sign_in(&app, None).await;
+        let info: Value = browser.server_fn(&app, "quick_start", "").await.json().await.expect("json");
+        assert_eq!(info["models"], json!([]));
+        assert!(info["how_to_add_a_provider"].as_str().expect("text").contains("ANTHROPIC_API_KEY"));
+        assert_eq!(info["api_base_url"], app.base_url);
+        let page = browser.get(&app.url("/settings/api-keys")).await.text().await.expect("page");
+        assert!(page.contains("No model provider is configured on this server yet."), "the server-rendered page says so");
+        // Signed out, the server function answers 401 and lists nothing.
+        let mut stranger = Browser::new();
+        let refused = stranger.server_fn(&app, "quick_start", "").await;
+        assert_eq!(refused.status(), 401);
+
+        // With ANTHROPIC_API_KEY: the models, and a curl for the first.
+        let fake = Fake::anthropic().await;
+        let env = [("ANTHROPIC_API_KEY", ANTHROPIC_KEY.to_owned()), ("ANTHROPIC_BASE_URL", format!("http://{}", fake.addr))];
+        let (app, _idp) = app_with_idp(backend, &env).await;
+        let mut browser = Browser::new();
+        browser.sign_in(&app, None).await;
+        let info: Value = browser.server_fn(&app, "quick_start", "").await.json().await.expect("json");
+        let models: Vec<&str> = info["models"].as_array().expect("models").iter().filter_map(Value::as_str).collect();
+        assert!(models.contains(&"claude-4-sonnet"), "{models:?}");
+        let page = browser.get(&app.url("/settings/api-keys")).await.text().await.expect("page");
+        assert!(page.contains("/v1/chat/completions") && page.contains(models[0]), "a curl for the first model");
+        assert!(!page.contains("No model provider"));
+        assert!(!page.contains(ANTHROPIC_KEY), "the provider key never reaches a page");
     }
 }

@@ -12,9 +12,9 @@ use crate::{
             revoke_key_dialog::RevokeKeyDialog,
         },
         pages::sessions::go_to_login,
-        server_fns::{CreateApiKey, RevokeApiKey, list_api_keys, sign_in_info},
+        server_fns::{CreateApiKey, RevokeApiKey, list_api_keys, quick_start},
     },
-    wire::{ApiKeyView, PortalError},
+    wire::{ApiKeyView, PortalError, QuickStartView},
 };
 
 fn now_ms() -> i64 {
@@ -26,7 +26,7 @@ pub fn ApiKeysPage() -> impl IntoView {
     let create = ServerAction::<CreateApiKey>::new();
     let revoke = ServerAction::<RevokeApiKey>::new();
     let keys = Resource::new(move || (create.version().get(), revoke.version().get()), |_| list_api_keys());
-    let settings = Resource::new(|| (), |()| sign_in_info());
+    let settings = Resource::new(|| (), |()| quick_start());
     let (create_open, set_create_open) = signal(false);
     let (revoke_target, set_revoke_target) = signal(None::<ApiKeyView>);
 
@@ -90,7 +90,7 @@ pub fn ApiKeysPage() -> impl IntoView {
 
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
-                settings.await.ok().map(|s| view! { <QuickStart base_url=s.api_base_url /> })
+                settings.await.ok().map(|info| view! { <QuickStart info /> })
             })}
         </Suspense>
 
@@ -128,18 +128,55 @@ fn EmptyState(on_create: Callback<()>) -> impl IntoView {
     }
 }
 
+/// How many model names the box lists before "and N more".
+const MODELS_SHOWN: usize = 12;
+
 #[component]
-fn QuickStart(base_url: String) -> impl IntoView {
-    let curl = format!("curl {base_url}/v1/models \\\n  -H \"Authorization: Bearer $WORKJET_API_KEY\"");
+fn QuickStart(info: QuickStartView) -> impl IntoView {
+    let QuickStartView { api_base_url: base_url, models, how_to_add_a_provider } = info;
+    let code = |text: String| view! { <code class="rounded bg-slate-100 px-1 py-0.5 font-mono text-xs text-slate-800">{text}</code> };
+    let example = models.first().map(|model| {
+        format!(
+            "curl {base_url}/v1/chat/completions \\\n  -H \"Content-Type: application/json\" \\\n  -H \"Authorization: Bearer $WORKJET_API_KEY\" \\\n  -d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"Hello, world!\"}}]}}'"
+        )
+    });
+    let more = models.len().saturating_sub(MODELS_SHOWN);
+    let models_view = if models.is_empty() {
+        view! {
+            <div role="status" class="mt-4 rounded-lg border border-amber-200 bg-amber-50 p-3 text-sm text-amber-900">
+                <p class="font-semibold">"No model provider is configured on this server yet."</p>
+                <p class="mt-1">{format!("Until one is, requests for a model answer 404. To add one, {how_to_add_a_provider}.")}</p>
+            </div>
+        }
+        .into_any()
+    } else {
+        view! {
+            <div class="mt-4">
+                <h3 class="text-xs font-semibold uppercase tracking-wide text-slate-500">"Models"</h3>
+                <ul aria-label="Models" class="mt-2 flex flex-wrap gap-1.5">
+                    {models.iter().take(MODELS_SHOWN).map(|m| view! {
+                        <li class="rounded-md bg-slate-100 px-2 py-0.5 font-mono text-xs text-slate-700 ring-1 ring-inset ring-slate-200">{m.clone()}</li>
+                    }).collect_view()}
+                    {(more > 0).then(|| view! { <li class="px-1 py-0.5 text-xs text-slate-500">{format!("and {more} more")}</li> })}
+                </ul>
+            </div>
+        }
+        .into_any()
+    };
     view! {
         <section aria-labelledby="quick-start-title" class="mt-8 rounded-xl border border-slate-200 bg-white p-5 shadow-xs">
             <h2 id="quick-start-title" class="text-sm font-semibold text-slate-900">"Use a key"</h2>
             <p class="mt-1 text-sm text-slate-600">
                 "Send it as a Bearer token. The API is OpenAI-compatible: point an OpenAI SDK's base URL at "
-                <code class="rounded bg-slate-100 px-1 py-0.5 font-mono text-xs">{format!("{base_url}/v1")}</code>
+                {code(format!("{base_url}/v1"))}
+                ". Anthropic's SDKs work too, with base URL "
+                {code(base_url.clone())}
                 "."
             </p>
-            <pre class="mt-3 overflow-x-auto rounded-lg bg-slate-900 p-4 font-mono text-xs leading-relaxed text-slate-100"><code>{curl}</code></pre>
+            {models_view}
+            {example.map(|curl| view! {
+                <pre class="mt-4 overflow-x-auto rounded-lg bg-slate-900 p-4 font-mono text-xs leading-relaxed text-slate-100"><code>{curl}</code></pre>
+            })}
         </section>
     }
 }

@@ -2,7 +2,7 @@
 
 use leptos::prelude::*;
 
-use crate::wire::{PortalError, SignInSettings, UserView};
+use crate::wire::{PortalError, QuickStartView, SignInSettings, UserView};
 
 /// The signed-in user, or `None`.
 #[server(prefix = "/api", endpoint = "current_user")]
@@ -20,5 +20,17 @@ pub async fn sign_in_info() -> Result<SignInSettings, PortalError> {
     Ok(SignInSettings {
         local_development: matches!(state.config.sign_in, SignIn::LocalDevelopment),
         api_base_url: state.config.public_url.as_str().trim_end_matches('/').to_owned(),
+    })
+}
+
+/// The API's address and the models it serves, for a signed-in person's "Use a key" box.
+#[server(prefix = "/api", endpoint = "quick_start")]
+pub async fn quick_start() -> Result<QuickStartView, PortalError> {
+    use crate::domain::providers::HOW_TO_ADD_A_PROVIDER;
+    let (state, _) = super::support::signed_in()?;
+    Ok(QuickStartView {
+        api_base_url: state.config.public_url.as_str().trim_end_matches('/').to_owned(),
+        models: state.gateway.models().map(|(name, _)| name.to_owned()).collect(),
+        how_to_add_a_provider: HOW_TO_ADD_A_PROVIDER.to_owned(),
     })
 }
