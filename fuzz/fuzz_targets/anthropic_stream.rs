@@ -1,6 +1,6 @@
 //! An upstream Anthropic response: the input as an SSE stream, cut into chunks of sizes
 //! derived from the input, through `SseParser` and `StreamTranslator` as the relay in
-//! src/server/v1/chat.rs does it; and the input (and every event's data) as a non-streamed
+//! src/domain/providers/gateway.rs does it; and the input (and every event's data) as a non-streamed
 //! Messages response through `translate_response`.
 //!
 //! Checked: no panic; chunking never changes what is parsed (nor whether the size limit
@@ -16,7 +16,7 @@ use workjet::domain::providers::{
     sse::{self, SseItem, SseParser},
 };
 
-/// The relay's limit (`MAX_EVENT_BYTES` in chat.rs): far above any fuzz input.
+/// The relay's limit (`MAX_EVENT_BYTES` in gateway.rs): far above any fuzz input.
 const RELAY_MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 const MODEL: &str = "m";
 

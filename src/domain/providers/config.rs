@@ -231,6 +231,25 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_example_parses_and_shows_the_defaults() {
+        let file = parse(include_str!("../../../workjet.example.toml")).expect("workjet.example.toml is valid");
+        assert_eq!(file.upstream, UpstreamTimeouts::default(), "the example's [upstream] values are the defaults");
+        let names: Vec<&str> = file.providers.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["anthropic", "openai"]);
+        assert!(file.providers[0].models.pairs().contains(&("claude-4-sonnet".into(), "claude-sonnet-4-20250514".into())));
+        // The commented-out tables are valid too.
+        let mut in_table = false;
+        let mut uncommented = Vec::new();
+        for line in include_str!("../../../workjet.example.toml").lines() {
+            in_table = (in_table && line.starts_with("# ")) || line == "# [[providers]]";
+            uncommented.push(if in_table { &line[2..] } else { line });
+        }
+        let uncommented = uncommented.join("\n");
+        let all = parse(&uncommented).expect("every example table is valid");
+        assert_eq!(all.providers.len(), 4);
+    }
+
+    #[test]
     fn errors_name_the_line() {
         let err = parse("[[providers]]\nname = \"x\"\nkind = \"cohere\"\nbase_url = \"https://x\"\nmodels = [\"m\"]\n").unwrap_err();
         assert!(err.contains("line 3"), "{err}");
