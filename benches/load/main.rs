@@ -213,11 +213,21 @@ async fn create_key(base: &str, cookie: &str, rate_limit: u32) -> (i64, String) 
     (v["id"].as_i64().expect("id"), v["key"].as_str().expect("key").to_owned())
 }
 
+/// `bench-model` and `bench-slow` have one provider each; `bench-failover` is served by a
+/// provider that refuses connections (nothing listens on its port), then by `fast`. The
+/// cool-down is off, so every `bench-failover` request pays for the refused connection: the
+/// worst case of failover (with the default cool-down it is paid once per 10 s).
 fn workjet_toml(dir: &std::path::Path, fast: SocketAddr, slow: SocketAddr) -> std::path::PathBuf {
     let path = dir.join("workjet.toml");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr");
     std::fs::write(
         &path,
-        format!("[[providers]]\nname = \"fast\"\nkind = \"openai\"\nbase_url = \"http://{fast}/v1\"\nmodels = [\"bench-model\"]\n\n[[providers]]\nname = \"slow\"\nkind = \"openai\"\nbase_url = \"http://{slow}/v1\"\nmodels = [\"bench-slow\"]\n"),
+        format!(
+            "[upstream]\ncooldown_ms = 0\n\n\
+             [[providers]]\nname = \"dead\"\nkind = \"openai\"\nbase_url = \"http://{dead}/v1\"\nmodels = [\"bench-failover\"]\n\n\
+             [[providers]]\nname = \"fast\"\nkind = \"openai\"\nbase_url = \"http://{fast}/v1\"\nmodels = [\"bench-model\", \"bench-failover\"]\n\n\
+             [[providers]]\nname = \"slow\"\nkind = \"openai\"\nbase_url = \"http://{slow}/v1\"\nmodels = [\"bench-slow\"]\n"
+        ),
     )
     .expect("write workjet.toml");
     path
@@ -337,7 +347,17 @@ async fn main() {
         let via =
             measure(&plan, "through Workjet", server.addr, c, Arc::new(move |_, _| chat("bench-model", false, Some(&k))), StatusCode::OK)
                 .await;
-        gateway.push((direct, via));
+        let k = hot.clone();
+        let failover = measure(
+            &plan,
+            "through Workjet, failover past a refused connection (vs through Workjet)",
+            server.addr,
+            c,
+            Arc::new(move |_, _| chat("bench-failover", false, Some(&k))),
+            StatusCode::OK,
+        )
+        .await;
+        gateway.push((direct, via, failover));
     }
     let mut streams = Vec::new();
     for (label, model, target, key) in [

@@ -133,12 +133,20 @@ impl Report {
         );
     }
 
-    pub fn gateway(&mut self, runs: &[(Row, Row)], streams: &[(String, Vec<StreamTiming>)]) {
-        self.body.push_str("## 4. Gateway overhead\n\n`POST /v1/chat/completions` through Workjet to a local fake upstream, against the fake upstream called directly.\n\n");
+    pub fn gateway(&mut self, runs: &[(Row, Row, Row)], streams: &[(String, Vec<StreamTiming>)]) {
+        self.body.push_str("## 4. Gateway overhead\n\n`POST /v1/chat/completions` through Workjet to a local fake upstream, against the fake upstream called directly. The failover rows ask for a model whose first provider refuses connections (nothing listens on its port) and whose second is the same fake, with the cool-down off, so that every request pays for the refused connection — the worst case (with the default 10 s cool-down a dead provider costs one request per 10 s).\n\n");
         self.body.push_str(ROW_HEADER);
-        for (direct, via) in runs {
+        let mut failover_added = Vec::new();
+        for (direct, via, failover) in runs {
             self.body.push_str(&row(direct, None));
             self.body.push_str(&row(via, Some(direct)));
+            self.body.push_str(&row(failover, Some(via)));
+            failover_added.push(format!(
+                "c={}: p50 {:+.3} ms, throughput {:.2}×",
+                direct.concurrency,
+                failover.p50_ms - via.p50_ms,
+                failover.throughput / via.throughput
+            ));
             self.bars.push((format!("gateway, c={}", direct.concurrency), via.throughput / direct.throughput));
             if direct.concurrency == 1 {
                 let added = via.p50_ms - direct.p50_ms;
@@ -152,6 +160,11 @@ impl Report {
                 );
             }
         }
+        let _ = writeln!(
+            self.body,
+            "\nFailover's cost over one provider (first provider refusing connections): {}.",
+            failover_added.join("; ")
+        );
         self.body.push_str("\nStreaming (`\"stream\": true`), one request at a time:\n\n| stream | runs | first byte p50 ms | total p50 ms | largest gap between chunks, max ms |\n|---|---|---|---|---|\n");
         for (label, timings) in streams {
             let first: Vec<Duration> = timings.iter().map(|t| t.first_byte).collect();

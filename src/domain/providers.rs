@@ -114,8 +114,7 @@ pub enum Source {
 }
 
 /// How to add a provider, said wherever the lack of one shows.
-pub const HOW_TO_ADD_A_PROVIDER: &str =
-    "set ANTHROPIC_API_KEY or OPENAI_API_KEY in the server's environment, or configure providers in workjet.toml (see workjet.example.toml)";
+pub const HOW_TO_ADD_A_PROVIDER: &str = "set ANTHROPIC_API_KEY or OPENAI_API_KEY in the server's environment, or configure providers in workjet.toml (see workjet.example.toml)";
 
 /// Every configured model, by public name, each with its providers in the file's order.
 #[derive(Debug, Default)]
@@ -140,9 +139,13 @@ impl Registry {
                 ),
             };
             let api = api::for_kind(p.kind);
-            let auth_headers = api
-                .auth_headers(api_key.as_deref())
-                .map_err(|()| format!("provider {:?}: the API key in {} is not a valid HTTP header value", p.name, p.api_key_env.as_deref().unwrap_or("?")))?;
+            let auth_headers = api.auth_headers(api_key.as_deref()).map_err(|_: api::NotAHeaderValue| {
+                format!(
+                    "provider {:?}: the API key in {} is not a valid HTTP header value",
+                    p.name,
+                    p.api_key_env.as_deref().unwrap_or("?")
+                )
+            })?;
             let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_millis(timeouts.connect_ms))
                 .pool_idle_timeout(Duration::from_secs(90))

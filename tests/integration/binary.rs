@@ -146,7 +146,11 @@ fn start_in(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Running
         .expect("spawn");
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(started.elapsed() < Duration::from_secs(30), "server did not start: {}", std::fs::read_to_string(dir.join("log")).unwrap_or_default());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "server did not start: {}",
+            std::fs::read_to_string(dir.join("log")).unwrap_or_default()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     Running(child)
@@ -190,16 +194,23 @@ async fn the_seeds_curl_and_fetch_examples_work_on_a_server_configured_by_one_va
     let env = [("ANTHROPIC_API_KEY", "sk-ant-from-the-environment".to_owned()), ("ANTHROPIC_BASE_URL", format!("http://{}", fake.addr))];
     let server = start_in(dir.path(), port, &env);
     let key = key_in(dir.path()).await;
-    let address = |text: &str| text.replace("https://api.workjet.dev", &format!("http://127.0.0.1:{port}")).replace("wj_live_a1b2c3d4...", &key);
+    let address =
+        |text: &str| text.replace("https://api.workjet.dev", &format!("http://127.0.0.1:{port}")).replace("wj_live_a1b2c3d4...", &key);
 
-    let curl = tokio::process::Command::new("bash").arg("-c").arg(format!("{} -sS -w '\\n%{{http_code}}'", address(SEED_CURL))).output().await.expect("curl runs");
+    let curl = tokio::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!("{} -sS -w '\\n%{{http_code}}'", address(SEED_CURL)))
+        .output()
+        .await
+        .expect("curl runs");
     let stdout = String::from_utf8_lossy(&curl.stdout);
     let (body, status) = stdout.rsplit_once('\n').expect("body and status");
     assert_eq!(status, "200", "{stdout} {}", String::from_utf8_lossy(&curl.stderr));
     let body: serde_json::Value = serde_json::from_str(body).expect("JSON");
     assert_eq!(body["choices"][0]["message"]["content"], "Hello from the fake.");
 
-    let fetch = tokio::process::Command::new(&node).args(["--input-type=module", "-e", &address(SEED_FETCH)]).output().await.expect("node runs");
+    let fetch =
+        tokio::process::Command::new(&node).args(["--input-type=module", "-e", &address(SEED_FETCH)]).output().await.expect("node runs");
     assert!(fetch.status.success(), "{}", String::from_utf8_lossy(&fetch.stderr));
     let printed: serde_json::Value = serde_json::from_slice(&fetch.stdout).expect("JSON");
     assert_eq!(printed["status"], 200, "{printed}");
@@ -220,7 +231,10 @@ async fn the_seeds_curl_and_fetch_examples_work_on_a_server_configured_by_one_va
     // A ./workjet.toml, when present, is read without WJ_CONFIG and replaces the environment.
     std::fs::write(
         dir.path().join("workjet.toml"),
-        format!("[[providers]]\nname = \"from-file\"\nkind = \"anthropic\"\nbase_url = \"http://{}\"\nmodels = [\"file-model\"]\n", fake.addr),
+        format!(
+            "[[providers]]\nname = \"from-file\"\nkind = \"anthropic\"\nbase_url = \"http://{}\"\nmodels = [\"file-model\"]\n",
+            fake.addr
+        ),
     )
     .expect("write");
     let _server = start_in(dir.path(), port, &env);

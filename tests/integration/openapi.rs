@@ -39,7 +39,18 @@ async fn the_openapi_document_is_public_and_true_to_the_server() {
     ids.sort();
     assert_eq!(
         ids,
-        ["createChatCompletion", "createKey", "createMessage", "getKey", "getMe", "getModel", "getOpenApiDocument", "listKeys", "listModels", "revokeKey"]
+        [
+            "createChatCompletion",
+            "createKey",
+            "createMessage",
+            "getKey",
+            "getMe",
+            "getModel",
+            "getOpenApiDocument",
+            "listKeys",
+            "listModels",
+            "revokeKey"
+        ]
     );
     let schemes = &doc["components"]["securitySchemes"];
     assert_eq!(schemes["bearer"]["scheme"], "bearer");

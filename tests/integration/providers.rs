@@ -84,7 +84,12 @@ fn closed_port() -> u16 {
 
 /// An app whose model `m` is served by `first` then `second` (both OpenAI-compatible),
 /// with `cooldown_ms`; `first` may be a closed port.
-async fn failover_app(backend: Backend, first: Option<&Fake>, second: &Fake, cooldown_ms: u64) -> Option<(TestApp, String, tempfile::TempDir)> {
+async fn failover_app(
+    backend: Backend,
+    first: Option<&Fake>,
+    second: &Fake,
+    cooldown_ms: u64,
+) -> Option<(TestApp, String, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("workjet.toml");
     let first_table = match first {

@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Provider,
-    api::{Call, ClientApi, EventRelay, Flow, ProviderApi, Unservable, UpstreamRequest, Usage, sensitive},
+    api::{Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, sensitive},
     openai::chat_error_event,
     sse::{self, SseItem},
 };
@@ -370,7 +370,7 @@ const VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
 const BETA_HEADER: HeaderName = HeaderName::from_static("anthropic-beta");
 
 impl ProviderApi for Anthropic {
-    fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, ()> {
+    fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, NotAHeaderValue> {
         let mut headers = HeaderMap::new();
         if let Some(key) = api_key {
             headers.insert(HeaderName::from_static("x-api-key"), sensitive(key)?);

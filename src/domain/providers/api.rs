@@ -92,8 +92,8 @@ pub trait EventRelay: Send {
 
 /// One kind of provider's API.
 pub trait ProviderApi: Send + Sync {
-    /// The credentials as headers (marked sensitive); `Err` if the key is not a header value.
-    fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, ()>;
+    /// The credentials as headers (marked sensitive).
+    fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, NotAHeaderValue>;
     /// The upstream request for `call`, the model being `upstream_model` there.
     fn request(&self, provider: &Provider, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable>;
     /// The client's answer for a complete upstream answer (`None`: not what was asked for).
@@ -110,9 +110,14 @@ pub fn for_kind(kind: ProviderKind) -> Box<dyn ProviderApi> {
     }
 }
 
+/// A provider's API key that cannot be sent as an HTTP header (a control character, say).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the API key is not a valid HTTP header value")]
+pub struct NotAHeaderValue;
+
 /// A header value marked sensitive (never printed by `Debug` or logs).
-pub(super) fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue, ()> {
-    let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|_| ())?;
+pub(super) fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue, NotAHeaderValue> {
+    let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|_| NotAHeaderValue)?;
     value.set_sensitive(true);
     Ok(value)
 }

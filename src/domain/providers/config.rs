@@ -109,9 +109,8 @@ pub const ANTHROPIC_MODELS: &[(&str, &str)] = &[
 ];
 
 /// The public model names an `OPENAI_API_KEY` alone serves (the same names upstream).
-pub const OPENAI_MODELS: &[&str] = &[
-    "gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini", "o3", "o3-mini", "o4-mini",
-];
+pub const OPENAI_MODELS: &[&str] =
+    &["gpt-5", "gpt-5-mini", "gpt-5-nano", "gpt-4.1", "gpt-4.1-mini", "gpt-4.1-nano", "gpt-4o", "gpt-4o-mini", "o3", "o3-mini", "o4-mini"];
 
 /// Without a file: an `anthropic` provider when `ANTHROPIC_API_KEY` is set (at
 /// `ANTHROPIC_BASE_URL`, default `https://api.anthropic.com`) and an `openai` provider when
@@ -214,10 +213,13 @@ mod tests {
 
     #[test]
     fn the_environment_alone_configures_anthropic_and_openai() {
-        let env = |vars: &'static [(&'static str, &'static str)]| move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned());
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| (*v).to_owned())
+        };
         let (file, used) = from_environment(env(&[])).expect("ok");
         assert!(file.providers.is_empty() && used.is_empty());
-        let (file, used) = from_environment(env(&[("ANTHROPIC_API_KEY", "sk-ant-x"), ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")])).expect("ok");
+        let (file, used) =
+            from_environment(env(&[("ANTHROPIC_API_KEY", "sk-ant-x"), ("ANTHROPIC_BASE_URL", "http://127.0.0.1:9")])).expect("ok");
         assert_eq!(used, ["ANTHROPIC_API_KEY"]);
         let anthropic = &file.providers[0];
         assert_eq!((anthropic.kind, anthropic.base_url.as_str()), (ProviderKind::Anthropic, "http://127.0.0.1:9/"));
@@ -227,7 +229,11 @@ mod tests {
         assert_eq!(used, ["OPENAI_API_KEY"], "a blank key is no key");
         assert_eq!(file.providers[0].base_url.as_str(), "https://api.openai.com/v1");
         assert!(file.providers[0].models.pairs().iter().any(|(m, _)| m == "gpt-4o"));
-        assert!(from_environment(env(&[("OPENAI_API_KEY", "sk-x"), ("OPENAI_BASE_URL", "ftp://x")])).unwrap_err().starts_with("OPENAI_BASE_URL"));
+        assert!(
+            from_environment(env(&[("OPENAI_API_KEY", "sk-x"), ("OPENAI_BASE_URL", "ftp://x")]))
+                .unwrap_err()
+                .starts_with("OPENAI_BASE_URL")
+        );
     }
 
     #[test]

@@ -95,7 +95,7 @@ pub enum Answer {
     /// A whole answer (JSON), already in the client's shape.
     Complete(Bytes),
     /// A stream (`text/event-stream`), relayed as it arrives.
-    Stream(Relay),
+    Stream(Box<Relay>),
 }
 
 impl Registry {
@@ -168,14 +168,16 @@ impl Registry {
             }
             Ok(Ok(response)) => response,
         };
-        if response.status().is_success() {
-            Ok(response)
-        } else {
-            Err(upstream_failure(route, response).await)
-        }
+        if response.status().is_success() { Ok(response) } else { Err(upstream_failure(route, response).await) }
     }
 
-    async fn relay_complete(&self, route: &Route, call: &Call<'_>, response: reqwest::Response, meter: Meter) -> Result<Answer, GatewayError> {
+    async fn relay_complete(
+        &self,
+        route: &Route,
+        call: &Call<'_>,
+        response: reqwest::Response,
+        meter: Meter,
+    ) -> Result<Answer, GatewayError> {
         let idle = Duration::from_millis(self.timeouts.idle_ms);
         let bytes = match tokio::time::timeout(idle, response.bytes()).await {
             Err(_) => return Err(failed(meter, UpstreamError::Stalled)),
@@ -199,15 +201,12 @@ impl Registry {
     }
 
     fn relay_stream(&self, route: &Route, call: &Call<'_>, response: reqwest::Response, meter: Meter) -> Result<Answer, GatewayError> {
-        let is_sse = response
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("text/event-stream"));
+        let is_sse =
+            response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
             return Err(failed(meter, UpstreamError::NotAnAnswer("an event stream")));
         }
-        Ok(Answer::Stream(Relay {
+        Ok(Answer::Stream(Box::new(Relay {
             upstream: Box::pin(response.bytes_stream()),
             parser: SseParser::new(MAX_EVENT_BYTES),
             idle: Duration::from_millis(self.timeouts.idle_ms),
@@ -215,7 +214,7 @@ impl Registry {
             finished: false,
             status: 200,
             meter: Some(meter),
-        }))
+        })))
     }
 }
 
@@ -252,7 +251,11 @@ async fn upstream_failure(route: &Route, response: reqwest::Response) -> Upstrea
         .and_then(|v| v.pointer("/error/message").and_then(Value::as_str).map(str::to_owned))
         .filter(|m| !might_leak(route, m))
         .map(|m| m.chars().take(500).collect::<String>());
-    if status == 429 { UpstreamError::RateLimited { message, retry_after, retry_after_ms } } else { UpstreamError::Refused { status, message } }
+    if status == 429 {
+        UpstreamError::RateLimited { message, retry_after, retry_after_ms }
+    } else {
+        UpstreamError::Refused { status, message }
+    }
 }
 
 /// Never echo anything that could carry the provider's key (some providers quote part of it).

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::{
     Provider,
-    api::{Call, ClientApi, EventRelay, Flow, ProviderApi, Unservable, UpstreamRequest, Usage, openai_usage, sensitive},
+    api::{Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, openai_usage, sensitive},
     sse::{self, SseItem},
 };
 
@@ -16,7 +16,7 @@ use super::{
 pub struct OpenAi;
 
 impl ProviderApi for OpenAi {
-    fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, ()> {
+    fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, NotAHeaderValue> {
         let mut headers = HeaderMap::new();
         if let Some(key) = api_key {
             headers.insert(AUTHORIZATION, sensitive(&format!("Bearer {key}"))?);

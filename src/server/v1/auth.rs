@@ -239,7 +239,8 @@ mod tests {
         let read = |pairs: &[(&str, &str)]| {
             let mut headers = HeaderMap::new();
             for (name, value) in pairs {
-                headers.append(header::HeaderName::from_bytes(name.as_bytes()).expect("name"), HeaderValue::from_str(value).expect("value"));
+                headers
+                    .append(header::HeaderName::from_bytes(name.as_bytes()).expect("name"), HeaderValue::from_str(value).expect("value"));
             }
             format!("{:?}", api_key(&headers))
         };

@@ -47,7 +47,12 @@ const FORWARDED: [HeaderName; 2] = [HeaderName::from_static("anthropic-version")
         (status = 504, description = "`api_error`: the provider did not answer in time.", body = AnthropicErrorBody)))]
 // 401 (`authentication_error`), 429 (`rate_limit_error`) and 503 are the shared responses of
 // every `/v1` route, in this route's error shape (see `openapi::Conventions`).
-pub async fn create(State(state): State<AppState>, principal: Principal, headers: HeaderMap, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
+pub async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> Result<Response, ApiError> {
     principal.require(Permission::Inference)?;
     let request = parse_request(&body)?;
     let mut forward = HeaderMap::new();
