@@ -28,7 +28,7 @@ use tower_sessions::{
 };
 use workjet::server::{
     security::{client_ip, cross_origin_allowed},
-    v1::auth::{BearerToken, bearer_token},
+    v1::auth::{BearerToken, X_API_KEY, api_key, bearer_token},
 };
 
 const MAX_AUTHORIZATION_HEADERS: usize = 3;
@@ -55,6 +55,7 @@ fn header_name(selector: u8) -> HeaderName {
         b'S' => HeaderName::from_static("sec-fetch-site"),
         b'X' => HeaderName::from_static("x-forwarded-for"),
         b'C' => header::COOKIE,
+        b'K' => X_API_KEY,
         _ => HeaderName::from_static("x-unrelated"),
     }
 }
@@ -82,6 +83,27 @@ fn check_bearer(headers: &HeaderMap) {
             let mut again = HeaderMap::new();
             again.insert(header::AUTHORIZATION, values[0].clone());
             assert_eq!(bearer_token(&again), BearerToken::Token(token));
+        }
+    }
+}
+
+/// The key the gate reads: Authorization or x-api-key, never two different keys.
+fn check_api_key(headers: &HeaderMap) {
+    let x_api_key: Vec<&HeaderValue> = headers.get_all(X_API_KEY).iter().collect();
+    let bearer = bearer_token(headers);
+    match api_key(headers) {
+        BearerToken::Absent => assert!(x_api_key.is_empty() && bearer == BearerToken::Absent),
+        BearerToken::Invalid(message) => assert!(!message.is_empty()),
+        BearerToken::Token(token) => {
+            assert!(!token.is_empty() && token.bytes().all(|b| b.is_ascii_graphic()), "{token:?}");
+            match bearer {
+                BearerToken::Token(other) => assert_eq!(other, token, "two different keys were accepted"),
+                BearerToken::Absent => {
+                    assert_eq!(x_api_key.len(), 1);
+                    assert_eq!(x_api_key[0].to_str().expect("ascii").trim_matches([' ', '\t']), token);
+                }
+                BearerToken::Invalid(_) => panic!("an invalid Authorization header was overridden by x-api-key"),
+            }
         }
     }
 }
@@ -167,6 +189,7 @@ fuzz_target!(|data: &[u8]| {
     }
 
     check_bearer(&headers);
+    check_api_key(&headers);
     check_cross_origin(&method, &headers);
     check_client_ip(peer, &headers);
     check_session_cookie(&headers);

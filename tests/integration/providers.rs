@@ -83,25 +83,26 @@ fn closed_port() -> u16 {
 }
 
 /// An app whose model `m` is served by `first` then `second` (both OpenAI-compatible),
-/// with `cooldown_ms`; `first` may be a closed port.
+/// with `cooldown_ms`; `None` is a provider nothing listens for (a closed port).
 async fn failover_app(
     backend: Backend,
     first: Option<&Fake>,
-    second: &Fake,
+    second: Option<&Fake>,
     cooldown_ms: u64,
 ) -> Option<(TestApp, String, tempfile::TempDir)> {
     let dir = tempfile::tempdir().expect("dir");
     let path = dir.path().join("workjet.toml");
-    let first_table = match first {
-        Some(fake) => fake.provider_toml("primary", "[\"m\"]", None),
+    let table = |name: &str, fake: Option<&Fake>| match fake {
+        Some(fake) => fake.provider_toml(name, "[\"m\"]", None),
         None => format!(
-            "[[providers]]\nname = \"primary\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nmodels = [\"m\"]\n",
+            "[[providers]]\nname = \"{name}\"\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{}/v1\"\nmodels = [\"m\"]\n",
             closed_port()
         ),
     };
     let toml = format!(
-        "[upstream]\nconnect_ms = 500\nfirst_byte_ms = 700\nidle_ms = 1500\ncooldown_ms = {cooldown_ms}\n\n{first_table}\n{}",
-        second.provider_toml("fallback", "[\"m\"]", None)
+        "[upstream]\nconnect_ms = 500\nfirst_byte_ms = 700\nidle_ms = 1500\ncooldown_ms = {cooldown_ms}\n\n{}\n{}",
+        table("primary", first),
+        table("fallback", second)
     );
     std::fs::write(&path, toml).expect("write");
     let app = spawn_app_with(backend, &[("WJ_CONFIG", path.display().to_string()), ("WJ_RATE_LIMIT_PER_MINUTE", "10000".into())]).await?;
@@ -189,7 +190,7 @@ backend_tests! {
     async fn a_failing_first_provider_hands_the_request_to_the_next(backend) {
         let second = Fake::openai().await;
         // Down: nothing listens on the first provider's port.
-        let (app, key, _dir) = failover_app(backend, None, &second, 0).await.expect("app");
+        let (app, key, _dir) = failover_app(backend, None, Some(&second), 0).await.expect("app");
         for stream in [false, true] {
             let response = post(&app, "/v1/chat/completions", &key, hello("m", stream)).await;
             assert_eq!(response.status(), 200, "down, stream={stream}");
@@ -204,7 +205,7 @@ backend_tests! {
             let first = Fake::openai().await;
             first.script(script);
             let second = Fake::openai().await;
-            let (app, key, _dir) = failover_app(backend, Some(&first), &second, 0).await.expect("app");
+            let (app, key, _dir) = failover_app(backend, Some(&first), Some(&second), 0).await.expect("app");
             let response = post(&app, "/v1/chat/completions", &key, hello("m", false)).await;
             assert_eq!(response.status(), 200, "{what}");
             assert_eq!(first.requests().len(), 1, "{what}: the first provider was tried");
@@ -215,16 +216,22 @@ backend_tests! {
         let first = Fake::openai().await;
         first.script(Script::BadRequest);
         let second = Fake::openai().await;
-        let (app, key, _dir) = failover_app(backend, Some(&first), &second, 0).await.expect("app");
+        let (app, key, _dir) = failover_app(backend, Some(&first), Some(&second), 0).await.expect("app");
         let (status, _, _) = error_of(post(&app, "/v1/chat/completions", &key, hello("m", false)).await).await;
         assert_eq!(status, 400);
         assert!(second.requests().is_empty(), "a client error does not fail over");
     }
 
     async fn when_every_provider_fails_the_answer_is_502_and_a_dead_one_cools_down(backend) {
+        // Both down: nothing listens on either port.
+        let (app, key, _dir) = failover_app(backend, None, None, 0).await.expect("app");
+        for stream in [false, true] {
+            let (status, _, body) = error_of(post(&app, "/v1/chat/completions", &key, hello("m", stream)).await).await;
+            assert_eq!((status, body["error"]["code"].as_str()), (502, Some("upstream_error")), "stream={stream}: {body}");
+        }
         let second = Fake::openai().await;
         second.script(Script::Html(502));
-        let (app, key, _dir) = failover_app(backend, None, &second, 0).await.expect("app");
+        let (app, key, _dir) = failover_app(backend, None, Some(&second), 0).await.expect("app");
         let (status, _, body) = error_of(post(&app, "/v1/chat/completions", &key, hello("m", false)).await).await;
         assert_eq!(status, 502, "{body}");
         assert_eq!(body["error"]["code"], "upstream_error");
@@ -235,7 +242,7 @@ backend_tests! {
         let first = Fake::openai().await;
         first.script(Script::Html(500));
         let second = Fake::openai().await;
-        let (app, key, _dir) = failover_app(backend, Some(&first), &second, 60_000).await.expect("app");
+        let (app, key, _dir) = failover_app(backend, Some(&first), Some(&second), 60_000).await.expect("app");
         for _ in 0..5 {
             assert_eq!(post(&app, "/v1/chat/completions", &key, hello("m", false)).await.status(), 200);
         }
@@ -320,6 +327,17 @@ backend_tests! {
             .await
             .expect("request");
         assert_eq!(anthropic_error(bad_key).await.0, 401);
+        // Two different keys in the two headers: refused, whichever is valid.
+        let two_keys = app
+            .client
+            .post(app.url("/v1/messages"))
+            .bearer_auth(&key)
+            .header("x-api-key", &limited)
+            .json(&message("claude-4-sonnet", false))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(anthropic_error(two_keys).await.1, "authentication_error");
         assert_eq!(post(&app, "/v1/messages", &limited, message("claude-4-sonnet", false)).await.status(), 200);
         let limited_again = post(&app, "/v1/messages", &limited, message("claude-4-sonnet", false)).await;
         assert!(limited_again.headers().contains_key(header::RETRY_AFTER));
