@@ -10,4 +10,4 @@ pub mod service;
 pub use format::{ApiKeyHash, KeyFormatError, PlainApiKey};
 pub use grant::{Grant, GrantError, KeyTerms, NewKeyOptions, RateCeiling, RateLimits};
 pub use name::KeyName;
-pub use service::{ApiKeyError, ApiKeyRecord, ApiKeyService, AuthFailure, KeyPrincipal, Known, MAX_ACTIVE_KEYS};
+pub use service::{ApiKeyError, ApiKeyRecord, ApiKeyService, AuthFailure, KeyPrincipal, Known, MAX_ACTIVE_KEYS, MAX_EXPIRY_DAYS};

@@ -54,7 +54,10 @@ impl From<crate::domain::api_keys::ApiKeyError> for PortalError {
             }
             ApiKeyError::TooManyKeys => {
                 set_status(StatusCode::CONFLICT);
-                PortalError::Limit("You already have 100 active API keys. Revoke a key you no longer use, then create a new one.".into())
+                PortalError::Limit(format!(
+                    "You already have {} active API keys. Revoke a key you no longer use, then create a new one.",
+                    crate::domain::api_keys::MAX_ACTIVE_KEYS
+                ))
             }
             ApiKeyError::NotFound => {
                 set_status(StatusCode::NOT_FOUND);
@@ -89,7 +92,7 @@ pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, PortalError> {
 #[server(prefix = "/api", endpoint = "create_api_key", input = Json)]
 pub async fn create_api_key(request: CreateApiKeyRequest) -> Result<CreatedApiKey, PortalError> {
     use super::support::{audit_context, set_status, signed_in};
-    use crate::domain::api_keys::{Grant, KeyName, NewKeyOptions};
+    use crate::domain::api_keys::{Grant, KeyName, MAX_EXPIRY_DAYS, NewKeyOptions};
     let (state, me) = signed_in()?;
     let name = KeyName::parse(&request.name).map_err(|message| {
         set_status(axum::http::StatusCode::BAD_REQUEST);
@@ -97,7 +100,7 @@ pub async fn create_api_key(request: CreateApiKeyRequest) -> Result<CreatedApiKe
     })?;
     let expires_at = match request.expires_in_days {
         None => None,
-        Some(days @ 1..=3650) => Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days))),
+        Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days))),
         Some(_) => {
             set_status(axum::http::StatusCode::BAD_REQUEST);
             return Err(PortalError::Invalid {

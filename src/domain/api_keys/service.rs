@@ -29,6 +29,9 @@ use crate::{
 /// At most this many active (neither revoked nor expired) keys per user.
 pub const MAX_ACTIVE_KEYS: u64 = 100;
 
+/// The furthest expiry a key may be given: ten years of days, from the portal or the API.
+pub const MAX_EXPIRY_DAYS: u32 = 3650;
+
 /// A stored key (never the key itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ApiKeyRecord {
@@ -79,7 +82,7 @@ fn stored_permissions(raw: &str, key_id: i64) -> Permissions {
 pub enum ApiKeyError {
     #[error("{0}")]
     InvalidName(String),
-    #[error("the expiry must be in the future and at most ten years away")]
+    #[error("the expiry must be in the future and at most {MAX_EXPIRY_DAYS} days (ten years) away")]
     InvalidExpiry,
     #[error("the rate limit must be between 1 and 60000000 requests a minute")]
     InvalidRateLimit,
@@ -254,7 +257,7 @@ impl ApiKeyService {
         let now = Utc::now();
         // Absolute bounds first (400), then the creator's grant (403).
         if let Some(expires_at) = asked.expires_at
-            && (expires_at <= now || expires_at > now + chrono::Duration::days(3660))
+            && (expires_at <= now || expires_at > now + chrono::Duration::days(i64::from(MAX_EXPIRY_DAYS)))
         {
             return Err(ApiKeyError::InvalidExpiry);
         }
