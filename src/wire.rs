@@ -97,6 +97,9 @@ pub enum PortalError {
     /// A dependency is down; try again.
     #[error("Workjet is temporarily unavailable. Please try again in a moment.")]
     Unavailable,
+    /// A fault on the server's side that retrying will not fix (logged there).
+    #[error("Something went wrong on the server. If it keeps happening, tell whoever runs this Workjet.")]
+    Internal,
     /// Transport or encoding failure.
     #[error("Something went wrong: {0}")]
     ServerFn(String),

@@ -48,11 +48,18 @@ pub(crate) mod support {
         AuditContext { actor_user_id: Some(user.user.id), ip }
     }
 
-    /// Maps a database failure to 503 `Unavailable`, logging what happened.
+    /// Maps a database failure, as the API does: 503 `Unavailable` when the database is
+    /// unavailable, 500 `Internal` otherwise; the cause is logged.
     pub fn unavailable(error: sea_orm::DbErr) -> PortalError {
-        tracing::error!(error = %crate::domain::describe_db_error(&error), "portal request failed on the database");
-        set_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
-        PortalError::Unavailable
+        let unavailable = crate::domain::is_unavailable(&error);
+        tracing::error!(error = %crate::domain::describe_db_error(&error), unavailable, "portal request failed on the database");
+        if unavailable {
+            set_status(axum::http::StatusCode::SERVICE_UNAVAILABLE);
+            PortalError::Unavailable
+        } else {
+            set_status(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            PortalError::Internal
+        }
     }
 
     /// A sign-out that failed: nothing was deleted (503).

@@ -248,6 +248,16 @@ fn shown_model(model: &str) -> String {
     shown
 }
 
+/// A database failure, classified once: 503 when the database is unavailable (connection
+/// lost, pool exhausted, locked, read-only), 500 otherwise. The cause is logged, never sent.
+impl From<sea_orm::DbErr> for ApiError {
+    fn from(error: sea_orm::DbErr) -> Self {
+        let unavailable = crate::domain::is_unavailable(&error);
+        tracing::error!(error = %crate::domain::describe_db_error(&error), unavailable, "request failed on the database");
+        if unavailable { Self::unavailable() } else { Self::internal() }
+    }
+}
+
 /// The gateway's failures, classified once.
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {

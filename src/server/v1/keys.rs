@@ -127,7 +127,7 @@ impl From<ApiKeyError> for ApiError {
             ApiKeyError::NotShared(_) => ApiError::unavailable_because(
                 "The revocation could not be made effective on every server right now; nothing was changed. Try again in a moment.",
             ),
-            ApiKeyError::Database(e) => database(e),
+            ApiKeyError::Database(e) => e.into(),
         }
     }
 }
@@ -143,11 +143,6 @@ fn grant_of(principal: &Principal, limits: RateLimits) -> Grant {
         AuthMethod::Session => Grant::user(limits),
         AuthMethod::ApiKey { .. } => Grant::key(principal.permissions, principal.expires_at, principal.rate_limit_per_minute, limits),
     }
-}
-
-fn database(error: sea_orm::DbErr) -> ApiError {
-    tracing::error!(error = %crate::domain::describe_db_error(&error), "key request failed on the database");
-    if crate::domain::is_unavailable(&error) { ApiError::unavailable() } else { ApiError::internal() }
 }
 
 fn parse_id(raw: &str) -> Result<i64, ApiError> {
@@ -166,7 +161,7 @@ fn audit(principal: &Principal, ip: &ClientIp) -> AuditContext {
         (status = 403, description = "`forbidden`: the credentials lack the `keys:read` permission.", body = crate::server::error::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<KeyList>, ApiError> {
     principal.require(Permission::KeysRead)?;
-    let keys = state.keys.list(principal.user_id).await.map_err(database)?;
+    let keys = state.keys.list(principal.user_id).await?;
     Ok(Json(KeyList { object: "list", data: keys.into_iter().map(KeyObject::from_record).collect() }))
 }
 
@@ -179,7 +174,7 @@ pub async fn list(State(state): State<AppState>, principal: Principal) -> Result
 pub async fn get(State(state): State<AppState>, principal: Principal, Path(id): Path<String>) -> Result<Json<KeyObject>, ApiError> {
     principal.require(Permission::KeysRead)?;
     let id = parse_id(&id)?;
-    match state.keys.get(principal.user_id, id).await.map_err(database)? {
+    match state.keys.get(principal.user_id, id).await? {
         Some(record) => Ok(Json(KeyObject::from_record(record))),
         None => Err(ApiError::not_found("No API key with that id.")),
     }

@@ -43,20 +43,12 @@ pub struct MeKey {
 #[utoipa::path(get, path = "/v1/me", operation_id = "getMe", tag = "account",
     responses((status = 200, description = "The caller: user, authentication method, key and permissions.", body = MeResponse)))]
 pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<Json<MeResponse>, ApiError> {
-    let user = match state.users.get(principal.user_id).await {
-        Ok(Some(user)) => user,
-        Ok(None) => return Err(ApiError::unauthorized("Invalid API key.")),
-        Err(error) => {
-            tracing::error!(error = %crate::domain::describe_db_error(&error), "user lookup failed");
-            return Err(ApiError::unavailable());
-        }
+    let Some(user) = state.users.get(principal.user_id).await? else {
+        return Err(ApiError::unauthorized("Invalid API key."));
     };
     let (auth_method, key) = match principal.method {
         AuthMethod::ApiKey { key_id } => {
-            let record = state.keys.get(principal.user_id, key_id).await.map_err(|error| {
-                tracing::error!(error = %crate::domain::describe_db_error(&error), "key lookup failed");
-                ApiError::unavailable()
-            })?;
+            let record = state.keys.get(principal.user_id, key_id).await?;
             ("api_key", record.map(|r| MeKey { id: r.id, name: r.name, hint: r.hint }))
         }
         AuthMethod::Session => ("session", None),
