@@ -208,23 +208,68 @@ pub fn encode_query_value(value: &str) -> String {
     out
 }
 
-/// The human message for a sign-in failure code carried back to `/login?error=…`. Only
-/// known codes have a message: arbitrary text from the URL is never shown.
-pub fn sign_in_error_message(code: &str) -> Option<&'static str> {
-    Some(match code {
-        "access_denied" => "Sign-in was cancelled. Choose an account and allow access to continue.",
-        "state_mismatch" => "Your sign-in attempt expired or was started in another tab. Please try again.",
-        "exchange_failed" => "Google did not accept the sign-in code (it may have been used already or expired). Please try again.",
-        "invalid_token" => "Google's answer could not be verified, so you were not signed in. Please try again.",
-        "email_unverified" => "Your Google account's email address is not verified. Verify it with Google, then try again.",
-        "domain_not_allowed" => "This Workjet only accepts accounts from its organisation's Google Workspace domains.",
-        "account_disabled" => "Your Workjet account has been disabled. Contact your administrator.",
-        "provider_unavailable" => "Google could not be reached. Please try again in a moment.",
-        "session_expired" => "Your session has ended. Sign in again to continue.",
-        "server_error" => "Something went wrong on our side while signing you in. Please try again.",
-        "too_many_attempts" => "Too many sign-in attempts came from your network. Wait a minute, then try again.",
-        _ => return None,
-    })
+/// Why a sign-in failed: what `/login?error=` carries, set by the sign-in routes and read by
+/// the login page. Anything else in the query is ignored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SignInErrorCode {
+    AccessDenied,
+    StateMismatch,
+    ExchangeFailed,
+    InvalidToken,
+    EmailUnverified,
+    DomainNotAllowed,
+    AccountDisabled,
+    ProviderUnavailable,
+    ServerError,
+}
+
+impl SignInErrorCode {
+    pub const ALL: [Self; 9] = [
+        Self::AccessDenied,
+        Self::StateMismatch,
+        Self::ExchangeFailed,
+        Self::InvalidToken,
+        Self::EmailUnverified,
+        Self::DomainNotAllowed,
+        Self::AccountDisabled,
+        Self::ProviderUnavailable,
+        Self::ServerError,
+    ];
+
+    /// The code in the query string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "access_denied",
+            Self::StateMismatch => "state_mismatch",
+            Self::ExchangeFailed => "exchange_failed",
+            Self::InvalidToken => "invalid_token",
+            Self::EmailUnverified => "email_unverified",
+            Self::DomainNotAllowed => "domain_not_allowed",
+            Self::AccountDisabled => "account_disabled",
+            Self::ProviderUnavailable => "provider_unavailable",
+            Self::ServerError => "server_error",
+        }
+    }
+
+    /// The code of a query string, if it is one.
+    pub fn parse(code: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == code)
+    }
+
+    /// What the login page says.
+    pub fn message(self) -> &'static str {
+        match self {
+            Self::AccessDenied => "Sign-in was cancelled. Choose an account and allow access to continue.",
+            Self::StateMismatch => "Your sign-in attempt expired or was started in another tab. Please try again.",
+            Self::ExchangeFailed => "Google did not accept the sign-in code (it may have been used already or expired). Please try again.",
+            Self::InvalidToken => "Google's answer could not be verified, so you were not signed in. Please try again.",
+            Self::EmailUnverified => "Your Google account's email address is not verified. Verify it with Google, then try again.",
+            Self::DomainNotAllowed => "This Workjet only accepts accounts from its organisation's Google Workspace domains.",
+            Self::AccountDisabled => "Your Workjet account has been disabled. Contact your administrator.",
+            Self::ProviderUnavailable => "Google could not be reached. Please try again in a moment.",
+            Self::ServerError => "Something went wrong on our side while signing you in. Please try again.",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -249,8 +294,12 @@ mod redirect_tests {
 
     #[test]
     fn only_known_error_codes_have_messages() {
-        assert!(sign_in_error_message("access_denied").is_some());
-        assert!(sign_in_error_message("<script>alert(1)</script>").is_none());
+        for code in SignInErrorCode::ALL {
+            assert_eq!(SignInErrorCode::parse(code.as_str()), Some(code));
+            assert!(!code.message().is_empty());
+        }
+        assert_eq!(SignInErrorCode::parse("access_denied"), Some(SignInErrorCode::AccessDenied));
+        assert!(SignInErrorCode::parse("<script>alert(1)</script>").is_none());
     }
 }
 

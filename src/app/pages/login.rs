@@ -9,7 +9,7 @@ use crate::{
         components::icons::{GoogleMark, LogoMark},
         server_fns::sign_in_info,
     },
-    wire::{encode_query_value, safe_return_path, sign_in_error_message},
+    wire::{SignInErrorCode, encode_query_value, safe_return_path},
 };
 
 /// The sign-in page. Failures of the sign-in flow come back here as `?error=<code>`.
@@ -17,7 +17,7 @@ use crate::{
 pub fn LoginPage() -> impl IntoView {
     let query = use_query_map();
     let info = Resource::new(|| (), |()| sign_in_info());
-    let error = move || query.read().get("error").and_then(|code| sign_in_error_message(&code));
+    let error = move || query.read().get("error").and_then(|code| SignInErrorCode::parse(&code)).map(SignInErrorCode::message);
     let href = move || match query.read().get("return_to").as_deref().and_then(safe_return_path) {
         Some(path) => format!("/auth/google?return_to={}", encode_query_value(path)),
         None => "/auth/google".to_owned(),

@@ -18,7 +18,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::domain::users::VerifiedIdentity;
+use crate::{domain::users::VerifiedIdentity, wire::SignInErrorCode};
 
 /// Why a sign-in failed. `code()` is what `/login?error=` carries.
 #[derive(Debug, thiserror::Error)]
@@ -36,13 +36,13 @@ pub enum SignInError {
 }
 
 impl SignInError {
-    pub fn code(&self) -> &'static str {
+    pub fn code(&self) -> SignInErrorCode {
         match self {
-            SignInError::ProviderUnavailable(_) => "provider_unavailable",
-            SignInError::ExchangeFailed(_) => "exchange_failed",
-            SignInError::InvalidToken(_) => "invalid_token",
-            SignInError::EmailUnverified => "email_unverified",
-            SignInError::DomainNotAllowed => "domain_not_allowed",
+            SignInError::ProviderUnavailable(_) => SignInErrorCode::ProviderUnavailable,
+            SignInError::ExchangeFailed(_) => SignInErrorCode::ExchangeFailed,
+            SignInError::InvalidToken(_) => SignInErrorCode::InvalidToken,
+            SignInError::EmailUnverified => SignInErrorCode::EmailUnverified,
+            SignInError::DomainNotAllowed => SignInErrorCode::DomainNotAllowed,
         }
     }
 }

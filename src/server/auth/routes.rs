@@ -16,7 +16,7 @@ use crate::{
         sessions::{SESSION_TTL, keys},
     },
     server::{auth::signin_cookie::SignInTransaction, security::ClientIp, state::AppState},
-    wire::{encode_query_value, safe_return_path},
+    wire::{SignInErrorCode, encode_query_value, safe_return_path},
 };
 
 /// Where a signed-in person lands by default.
@@ -26,8 +26,8 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/auth/google", get(start)).route("/auth/google/callback", get(callback)).route("/auth/logout", post(logout))
 }
 
-fn to_login(code: &str) -> Response {
-    Redirect::to(&format!("/login?error={}", encode_query_value(code))).into_response()
+fn to_login(code: SignInErrorCode) -> Response {
+    Redirect::to(&format!("/login?error={}", encode_query_value(code.as_str()))).into_response()
 }
 
 fn ttl(d: std::time::Duration) -> Expiry {
@@ -100,27 +100,27 @@ async fn finish_sign_in(
     let transaction = state.sign_in_cookies.open(headers, chrono::Utc::now().timestamp());
     if let Some(error) = query.error.as_deref() {
         tracing::info!(provider_error = %error.chars().take(64).collect::<String>(), "sign-in refused at the provider");
-        return to_login(if error == "access_denied" { "access_denied" } else { "exchange_failed" });
+        return to_login(if error == "access_denied" { SignInErrorCode::AccessDenied } else { SignInErrorCode::ExchangeFailed });
     }
     let transaction = match transaction {
         Ok(t) => t,
         Err(error) => {
             // The cookie's content is never logged: only why it was not usable.
             tracing::info!(%error, "sign-in callback without a usable sign-in cookie");
-            return to_login("state_mismatch");
+            return to_login(SignInErrorCode::StateMismatch);
         }
     };
     if !query.state.as_deref().is_some_and(|s| constant_time_eq(s, &transaction.state)) {
         tracing::warn!("sign-in callback with a mismatched state");
-        return to_login("state_mismatch");
+        return to_login(SignInErrorCode::StateMismatch);
     }
     let Some(code) = query.code.filter(|c| !c.is_empty() && c.len() <= 2048) else {
-        return to_login("exchange_failed");
+        return to_login(SignInErrorCode::ExchangeFailed);
     };
     let identity = match state.sign_in.exchange_and_verify(&code, &transaction.pkce_verifier, &transaction.nonce).await {
         Ok(identity) => identity,
         Err(error) => {
-            tracing::warn!(%error, code = error.code(), "sign-in failed");
+            tracing::warn!(%error, code = error.code().as_str(), "sign-in failed");
             return to_login(error.code());
         }
     };
@@ -128,12 +128,12 @@ async fn finish_sign_in(
         Ok(user) => user,
         Err(error) => {
             tracing::error!(error = %crate::domain::describe_db_error(&error), "sign-in could not store the user");
-            return to_login("server_error");
+            return to_login(SignInErrorCode::ServerError);
         }
     };
     if user.disabled {
         tracing::info!(user_id = user.id, "disabled user refused at sign-in");
-        return to_login("account_disabled");
+        return to_login(SignInErrorCode::AccountDisabled);
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(512).collect::<String>();
     let ip_text = ip.map(|ip| ip.to_string());
@@ -150,7 +150,7 @@ async fn finish_sign_in(
     .await;
     if let Err(error) = signed_in {
         tracing::error!(%error, "sign-in could not create the session");
-        return to_login("server_error");
+        return to_login(SignInErrorCode::ServerError);
     }
     session.set_expiry(Some(ttl(SESSION_TTL)));
     let ctx = AuditContext { actor_user_id: Some(user.id), ip: ip_text };
