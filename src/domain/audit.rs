@@ -22,6 +22,15 @@ pub struct AuditContext {
     pub ip: Option<String>,
 }
 
+/// Records the event of an action that has already taken effect: a failure to record it is
+/// logged, never undoes the action nor fails the request. (Actions whose event must commit
+/// with them, like key creation, call [`record`] inside their transaction.)
+pub async fn record_after<C: ConnectionTrait>(db: &C, ctx: &AuditContext, action: &str, target: Option<String>) {
+    if let Err(error) = record(db, ctx, action, target).await {
+        tracing::warn!(error = %crate::domain::describe_db_error(&error), action, "audit event not recorded");
+    }
+}
+
 /// Writes one audit event (inside the caller's transaction when given one).
 pub async fn record<C: ConnectionTrait>(db: &C, ctx: &AuditContext, action: &str, target: Option<String>) -> Result<(), DbErr> {
     audit_events::ActiveModel {

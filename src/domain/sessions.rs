@@ -31,6 +31,7 @@ use tower_sessions::{
 
 use crate::{
     domain::{
+        audit::{self, AuditContext},
         auth_cache::{Generations, MAX_ENTRY_AGE, RevocationRefused, bucket_of},
         shared_state::Scope,
     },
@@ -253,6 +254,34 @@ impl SeaOrmSessionStore {
     }
 
     /// Deletes one of the user's sessions; `false` if the user has no such session.
+    /// Records a sign-in of `ctx`'s user (the session itself is written by the session layer).
+    pub async fn signed_in(&self, ctx: &AuditContext) {
+        let target = ctx.actor_user_id.map(|id| format!("user:{id}"));
+        audit::record_after(&self.db, ctx, audit::action::SIGN_IN, target).await;
+    }
+
+    /// Records a sign-out of `ctx`'s user (the session itself is deleted by the session layer).
+    pub async fn signed_out(&self, ctx: &AuditContext) {
+        let target = ctx.actor_user_id.map(|id| format!("user:{id}"));
+        audit::record_after(&self.db, ctx, audit::action::SIGN_OUT, target).await;
+    }
+
+    /// Signs one of `user_id`'s sessions out, audited; `false` if it is not theirs or gone.
+    pub async fn sign_out_one(&self, ctx: &AuditContext, user_id: i64, session_id: i64) -> Result<bool, SessionError> {
+        let deleted = self.delete_for_user(user_id, session_id).await?;
+        if deleted {
+            audit::record_after(&self.db, ctx, audit::action::SESSION_REVOKE, Some(format!("session:{session_id}"))).await;
+        }
+        Ok(deleted)
+    }
+
+    /// Signs every session of `user_id` out, audited; returns how many there were.
+    pub async fn sign_out_everywhere(&self, ctx: &AuditContext, user_id: i64) -> Result<u64, SessionError> {
+        let count = self.delete_all_for_user(user_id).await?;
+        audit::record_after(&self.db, ctx, audit::action::SIGN_OUT_EVERYWHERE, Some(format!("user:{user_id}"))).await;
+        Ok(count)
+    }
+
     pub async fn delete_for_user(&self, user_id: i64, session_id: i64) -> Result<bool, SessionError> {
         let row = sessions::Entity::find()
             .filter(sessions::Column::Id.eq(session_id))

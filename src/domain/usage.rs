@@ -88,6 +88,15 @@ impl UsageRecorder {
         }
     }
 
+    /// Requests and tokens per key of `user_id` in the last 24 hours, for display: when the
+    /// database cannot say, the figures are left out (logged), not the page.
+    pub async fn per_key_last_24h(&self, user_id: i64) -> HashMap<i64, (u64, u64)> {
+        self.last_24h(user_id).await.unwrap_or_else(|error| {
+            tracing::warn!(error = %crate::domain::describe_db_error(&error), "usage query failed");
+            HashMap::new()
+        })
+    }
+
     /// Requests and tokens per key of `user_id` in the last 24 hours.
     pub async fn last_24h(&self, user_id: i64) -> Result<HashMap<i64, (u64, u64)>, DbErr> {
         #[derive(FromQueryResult)]

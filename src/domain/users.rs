@@ -115,6 +115,28 @@ impl UserService {
         Ok(users::Entity::find_by_id(id).one(&self.db).await?.map(User::from))
     }
 
+    /// Disables a user: their sessions end and their keys stop working, on every instance
+    /// (announced before the change, like every revocation; refused when it cannot be).
+    /// `false` if there is no such user.
+    pub async fn disable(
+        &self,
+        user_id: i64,
+        sessions: &crate::domain::sessions::SeaOrmSessionStore,
+        generations: &crate::domain::auth_cache::Generations,
+    ) -> Result<bool, crate::domain::sessions::SessionError> {
+        let revocation = generations.begin(crate::domain::shared_state::Scope::All).await?;
+        let result = async {
+            if !self.set_disabled(user_id, true).await? {
+                return Ok(false);
+            }
+            sessions.delete_all_for_user(user_id).await?;
+            Ok(true)
+        }
+        .await;
+        generations.finish(revocation).await;
+        result
+    }
+
     /// Disables (or re-enables) a user: a disabled user's sessions and keys stop working.
     pub async fn set_disabled(&self, id: i64, disabled: bool) -> Result<bool, DbErr> {
         use std::sync::atomic::Ordering;

@@ -37,6 +37,8 @@ impl std::ops::Deref for AppState {
 /// The services behind [`AppState`].
 pub struct Services {
     pub config: Arc<Config>,
+    /// The pool itself, for the health check (and tests). Reads and writes go through the
+    /// services, which own them and their audit records.
     pub db: DatabaseConnection,
     pub leptos_options: LeptosOptions,
     pub users: UserService,
@@ -62,34 +64,6 @@ impl AppState {
     /// Why the state shared between instances is not reachable, if it is not.
     pub async fn shared_state_problem(&self) -> Option<String> {
         self.shared.as_ref().and_then(|s| s.problem())
-    }
-
-    /// Disables a user: their sessions end and their keys stop working, on every instance
-    /// (announced before the change, like every revocation; refused when it cannot be).
-    pub async fn disable_user(&self, user_id: i64) -> Result<bool, crate::domain::sessions::SessionError> {
-        let revocation = self.generations.begin(crate::domain::shared_state::Scope::All).await?;
-        let result = async {
-            if !self.users.set_disabled(user_id, true).await? {
-                return Ok(false);
-            }
-            self.sessions.delete_all_for_user(user_id).await?;
-            Ok(true)
-        }
-        .await;
-        self.generations.finish(revocation).await;
-        result
-    }
-
-    /// Requests and tokens per key of `user_id` over the last 24 hours.
-    pub async fn usage_last_24h(&self, user_id: i64) -> std::collections::HashMap<i64, (u64, u64)> {
-        match self.usage.last_24h(user_id).await {
-            Ok(usage) => usage,
-            Err(error) => {
-                // The list still renders; only the usage column is empty.
-                tracing::warn!(error = %crate::domain::describe_db_error(&error), "usage query failed");
-                std::collections::HashMap::new()
-            }
-        }
     }
 
     /// `disabled` without `WJ_REDIS_URL`, `up` or `down` otherwise.

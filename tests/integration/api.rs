@@ -168,7 +168,7 @@ backend_tests! {
         let user = make_user(&app, "ada@example.com").await;
         let (_, key) = make_key(&app, user.id).await;
         assert_eq!(call(&app, Method::GET, "/v1/me", Some(&bearer(&key)), None).await.status(), 200);
-        app.state.disable_user(user.id).await.expect("disable");
+        app.state.users.disable(user.id, &app.state.sessions, &app.state.generations).await.expect("disable");
         assert_eq!(call(&app, Method::GET, "/v1/me", Some(&bearer(&key)), None).await.status(), 401);
     }
 

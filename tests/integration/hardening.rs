@@ -917,7 +917,7 @@ async fn run_corpus(backend: Backend) {
     app.state.keys.revoke(alice_id, revoked_id, &Default::default()).await.expect("revoke");
     let carol = make_user(&app, "carol@example.com").await;
     let (_, disabled) = make_key(&app, carol.id).await;
-    app.state.disable_user(carol.id).await.expect("disable");
+    app.state.users.disable(carol.id, &app.state.sessions, &app.state.generations).await.expect("disable");
     let fixture = Fixture {
         origin: app.base_url.clone(),
         key: key.clone(),

@@ -477,7 +477,7 @@ backend_tests! {
         let mut browser = Browser::new();
         browser.sign_in(&app, None).await;
         let user = app.state.users.find_by_email("ada@example.com").await.expect("q").expect("user");
-        app.state.disable_user(user.id).await.expect("disable");
+        app.state.users.disable(user.id, &app.state.sessions, &app.state.generations).await.expect("disable");
         assert!(location(&browser.get(&app.url("/settings/api-keys")).await).starts_with("/login"));
         assert_eq!(Browser::new().sign_in(&app, None).await, "/login?error=account_disabled");
     }

@@ -78,7 +78,7 @@ pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, PortalError> {
     use super::support::{signed_in, unavailable};
     let (state, me) = signed_in()?;
     let keys = state.keys.list(me.user.id).await.map_err(unavailable)?;
-    let usage = state.usage_last_24h(me.user.id).await;
+    let usage = state.usage.per_key_last_24h(me.user.id).await;
     Ok(keys
         .into_iter()
         .map(|k| {

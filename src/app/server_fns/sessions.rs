@@ -27,13 +27,11 @@ pub async fn list_sessions() -> Result<Vec<SessionView>, PortalError> {
 #[server(prefix = "/api", endpoint = "revoke_session")]
 pub async fn revoke_session(id: i64) -> Result<(), PortalError> {
     use super::support::{audit_context, session_error, set_status, signed_in};
-    use crate::domain::audit;
     let (state, me) = signed_in()?;
-    if !state.sessions.delete_for_user(me.user.id, id).await.map_err(session_error)? {
+    if !state.sessions.sign_out_one(&audit_context(&me), me.user.id, id).await.map_err(session_error)? {
         set_status(axum::http::StatusCode::NOT_FOUND);
         return Err(PortalError::NotFound("That session does not exist or has already ended.".into()));
     }
-    let _ = audit::record(&state.db, &audit_context(&me), audit::action::SESSION_REVOKE, Some(format!("session:{id}"))).await;
     Ok(())
 }
 
@@ -41,9 +39,7 @@ pub async fn revoke_session(id: i64) -> Result<(), PortalError> {
 #[server(prefix = "/api", endpoint = "sign_out_everywhere")]
 pub async fn sign_out_everywhere() -> Result<u64, PortalError> {
     use super::support::{audit_context, session_error, signed_in};
-    use crate::domain::audit;
     let (state, me) = signed_in()?;
-    let count = state.sessions.delete_all_for_user(me.user.id).await.map_err(session_error)?;
-    let _ = audit::record(&state.db, &audit_context(&me), audit::action::SIGN_OUT_EVERYWHERE, Some(format!("user:{}", me.user.id))).await;
+    let count = state.sessions.sign_out_everywhere(&audit_context(&me), me.user.id).await.map_err(session_error)?;
     Ok(count)
 }

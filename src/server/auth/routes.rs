@@ -12,7 +12,7 @@ use tower_sessions::{Expiry, Session};
 
 use crate::{
     domain::{
-        audit::{self, AuditContext},
+        audit::AuditContext,
         sessions::{SESSION_TTL, keys},
     },
     server::{auth::signin_cookie::SignInTransaction, security::ClientIp, state::AppState},
@@ -154,9 +154,7 @@ async fn finish_sign_in(
     }
     session.set_expiry(Some(ttl(SESSION_TTL)));
     let ctx = AuditContext { actor_user_id: Some(user.id), ip: ip_text };
-    if let Err(error) = audit::record(&state.db, &ctx, audit::action::SIGN_IN, Some(format!("user:{}", user.id))).await {
-        tracing::warn!(error = %crate::domain::describe_db_error(&error), "audit event not recorded");
-    }
+    state.sessions.signed_in(&ctx).await;
     tracing::info!(user_id = user.id, "signed in");
     Redirect::to(safe_return_path(&transaction.return_to).unwrap_or(HOME)).into_response()
 }
@@ -170,7 +168,7 @@ async fn logout(State(state): State<AppState>, session: Session, ip: axum::Exten
     }
     if let Some(user_id) = user_id {
         let ctx = AuditContext { actor_user_id: Some(user_id), ip: ip.0.0.map(|ip| ip.to_string()) };
-        let _ = audit::record(&state.db, &ctx, audit::action::SIGN_OUT, Some(format!("user:{user_id}"))).await;
+        state.sessions.signed_out(&ctx).await;
     }
     Redirect::to("/login").into_response()
 }

@@ -65,7 +65,7 @@ backend_tests! {
         let other = make_user(&app, "gone@example.com").await;
         let (_, disabled) = make_key(&app, other.id).await;
         assert_eq!(me(&app, &disabled).await, 200);
-        assert!(app.state.disable_user(other.id).await.expect("disable"));
+        assert!(app.state.users.disable(other.id, &app.state.sessions, &app.state.generations).await.expect("disable"));
         tokio::time::sleep(std::time::Duration::from_millis(1600)).await;
 
         for (what, key) in [("revoked", &revoked), ("expired", &expiring), ("disabled owner's", &disabled)] {
