@@ -195,10 +195,6 @@ impl KeyCache {
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
-
-    pub fn clear(&self) {
-        self.map.clear();
-    }
 }
 
 /// Why a key does not work, for good: the states a key never leaves.
@@ -280,11 +276,6 @@ impl Generations {
             blocked_all: AtomicU32::new(0),
             unsent: Mutex::new(Vec::new()),
         }
-    }
-
-    /// Whether generations are shared between instances.
-    pub fn is_shared(&self) -> bool {
-        self.shared.is_some()
     }
 
     fn is_blocked(&self, bucket: u8) -> bool {

@@ -19,7 +19,7 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct CurrentUser {
     pub user: User,
-    /// The row id of this browser's session.
+    /// The SHA-256 of this browser's session token (how the sessions list marks "this one").
     pub session_hash: [u8; 32],
 }
 
