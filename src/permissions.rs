@@ -111,7 +111,7 @@ impl Permissions {
         Some(Permissions::restricted(perms))
     }
 
-    /// Human summary for the portal ("All", "Inference, Keys: read", "None").
+    /// Summary for the portal: "All", the wire names ("inference, keys:read"), or "None".
     pub fn summary(self) -> String {
         match self {
             Permissions::All => "All".to_owned(),
