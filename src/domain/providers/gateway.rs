@@ -105,14 +105,14 @@ impl Registry {
             return Err(GatewayError::ModelNotFound { model: call.model.to_owned(), nothing_configured: self.is_empty() });
         };
         let mut last_failure = None;
-        for (attempt, route) in candidates.iter().enumerate() {
+        for route in &candidates {
             let request = match route.provider.api().request(&route.provider, &route.upstream_model, call) {
                 Ok(request) => request,
                 Err(Unservable::WrongApi) => continue,
                 Err(Unservable::Invalid(error)) => return Err(GatewayError::Invalid(error)),
             };
             meter.provider = Some(route.provider.name.clone());
-            if attempt > 0 {
+            if last_failure.is_some() {
                 tracing::info!(provider = %route.provider.name, model = call.model, "failing over to the next provider");
             }
             match self.send(route, request, call.stream).await {
