@@ -138,7 +138,10 @@ impl Registry {
                         .ok_or_else(|| format!("provider {:?}: the environment variable {var} (api_key_env) is not set", p.name))?,
                 ),
             };
-            let api = api::for_kind(p.kind);
+            let api: Box<dyn ProviderApi> = match p.kind {
+                ProviderKind::Openai => Box::new(openai::OpenAi),
+                ProviderKind::Anthropic => Box::new(anthropic::Anthropic),
+            };
             let auth_headers = api.auth_headers(api_key.as_deref()).map_err(|_: api::NotAHeaderValue| {
                 format!(
                     "provider {:?}: the API key in {} is not a valid HTTP header value",

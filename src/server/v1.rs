@@ -12,6 +12,7 @@ pub mod me;
 pub mod messages;
 pub mod models;
 pub mod openapi;
+pub mod schema;
 
 use std::time::Duration;
 

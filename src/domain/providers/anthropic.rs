@@ -9,8 +9,9 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Provider,
-    api::{Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, sensitive},
-    openai::chat_error_event,
+    api::{
+        Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event, sensitive,
+    },
     sse::{self, SseItem},
 };
 
@@ -19,13 +20,7 @@ pub const DEFAULT_MAX_TOKENS: u64 = 4096;
 /// The API version Workjet speaks.
 pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 
-/// A request that cannot be translated; the message is for the client (400).
-#[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{message}")]
-pub struct TranslateError {
-    pub message: String,
-    pub param: &'static str,
-}
+pub use super::api::TranslateError;
 
 fn bad(param: &'static str, message: impl Into<String>) -> TranslateError {
     TranslateError { message: message.into(), param }

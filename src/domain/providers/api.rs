@@ -9,10 +9,8 @@ use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
 use super::{
-    Provider, ProviderKind,
-    anthropic::{self, TranslateError},
-    openai,
-    sse::SseItem,
+    Provider,
+    sse::{self, SseItem},
 };
 
 /// Token counts of one request.
@@ -102,12 +100,19 @@ pub trait ProviderApi: Send + Sync {
     fn stream(&self, call: &Call<'_>) -> Box<dyn EventRelay>;
 }
 
-/// The implementation of `kind`.
-pub fn for_kind(kind: ProviderKind) -> Box<dyn ProviderApi> {
-    match kind {
-        ProviderKind::Openai => Box::new(openai::OpenAi),
-        ProviderKind::Anthropic => Box::new(anthropic::Anthropic),
-    }
+/// A request that cannot be translated into the provider's API; the message is for the
+/// client (400).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TranslateError {
+    pub message: String,
+    pub param: &'static str,
+}
+
+/// An OpenAI chat-completions error event (what ends a failed `/v1/chat/completions` stream).
+pub fn chat_error_event(message: &str, code: &str) -> Bytes {
+    let body = serde_json::json!({"error": {"message": message, "type": "api_error", "code": code, "param": null}});
+    sse::frame(None, &body.to_string())
 }
 
 /// A provider's API key that cannot be sent as an HTTP header (a control character, say).

@@ -15,8 +15,7 @@ use serde_json::Value;
 
 use super::{
     Registry, Route,
-    anthropic::TranslateError,
-    api::{Call, ClientApi, EventRelay, Flow, Unservable, Usage},
+    api::{Call, ClientApi, EventRelay, Flow, TranslateError, Unservable, Usage},
     sse::SseParser,
 };
 use crate::domain::usage::Meter;

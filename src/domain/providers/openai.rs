@@ -8,7 +8,10 @@ use serde_json::{Value, json};
 
 use super::{
     Provider,
-    api::{Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, openai_usage, sensitive},
+    api::{
+        Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event,
+        openai_usage, sensitive,
+    },
     sse::{self, SseItem},
 };
 
@@ -51,12 +54,6 @@ impl ProviderApi for OpenAi {
     fn stream(&self, call: &Call<'_>) -> Box<dyn EventRelay> {
         Box::new(ChatRelay { strip_usage: !call.include_usage, saw_done: false, usage: Usage::default() })
     }
-}
-
-/// An OpenAI chat-completions error event.
-pub fn chat_error_event(message: &str, code: &str) -> Bytes {
-    let body = json!({"error": {"message": message, "type": "api_error", "code": code, "param": null}});
-    sse::frame(None, &body.to_string())
 }
 
 /// Pass-through of chat-completion chunks; `strip_usage` drops the usage-only chunk the

@@ -37,7 +37,7 @@ pub struct KeyObject {
     /// `wj_live_` + first 4 + `…` + last 4 characters.
     pub hint: String,
     /// `"all"` or a list of `inference`, `keys:read`, `keys:write`.
-    #[schema(value_type = crate::server::v1::openapi::PermissionsSchema)]
+    #[schema(value_type = crate::server::v1::schema::PermissionsSchema)]
     pub permissions: Permissions,
     /// `active`, `revoked` or `expired`.
     pub status: &'static str,
@@ -99,7 +99,7 @@ pub struct CreateKeyRequest {
     /// `"all"` or a list of permissions, never more than the caller has (403 otherwise).
     /// Default: the caller's own permissions (`"all"` for a session or an all-permissions key).
     #[serde(default)]
-    #[schema(value_type = Option<crate::server::v1::openapi::PermissionsSchema>)]
+    #[schema(value_type = Option<crate::server::v1::schema::PermissionsSchema>)]
     pub permissions: Option<Permissions>,
     /// Expiry as Unix seconds, never later than the calling key's own expiry (403
     /// otherwise). Default: the calling key's expiry (none for a session or a key that

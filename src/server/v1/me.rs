@@ -21,7 +21,7 @@ pub struct MeResponse {
     pub auth_method: &'static str,
     /// The key used, when the request authenticated with one.
     pub key: Option<MeKey>,
-    #[schema(value_type = crate::server::v1::openapi::PermissionsSchema)]
+    #[schema(value_type = crate::server::v1::schema::PermissionsSchema)]
     pub permissions: Permissions,
 }
 

@@ -13,13 +13,12 @@ use axum::{
     http::{HeaderValue, header},
     response::IntoResponse,
 };
-use serde_json::json;
 use utoipa::{
-    Modify, OpenApi, PartialSchema, ToSchema,
+    Modify, OpenApi, ToSchema,
     openapi::{
-        Content, Ref, RefOr, Response, ResponseBuilder, Schema,
+        Content, Ref, RefOr, Response, ResponseBuilder,
         header::{Header, HeaderBuilder},
-        schema::{ArrayBuilder, ObjectBuilder, OneOfBuilder, Type},
+        schema::{ObjectBuilder, Type},
         security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme},
     },
 };
@@ -28,33 +27,6 @@ use crate::server::error::{ErrorBody, ErrorDetail};
 
 /// The path of the document (public: listed in `UNAUTHENTICATED_ALLOWLIST`).
 pub const PATH: &str = "/v1/openapi.json";
-
-/// `"all"`, or a list of permissions: the shape of every `permissions` field.
-pub struct PermissionsSchema;
-
-impl PartialSchema for PermissionsSchema {
-    fn schema() -> RefOr<Schema> {
-        let all = ObjectBuilder::new()
-            .schema_type(Type::String)
-            .enum_values(Some(["all"]))
-            .description(Some("Every permission, including any added later."));
-        let permission = ObjectBuilder::new().schema_type(Type::String).enum_values(Some(["inference", "keys:read", "keys:write"]));
-        let restricted =
-            ArrayBuilder::new().items(permission).unique_items(true).description(Some("Only these permissions (may be empty)."));
-        OneOfBuilder::new()
-            .item(all)
-            .item(restricted)
-            .description(Some("`\"all\"`, or a list of `inference`, `keys:read`, `keys:write`."))
-            .examples([json!("all"), json!(["inference"])])
-            .into()
-    }
-}
-
-impl ToSchema for PermissionsSchema {
-    fn name() -> std::borrow::Cow<'static, str> {
-        "Permissions".into()
-    }
-}
 
 fn integer_header(description: &str) -> Header {
     HeaderBuilder::new().schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0))).description(Some(description)).build()
@@ -203,7 +175,7 @@ impl Modify for Conventions {
         super::keys::list, super::keys::create, super::keys::get, super::keys::revoke,
         super::me::me, openapi
     ),
-    components(schemas(ErrorBody, ErrorDetail, PermissionsSchema, super::messages::AnthropicErrorBody, super::messages::AnthropicErrorDetail)),
+    components(schemas(ErrorBody, ErrorDetail, super::schema::PermissionsSchema, super::messages::AnthropicErrorBody, super::messages::AnthropicErrorDetail)),
     tags(
         (name = "inference", description = "Models and chat completions, as in the OpenAI API, and messages, as in Anthropic's \
             (permission `inference`)."),
