@@ -26,10 +26,16 @@ use crate::{
     },
 };
 
-/// How a request authenticated.
+/// How a request authenticated; what only a key has lives in its variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthMethod {
-    ApiKey { key_id: i64 },
+    ApiKey {
+        key_id: i64,
+        /// The key's own rate limit, if it has one.
+        rate_limit_per_minute: Option<u32>,
+        /// The key's expiry, if it has one (what a key it creates may not outlive).
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     Session,
 }
 
@@ -39,10 +45,6 @@ pub struct Principal {
     pub user_id: i64,
     pub method: AuthMethod,
     pub permissions: Permissions,
-    /// The key's own rate limit, if it has one.
-    pub rate_limit_per_minute: Option<u32>,
-    /// The key's expiry, if it has one (what a key it creates may not outlive).
-    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 impl Principal {
@@ -163,11 +165,13 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 }
 
 fn principal(admitted: Admitted) -> Principal {
-    let (method, rate_limit_per_minute, expires_at) = match &admitted.key {
-        Some(key) => (AuthMethod::ApiKey { key_id: key.key_id }, key.rate_limit_per_minute, key.expires_at),
-        None => (AuthMethod::Session, None, None),
+    let method = match &admitted.key {
+        Some(key) => {
+            AuthMethod::ApiKey { key_id: key.key_id, rate_limit_per_minute: key.rate_limit_per_minute, expires_at: key.expires_at }
+        }
+        None => AuthMethod::Session,
     };
-    Principal { user_id: admitted.user_id, method, permissions: admitted.permissions, rate_limit_per_minute, expires_at }
+    Principal { user_id: admitted.user_id, method, permissions: admitted.permissions }
 }
 
 /// The one translation of a refusal into HTTP.

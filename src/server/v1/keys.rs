@@ -141,7 +141,9 @@ fn upper_first(text: &str) -> String {
 fn grant_of(principal: &Principal, limits: RateLimits) -> Grant {
     match principal.method {
         AuthMethod::Session => Grant::user(limits),
-        AuthMethod::ApiKey { .. } => Grant::key(principal.permissions, principal.expires_at, principal.rate_limit_per_minute, limits),
+        AuthMethod::ApiKey { expires_at, rate_limit_per_minute, .. } => {
+            Grant::key(principal.permissions, expires_at, rate_limit_per_minute, limits)
+        }
     }
 }
 

@@ -47,7 +47,7 @@ pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<J
         return Err(ApiError::unauthorized("Invalid API key."));
     };
     let (auth_method, key) = match principal.method {
-        AuthMethod::ApiKey { key_id } => {
+        AuthMethod::ApiKey { key_id, .. } => {
             let record = state.keys.get(principal.user_id, key_id).await?;
             ("api_key", record.map(|r| MeKey { id: r.id, name: r.name, hint: r.hint }))
         }
