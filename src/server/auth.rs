@@ -7,3 +7,4 @@ pub mod oidc;
 pub mod portal;
 pub mod routes;
 pub mod signin_cookie;
+pub mod typed_session;

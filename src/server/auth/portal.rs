@@ -1,18 +1,20 @@
 //! The portal's middleware: who is signed in (from the `wj_session` cookie), which pages
 //! need a signed-in user, and the cross-origin check for state-changing requests.
 
+use crate::{
+    domain::users::User,
+    server::{
+        auth::{routes::HOME, typed_session::TypedSession},
+        security::cross_origin_allowed,
+        state::AppState,
+    },
+    wire::encode_query_value,
+};
 use axum::{
     extract::{Request, State},
     http::{StatusCode, header},
     middleware::Next,
     response::{Html, IntoResponse, Redirect, Response},
-};
-use tower_sessions::Session;
-
-use crate::{
-    domain::{sessions::keys, users::User},
-    server::{auth::routes::HOME, security::cross_origin_allowed, state::AppState},
-    wire::encode_query_value,
 };
 
 /// The signed-in user of a portal request (a request extension).
@@ -34,17 +36,17 @@ fn unavailable_page() -> Response {
 
 /// Finds the signed-in user, then applies the page guards: `/` and `/login` send signed-in
 /// people to their keys; `/settings/*` sends everyone else to `/login?return_to=…`.
-pub async fn resolve_user(State(state): State<AppState>, session: Session, mut request: Request, next: Next) -> Response {
+pub async fn resolve_user(State(state): State<AppState>, session: TypedSession, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
-    let current = match session.get::<i64>(keys::USER_ID).await {
+    let current = match session.user_id().await {
         Ok(Some(user_id)) => match state.users.get(user_id).await {
             Ok(Some(user)) if !user.disabled => {
-                let hash = session.id().map(|id| crate::domain::sessions::token_hash(&id)).unwrap_or([0; 32]);
+                let hash = session.token_hash().unwrap_or([0; 32]);
                 Some(CurrentUser { user, session_hash: hash })
             }
             Ok(_) => {
                 // Deleted or disabled: the session dies with the account.
-                let _ = session.flush().await;
+                let _ = session.end().await;
                 None
             }
             Err(error) => {

@@ -8,14 +8,15 @@ use axum::{
     routing::{get, post},
 };
 use serde::Deserialize;
-use tower_sessions::{Expiry, Session};
+use tower_sessions::Expiry;
 
 use crate::{
-    domain::{
-        audit::AuditContext,
-        sessions::{SESSION_TTL, keys},
+    domain::{audit::AuditContext, sessions::SESSION_TTL},
+    server::{
+        auth::{signin_cookie::SignInTransaction, typed_session::TypedSession},
+        security::ClientIp,
+        state::AppState,
     },
-    server::{auth::signin_cookie::SignInTransaction, security::ClientIp, state::AppState},
     wire::{SignInErrorCode, encode_query_value, safe_return_path},
 };
 
@@ -80,7 +81,7 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
 /// good once.
 async fn callback(
     State(state): State<AppState>,
-    session: Session,
+    session: TypedSession,
     headers: HeaderMap,
     ip: axum::Extension<ClientIp>,
     Query(query): Query<CallbackQuery>,
@@ -92,7 +93,7 @@ async fn callback(
 
 async fn finish_sign_in(
     state: &AppState,
-    session: &Session,
+    session: &TypedSession,
     headers: &HeaderMap,
     ip: Option<std::net::IpAddr>,
     query: CallbackQuery,
@@ -137,22 +138,13 @@ async fn finish_sign_in(
     }
     let user_agent = headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("").chars().take(512).collect::<String>();
     let ip_text = ip.map(|ip| ip.to_string());
-    // The first moment anything is written for this browser: a new session id (any id the
-    // browser brought is replaced, never promoted), then the signed-in state.
-    let signed_in = async {
-        session.cycle_id().await?;
-        session.insert(keys::USER_ID, user.id).await?;
-        session.insert(keys::SIGNED_IN_AT, chrono::Utc::now().timestamp()).await?;
-        session.insert(keys::USER_AGENT, &user_agent).await?;
-        session.insert(keys::IP, &ip_text).await?;
-        Ok::<_, tower_sessions::session::Error>(())
-    }
-    .await;
+    // The first moment anything is written for this browser.
+    let signed_in = session.sign_in(user.id, &user_agent, ip_text.as_deref()).await;
     if let Err(error) = signed_in {
         tracing::error!(%error, "sign-in could not create the session");
         return to_login(SignInErrorCode::ServerError);
     }
-    session.set_expiry(Some(ttl(SESSION_TTL)));
+    session.inner().set_expiry(Some(ttl(SESSION_TTL)));
     let ctx = AuditContext { actor_user_id: Some(user.id), ip: ip_text };
     state.sessions.signed_in(&ctx).await;
     tracing::info!(user_id = user.id, "signed in");
@@ -160,9 +152,9 @@ async fn finish_sign_in(
 }
 
 /// Signs out: the server-side session is deleted at once and the cookie removed.
-async fn logout(State(state): State<AppState>, session: Session, ip: axum::Extension<ClientIp>) -> Response {
-    let user_id = session.get::<i64>(keys::USER_ID).await.ok().flatten();
-    if let Err(error) = session.flush().await {
+async fn logout(State(state): State<AppState>, session: TypedSession, ip: axum::Extension<ClientIp>) -> Response {
+    let user_id = session.user_id().await.ok().flatten();
+    if let Err(error) = session.end().await {
         tracing::error!(%error, "sign-out could not delete the session");
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "Signing out failed; please try again.").into_response();
     }

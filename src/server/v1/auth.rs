@@ -13,12 +13,10 @@ use axum::{
 use tower_sessions::Session;
 
 use crate::{
-    domain::{
-        admission::{Admitted, INVALID_KEY, Policy, Refusal},
-        sessions::keys,
-    },
+    domain::admission::{Admitted, INVALID_KEY, Policy, Refusal},
     permissions::{Permission, Permissions},
     server::{
+        auth::typed_session::TypedSession,
         error::ApiError,
         security::{ClientIp, cross_origin_allowed},
         state::AppState,
@@ -145,7 +143,7 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     let outcome = match api_key(request.headers()) {
         BearerToken::Invalid(message) => Err(Refusal::Unauthorized(message)),
         BearerToken::Token(token) => state.admission.admit_key(token, ip.0).await,
-        BearerToken::Absent => match session_user(request.extensions().get::<Session>().cloned()).await {
+        BearerToken::Absent => match session_user(request.extensions().get::<Session>().cloned().map(TypedSession::new)).await {
             Ok(user_id) => state.admission.admit_session(user_id).await,
             Err(refusal) => Err(refusal),
         },
@@ -196,11 +194,11 @@ fn refused(refusal: Refusal) -> ApiError {
 }
 
 /// The signed-in user of the session cookie.
-async fn session_user(session: Option<Session>) -> Result<i64, Refusal> {
+async fn session_user(session: Option<TypedSession>) -> Result<i64, Refusal> {
     let Some(session) = session else {
         return Err(Refusal::Unauthorized("Missing API key. Send Authorization: Bearer wj_live_…"));
     };
-    match session.get::<i64>(keys::USER_ID).await {
+    match session.user_id().await {
         Ok(Some(id)) => Ok(id),
         Ok(None) => Err(Refusal::Unauthorized("Missing API key or session. Send Authorization: Bearer wj_live_…")),
         Err(error) => {
