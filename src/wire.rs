@@ -177,7 +177,8 @@ pub struct SignInSettings {
 pub struct QuickStartView {
     /// Where the API is served (`WJ_PUBLIC_URL`, no trailing slash).
     pub api_base_url: String,
-    /// The public model names, sorted; empty when no provider is configured.
+    /// The public model names in the configuration's order; empty when no provider is
+    /// configured.
     pub models: Vec<String>,
     /// How an operator adds a provider (shown when `models` is empty).
     pub how_to_add_a_provider: String,

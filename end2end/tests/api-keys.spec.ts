@@ -131,8 +131,9 @@ test("the Use a key box lists the models, with a curl for the first one", async 
   const curl = box.locator("pre");
   await expect(curl).toContainText("/v1/chat/completions");
   await expect(curl).toContainText('Authorization: Bearer $WORKJET_API_KEY');
+  // The curl asks for the first configured model: the seed's own.
+  await expect(curl).toContainText('"model": "claude-4-sonnet"');
   await expect(box).not.toContainText("No model provider");
-  await box.scrollIntoViewIfNeeded();
   await screenshot(page, "api-keys-use-a-key");
 });
 

@@ -120,6 +120,8 @@ pub const HOW_TO_ADD_A_PROVIDER: &str = "set ANTHROPIC_API_KEY or OPENAI_API_KEY
 #[derive(Debug, Default)]
 pub struct Registry {
     routes: BTreeMap<String, Vec<Route>>,
+    /// The public names in the order the configuration lists them.
+    configured_order: Vec<String>,
     pub timeouts: UpstreamTimeouts,
     pub source: Source,
 }
@@ -128,6 +130,7 @@ impl Registry {
     /// Builds the routing table; `env` resolves `api_key_env` names.
     pub fn build(file: &FileConfig, source: Source, env: impl Fn(&str) -> Option<String>) -> Result<Self, String> {
         let mut routes: BTreeMap<String, Vec<Route>> = BTreeMap::new();
+        let mut configured_order = Vec::new();
         let timeouts = file.upstream.clone();
         for p in &file.providers {
             let api_key = match &p.api_key_env {
@@ -168,6 +171,9 @@ impl Registry {
                 cooling_until_ms: AtomicU64::new(0),
             });
             for (public, upstream) in p.models.pairs() {
+                if !routes.contains_key(&public) {
+                    configured_order.push(public.clone());
+                }
                 let list = routes.entry(public.clone()).or_default();
                 if list.iter().any(|r| Arc::ptr_eq(&r.provider, &provider)) {
                     return Err(format!("provider {:?} lists the model {public:?} twice", p.name));
@@ -175,12 +181,18 @@ impl Registry {
                 list.push(Route { provider: provider.clone(), upstream_model: upstream });
             }
         }
-        Ok(Self { routes, timeouts, source })
+        Ok(Self { routes, configured_order, timeouts, source })
     }
 
     /// The public model names, sorted, each with its first provider's name.
     pub fn models(&self) -> impl Iterator<Item = (&str, &str)> {
         self.routes.iter().map(|(name, routes)| (name.as_str(), routes[0].provider.name.as_str()))
+    }
+
+    /// The public model names in the order the configuration lists them (the environment's
+    /// catalogue starts with `claude-4-sonnet`).
+    pub fn models_in_configured_order(&self) -> impl Iterator<Item = &str> {
+        self.configured_order.iter().map(String::as_str)
     }
 
     /// The first provider's name of `model`, if it is served.
@@ -240,6 +252,7 @@ mod tests {
         east.failed(Duration::ZERO);
         assert!(!east.cooling_down(), "a zero cool-down never skips");
         assert_eq!(registry.models().collect::<Vec<_>>(), [("m", "east"), ("only-east", "east")]);
+        assert_eq!(registry.models_in_configured_order().collect::<Vec<_>>(), ["m", "only-east"]);
     }
 
     #[test]

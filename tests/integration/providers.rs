@@ -382,7 +382,7 @@ backend_tests! {
         browser.sign_in(&app, None).await;
         let info: Value = browser.server_fn(&app, "quick_start", "").await.json().await.expect("json");
         let models: Vec<&str> = info["models"].as_array().expect("models").iter().filter_map(Value::as_str).collect();
-        assert!(models.contains(&"claude-4-sonnet"), "{models:?}");
+        assert_eq!(models.first(), Some(&"claude-4-sonnet"), "in the configuration's order: {models:?}");
         let page = browser.get(&app.url("/settings/api-keys")).await.text().await.expect("page");
         assert!(page.contains("/v1/chat/completions") && page.contains(models[0]), "a curl for the first model");
         assert!(!page.contains("No model provider"));

@@ -30,7 +30,7 @@ pub async fn quick_start() -> Result<QuickStartView, PortalError> {
     let (state, _) = super::support::signed_in()?;
     Ok(QuickStartView {
         api_base_url: state.config.public_url.as_str().trim_end_matches('/').to_owned(),
-        models: state.gateway.models().map(|(name, _)| name.to_owned()).collect(),
+        models: state.gateway.models_in_configured_order().map(str::to_owned).collect(),
         how_to_add_a_provider: HOW_TO_ADD_A_PROVIDER.to_owned(),
     })
 }

@@ -17,8 +17,6 @@
 //! models = { "claude-4-sonnet" = "claude-sonnet-4-20250514" }   # or ["gpt-4o", "gpt-4o-mini"]
 //! ```
 
-use std::collections::BTreeMap;
-
 use serde::Deserialize;
 use url::Url;
 
@@ -56,7 +54,7 @@ pub struct ProviderConfig {
 #[serde(untagged)]
 pub enum Models {
     List(Vec<String>),
-    Map(BTreeMap<String, String>),
+    Map(OrderedTable),
 }
 
 impl Models {
@@ -64,8 +62,34 @@ impl Models {
     pub fn pairs(&self) -> Vec<(String, String)> {
         match self {
             Models::List(list) => list.iter().map(|m| (m.clone(), m.clone())).collect(),
-            Models::Map(map) => map.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            Models::Map(map) => map.0.clone(),
         }
+    }
+}
+
+/// A table of strings in the file's order (the order the portal shows models in).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OrderedTable(pub Vec<(String, String)>);
+
+impl<'de> Deserialize<'de> for OrderedTable {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = OrderedTable;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a table of public model names to upstream model ids")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<OrderedTable, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some(pair) = map.next_entry::<String, String>()? {
+                    pairs.push(pair);
+                }
+                Ok(OrderedTable(pairs))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
@@ -135,7 +159,9 @@ pub fn from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(FileCon
             kind: ProviderKind::Anthropic,
             base_url: base("ANTHROPIC_BASE_URL", "https://api.anthropic.com")?,
             api_key_env: Some("ANTHROPIC_API_KEY".into()),
-            models: Models::Map(ANTHROPIC_MODELS.iter().map(|(public, id)| ((*public).to_owned(), (*id).to_owned())).collect()),
+            models: Models::Map(OrderedTable(
+                ANTHROPIC_MODELS.iter().map(|(public, id)| ((*public).to_owned(), (*id).to_owned())).collect(),
+            )),
         });
     }
     if set("OPENAI_API_KEY").is_some() {
@@ -208,6 +234,11 @@ mod tests {
         assert_eq!(file.providers.len(), 2);
         assert_eq!(file.providers[0].models.pairs(), vec![("claude-4-sonnet".to_owned(), "claude-sonnet-4-20250514".to_owned())]);
         assert_eq!(file.providers[1].models.pairs(), vec![("llama3.2".to_owned(), "llama3.2".to_owned())]);
+        let ordered = parse(
+            "[[providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"http://x/v1\"\nmodels = { \"z\" = \"1\", \"a\" = \"2\" }\n",
+        )
+        .expect("valid");
+        assert_eq!(ordered.providers[0].models.pairs(), [("z".into(), "1".into()), ("a".into(), "2".into())], "the file's order");
         assert_eq!(file.upstream, UpstreamTimeouts::default());
     }
 
