@@ -69,11 +69,16 @@ pub struct Server {
 
 impl Server {
     pub async fn start(env: &[(&str, String)]) -> Self {
+        Self::start_binary(std::path::Path::new(env!("CARGO_BIN_EXE_workjet")), env).await
+    }
+
+    /// A server from another build of `workjet` (`WJ_BENCH_BASELINE_BINARY`).
+    pub async fn start_binary(binary: &std::path::Path, env: &[(&str, String)]) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let base = format!("http://{addr}");
         let dir = tempfile::tempdir().expect("dir");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_workjet"));
+        let mut cmd = Command::new(binary);
         cmd.current_dir(dir.path())
             .env("WJ_LISTEN_ADDR", addr.to_string())
             .env("WJ_PUBLIC_URL", &base)
@@ -374,6 +379,55 @@ async fn main() {
         streams.push((label.to_owned(), timings));
     }
     report.gateway(&gateway, &streams);
+
+    // The same gateway rows through another build, alternating with this one, so that a
+    // change's effect on the gateway is measured in one run (e.g. the last landed commit).
+    if let Some(binary) = std::env::var_os("WJ_BENCH_BASELINE_BINARY") {
+        eprintln!("-- 4b. gateway: this build against {}", std::path::Path::new(&binary).display());
+        // Only what every build understands: one provider for one model.
+        let plain = dir.path().join("baseline.toml");
+        std::fs::write(
+            &plain,
+            format!("[[providers]]\nname = \"fast\"\nkind = \"openai\"\nbase_url = \"http://{fast}/v1\"\nmodels = [\"bench-model\"]\n"),
+        )
+        .expect("write baseline.toml");
+        let env = |db: &str| {
+            vec![
+                ("WJ_DATABASE_URL", db.to_owned()),
+                ("WJ_CONFIG", plain.display().to_string()),
+                ("WJ_RATE_LIMIT_PER_MINUTE", "60000000".into()),
+                ("WJ_AUTH_FAILURES_PER_MINUTE", "60000000".into()),
+            ]
+        };
+        let baseline =
+            Server::start_binary(std::path::Path::new(&binary), &env(&format!("sqlite://{}/baseline.db?mode=rwc", dir.path().display())))
+                .await;
+        let current = Server::start(&env(&format!("sqlite://{}/current.db?mode=rwc", dir.path().display()))).await;
+        let mut pairs = Vec::new();
+        for c in [1, 64] {
+            let mut rows = Vec::new();
+            // Alternate, three rounds each, so that drift on the machine hits both alike.
+            for _ in 0..3 {
+                for (label, server) in [("baseline build", &baseline), ("this build", &current)] {
+                    let cookie = sign_in(&server.base, &format!("cmp-{c}-{label}@example.com").replace(' ', "-")).await;
+                    let (_, key) = create_key(&server.base, &cookie, 60_000_000).await;
+                    let row = measure(
+                        &plan,
+                        &format!("through Workjet, {label}"),
+                        server.addr,
+                        c,
+                        Arc::new(move |_, _| chat("bench-model", false, Some(&key))),
+                        StatusCode::OK,
+                    )
+                    .await;
+                    rows.push(row);
+                }
+            }
+            pairs.push(rows);
+        }
+        report.gateway_against_baseline(&pairs);
+        drop((baseline, current));
+    }
 
     eprintln!("-- 6. memory");
     let conns_before = server.rss_kib();

@@ -194,6 +194,45 @@ impl Report {
         self.body.push('\n');
     }
 
+    /// Rows alternate baseline build, this build (three rounds per connection count); the
+    /// figure is the median of each side's p50s and throughputs.
+    pub fn gateway_against_baseline(&mut self, runs: &[Vec<Row>]) {
+        self.body.push_str("### 4b. This build against a baseline build\n\nThe same non-streaming gateway request through two builds of `workjet` (`WJ_BENCH_BASELINE_BINARY`) on the same fake upstream, alternating three rounds each.\n\n");
+        self.body.push_str(ROW_HEADER);
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        for rows in runs {
+            let (baseline, current): (Vec<&Row>, Vec<&Row>) = rows.iter().partition(|r| r.label.ends_with("baseline build"));
+            for (b, c) in baseline.iter().zip(&current) {
+                self.body.push_str(&row(b, None));
+                self.body.push_str(&row(c, Some(b)));
+            }
+            let p50 = |side: &[&Row]| median(side.iter().map(|r| r.p50_ms).collect());
+            let throughput = |side: &[&Row]| median(side.iter().map(|r| r.throughput).collect());
+            let concurrency = rows[0].concurrency;
+            let added = p50(&current) - p50(&baseline);
+            if concurrency == 1 {
+                self.target(
+                    "gateway p50 against the baseline build, c=1 (median of 3)",
+                    "within ±0.05 ms".into(),
+                    format!("{added:+.3} ms ({:.3} vs {:.3})", p50(&current), p50(&baseline)),
+                    added.abs() <= 0.05,
+                );
+            } else {
+                let ratio = throughput(&current) / throughput(&baseline);
+                self.target(
+                    &format!("gateway throughput against the baseline build, c={concurrency} (median of 3)"),
+                    "reported".into(),
+                    format!("{ratio:.2}× ({:.0} vs {:.0} req/s)", throughput(&current), throughput(&baseline)),
+                    true,
+                );
+            }
+        }
+        self.body.push('\n');
+    }
+
     pub fn memory(&mut self, idle_kib: u64, connections: usize, before_kib: u64, after_kib: u64) {
         let per_conn = (after_kib.saturating_sub(before_kib) * 1024) as f64 / connections.max(1) as f64;
         let _ = writeln!(
