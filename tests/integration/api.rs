@@ -21,14 +21,7 @@ fn bearer(key: &str) -> String {
 }
 
 async fn call(app: &TestApp, method: Method, path: &str, auth: Option<&str>, body: Option<Value>) -> reqwest::Response {
-    let mut request = app.client.request(method, app.url(path));
-    if let Some(auth) = auth {
-        request = request.header(header::AUTHORIZATION, auth);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    request.send().await.expect("request")
+    app.call(method, path, auth, body).await
 }
 
 /// A well-formed key (valid checksum) that was never issued.

@@ -43,13 +43,7 @@ pub async fn gateway_app(backend: Backend, openai: &Fake, anthropic: &Fake, extr
 }
 
 async fn chat(app: &TestApp, key: &str, body: Value) -> reqwest::Response {
-    app.client
-        .post(app.url("/v1/chat/completions"))
-        .header(header::AUTHORIZATION, format!("Bearer {key}"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request")
+    app.post_json("/v1/chat/completions", key, body).await
 }
 
 fn hello(model: &str, stream: bool) -> Value {

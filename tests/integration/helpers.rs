@@ -140,6 +140,29 @@ impl TestApp {
         self.client.get(self.url(path)).send().await.expect("request")
     }
 
+    /// A request with an optional raw `Authorization` value and an optional JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        authorization: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(authorization) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, authorization);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// `POST path` with `key` as a Bearer token and a JSON body.
+    pub async fn post_json(&self, path: &str, key: &str, body: serde_json::Value) -> reqwest::Response {
+        self.call(reqwest::Method::POST, path, Some(&format!("Bearer {key}")), Some(body)).await
+    }
+
     /// Stops the server (graceful shutdown) and waits for it.
     pub async fn stop(mut self) {
         self.shutdown.notify_one();

@@ -112,7 +112,7 @@ async fn failover_app(
 }
 
 async fn post(app: &TestApp, path: &str, key: &str, body: Value) -> reqwest::Response {
-    app.client.post(app.url(path)).bearer_auth(key).json(&body).send().await.expect("request")
+    app.post_json(path, key, body).await
 }
 
 fn hello(model: &str, stream: bool) -> Value {
