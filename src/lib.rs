@@ -6,7 +6,9 @@
 #![recursion_limit = "512"]
 
 pub mod app;
+pub mod display;
 pub mod permissions;
+pub mod urls;
 pub mod wire;
 
 #[cfg(feature = "ssr")]

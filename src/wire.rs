@@ -123,45 +123,6 @@ impl leptos::server_fn::error::FromServerFnError for PortalError {
     }
 }
 
-/// Formats unix milliseconds as a short UTC date ("Nov 27, 2026").
-pub fn format_date(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%b %-d, %Y").to_string()).unwrap_or_default()
-}
-
-/// Formats unix milliseconds as date and time in UTC ("Nov 27, 2026, 21:45 UTC").
-pub fn format_date_time(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%b %-d, %Y, %H:%M UTC").to_string()).unwrap_or_default()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn dates_are_formatted_in_utc() {
-        assert_eq!(format_date(1_795_815_900_000), "Nov 27, 2026");
-        assert_eq!(format_date_time(1_795_815_900_000), "Nov 27, 2026, 21:45 UTC");
-    }
-
-    #[test]
-    fn created_key_debug_redacts_the_secret() {
-        let view = ApiKeyView {
-            id: 1,
-            name: "x".into(),
-            hint: "h".into(),
-            permissions: Permissions::All,
-            created_at: 0,
-            last_used_at: None,
-            revoked_at: None,
-            expires_at: None,
-            requests_24h: 0,
-            tokens_24h: 0,
-        };
-        let created = CreatedApiKey { key: view, secret: "wj_live_secret".into() };
-        assert!(!format!("{created:?}").contains("wj_live_secret"));
-    }
-}
-
 /// How the sign-in page should present itself.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SignInSettings {
@@ -182,31 +143,6 @@ pub struct QuickStartView {
     pub models: Vec<String>,
     /// How an operator adds a provider (shown when `models` is empty).
     pub how_to_add_a_provider: String,
-}
-
-/// A same-origin path that is safe to send a browser back to after sign-in, or `None`.
-/// Rejects absolute and scheme-relative URLs (`//evil`, `/\evil`), control characters and
-/// overlong values, so `return_to` can never become an open redirect.
-pub fn safe_return_path(path: &str) -> Option<&str> {
-    let ok = path.starts_with('/')
-        && !path.starts_with("//")
-        && !path.contains('\\')
-        && path.len() <= 512
-        && !path.chars().any(|c| c.is_control() || c.is_whitespace());
-    ok.then_some(path)
-}
-
-/// Percent-encodes a query-string value (RFC 3986 unreserved characters pass through).
-pub fn encode_query_value(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~/".contains(&byte) {
-            out.push(byte as char);
-        } else {
-            out.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    out
 }
 
 /// Why a sign-in failed: what `/login?error=` carries, set by the sign-in routes and read by
@@ -274,24 +210,31 @@ impl SignInErrorCode {
 }
 
 #[cfg(test)]
-mod redirect_tests {
+mod tests {
     use super::*;
 
     #[test]
-    fn return_paths_cannot_leave_the_site() {
-        assert_eq!(safe_return_path("/settings/api-keys"), Some("/settings/api-keys"));
-        assert_eq!(safe_return_path("/settings/api-keys?tab=1"), Some("/settings/api-keys?tab=1"));
-        for bad in ["https://evil.example", "//evil.example", "/\\evil.example", "evil", "", "/a\nb", "/a b", "/\t/evil"] {
-            assert_eq!(safe_return_path(bad), None, "{bad:?}");
-        }
-        assert_eq!(safe_return_path(&format!("/{}", "a".repeat(600))), None);
+    fn created_key_debug_redacts_the_secret() {
+        let view = ApiKeyView {
+            id: 1,
+            name: "x".into(),
+            hint: "h".into(),
+            permissions: Permissions::All,
+            created_at: 0,
+            last_used_at: None,
+            revoked_at: None,
+            expires_at: None,
+            requests_24h: 0,
+            tokens_24h: 0,
+        };
+        let created = CreatedApiKey { key: view, secret: "wj_live_secret".into() };
+        assert!(!format!("{created:?}").contains("wj_live_secret"));
     }
+}
 
-    #[test]
-    fn query_values_are_percent_encoded() {
-        assert_eq!(encode_query_value("/settings/api-keys?x=1&y"), "/settings/api-keys%3Fx%3D1%26y");
-        assert_eq!(encode_query_value("é"), "%C3%A9");
-    }
+#[cfg(test)]
+mod sign_in_error_tests {
+    use super::*;
 
     #[test]
     fn only_known_error_codes_have_messages() {
@@ -301,64 +244,5 @@ mod redirect_tests {
         }
         assert_eq!(SignInErrorCode::parse("access_denied"), Some(SignInErrorCode::AccessDenied));
         assert!(SignInErrorCode::parse("<script>alert(1)</script>").is_none());
-    }
-}
-
-/// A short description of a browser from its User-Agent ("Chrome on macOS").
-pub fn describe_user_agent(ua: &str) -> String {
-    let browser = if ua.contains("Edg/") {
-        "Edge"
-    } else if ua.contains("OPR/") {
-        "Opera"
-    } else if ua.contains("Firefox/") {
-        "Firefox"
-    } else if ua.contains("Chrome/") || ua.contains("Chromium/") || ua.contains("HeadlessChrome/") {
-        "Chrome"
-    } else if ua.contains("Safari/") {
-        "Safari"
-    } else if ua.starts_with("curl/") {
-        "curl"
-    } else {
-        ""
-    };
-    let os = if ua.contains("iPhone") || ua.contains("iPad") {
-        "iOS"
-    } else if ua.contains("Android") {
-        "Android"
-    } else if ua.contains("Mac OS X") || ua.contains("Macintosh") {
-        "macOS"
-    } else if ua.contains("Windows") {
-        "Windows"
-    } else if ua.contains("CrOS") {
-        "ChromeOS"
-    } else if ua.contains("Linux") {
-        "Linux"
-    } else {
-        ""
-    };
-    match (browser, os) {
-        ("", "") => "Unknown browser".to_owned(),
-        (b, "") => b.to_owned(),
-        ("", o) => format!("Browser on {o}"),
-        (b, o) => format!("{b} on {o}"),
-    }
-}
-
-#[cfg(test)]
-mod user_agent_tests {
-    use super::describe_user_agent;
-
-    #[test]
-    fn common_browsers_are_recognised() {
-        let chrome_mac =
-            "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36";
-        assert_eq!(describe_user_agent(chrome_mac), "Chrome on macOS");
-        let firefox_linux = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
-        assert_eq!(describe_user_agent(firefox_linux), "Firefox on Linux");
-        let safari_ios = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.0 Mobile/15E148 Safari/604.1";
-        assert_eq!(describe_user_agent(safari_ios), "Safari on iOS");
-        let edge = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0 Safari/537.36 Edg/131.0";
-        assert_eq!(describe_user_agent(edge), "Edge on Windows");
-        assert_eq!(describe_user_agent(""), "Unknown browser");
     }
 }

@@ -100,7 +100,7 @@ impl Browser {
     /// [`Browser::sign_in`] on a server given by its base URL.
     pub async fn sign_in_at(&mut self, base_url: &str, return_to: Option<&str>) -> String {
         let start = match return_to {
-            Some(r) => format!("{base_url}/auth/google?return_to={}", workjet::wire::encode_query_value(r)),
+            Some(r) => format!("{base_url}/auth/google?return_to={}", workjet::urls::encode_query_value(r)),
             None => format!("{base_url}/auth/google"),
         };
         let response = self.get(&start).await;

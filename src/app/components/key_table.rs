@@ -3,7 +3,10 @@
 
 use leptos::prelude::*;
 
-use crate::wire::{ApiKeyView, format_date, format_date_time};
+use crate::{
+    display::{format_date, format_date_time},
+    wire::ApiKeyView,
+};
 
 /// "1.2k", "3.4M": compact counts for the usage column.
 pub fn compact_count(n: u64) -> String {

@@ -9,7 +9,8 @@ use crate::{
         components::icons::{GoogleMark, LogoMark},
         server_fns::sign_in_info,
     },
-    wire::{SignInErrorCode, encode_query_value, safe_return_path},
+    urls::{encode_query_value, safe_return_path},
+    wire::SignInErrorCode,
 };
 
 /// The sign-in page. Failures of the sign-in flow come back here as `?error=<code>`.

@@ -9,7 +9,8 @@ use crate::{
         components::dialog::Modal,
         server_fns::{RevokeSession, SignOutEverywhere, list_sessions},
     },
-    wire::{PortalError, SessionView, describe_user_agent, format_date, format_date_time},
+    display::{describe_user_agent, format_date, format_date_time},
+    wire::{PortalError, SessionView},
 };
 
 /// Sends the browser to the sign-in page (after the session ended).

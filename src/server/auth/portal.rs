@@ -8,7 +8,7 @@ use crate::{
         security::cross_origin_allowed,
         state::AppState,
     },
-    wire::encode_query_value,
+    urls::encode_query_value,
 };
 use axum::{
     extract::{Request, State},

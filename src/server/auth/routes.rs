@@ -17,7 +17,8 @@ use crate::{
         security::ClientIp,
         state::AppState,
     },
-    wire::{SignInErrorCode, encode_query_value, safe_return_path},
+    urls::{encode_query_value, safe_return_path},
+    wire::SignInErrorCode,
 };
 
 /// Where a signed-in person lands by default.
