@@ -30,7 +30,9 @@ use tower_http::{
 
 use crate::server::{error::ApiError, state::AppState};
 
-/// Routes that answer without credentials. Anything added here must be argued for in review.
+/// Routes that answer without credentials: the gate ([`auth::authenticate`]) lets exactly
+/// these paths through, and nothing else decides it. Anything added here must be argued for
+/// in review.
 ///
 /// - `/v1/openapi.json`: the API's description, like most APIs publish theirs, so that client
 ///   generators and API tools can read it without a key. It is a constant built from the code
@@ -39,9 +41,8 @@ pub const UNAUTHENTICATED_ALLOWLIST: &[&str] = &[openapi::PATH];
 
 pub fn router(state: &AppState) -> Router<AppState> {
     // Full paths and explicit catch-alls (rather than `nest`), so that every path under /v1
-    // — `/v1`, `/v1/` and anything below — is answered here, behind authentication.
-    let public =
-        Router::new().route(openapi::PATH, get(openapi::openapi)).method_not_allowed_fallback(|| async { ApiError::method_not_allowed() });
+    // — `/v1`, `/v1/` and anything below — is answered here, behind authentication (but
+    // for UNAUTHENTICATED_ALLOWLIST).
     // Anthropic's Messages API answers its errors in Anthropic's shape, the gate's included.
     let anthropic = Router::new()
         .route(messages::PATH, post(messages::create))
@@ -55,13 +56,13 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", delete(keys::revoke).get(keys::get))
+        .route(openapi::PATH, get(openapi::openapi))
         .route("/v1", any(unknown_route))
         .route("/v1/", any(unknown_route))
         .route("/v1/{*rest}", any(unknown_route))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .merge(anthropic)
-        .merge(public)
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
         .layer(cors(state))

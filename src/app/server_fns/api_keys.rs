@@ -92,12 +92,9 @@ pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, PortalError> {
 #[server(prefix = "/api", endpoint = "create_api_key", input = Json)]
 pub async fn create_api_key(request: CreateApiKeyRequest) -> Result<CreatedApiKey, PortalError> {
     use super::support::{audit_context, set_status, signed_in};
-    use crate::domain::api_keys::{Grant, KeyName, MAX_EXPIRY_DAYS, NewKeyOptions};
+    use crate::domain::api_keys::{ApiKeyError, Grant, KeyName, MAX_EXPIRY_DAYS, NewKeyOptions};
     let (state, me) = signed_in()?;
-    let name = KeyName::parse(&request.name).map_err(|message| {
-        set_status(axum::http::StatusCode::BAD_REQUEST);
-        PortalError::Invalid { field: "name".into(), message }
-    })?;
+    let name = KeyName::parse(&request.name).map_err(ApiKeyError::InvalidName)?;
     let expires_at = match request.expires_in_days {
         None => None,
         Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days))),

@@ -81,6 +81,7 @@ fn stored_permissions(raw: &str, key_id: i64) -> Permissions {
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
     #[error("{0}")]
+    /// The name does not parse ([`KeyName::parse`](super::KeyName::parse)'s message).
     InvalidName(String),
     #[error("the expiry must be in the future and at most {MAX_EXPIRY_DAYS} days (ten years) away")]
     InvalidExpiry,

@@ -137,8 +137,13 @@ pub fn bearer_token(headers: &HeaderMap) -> BearerToken<'_> {
 
 /// The `/v1` gate: reads the credential (a key, or the session cookie), asks the domain's
 /// [`Admission`](crate::domain::admission::Admission) and translates its answer. If a key
-/// header (Authorization or x-api-key) is present it alone decides.
+/// header (Authorization or x-api-key) is present it alone decides. The paths of
+/// [`UNAUTHENTICATED_ALLOWLIST`](crate::server::v1::UNAUTHENTICATED_ALLOWLIST) pass without
+/// credentials.
 pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if crate::server::v1::UNAUTHENTICATED_ALLOWLIST.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
     let ip = request.extensions().get::<ClientIp>().copied().unwrap_or(ClientIp(None));
     let outcome = match api_key(request.headers()) {
         BearerToken::Invalid(message) => Err(Refusal::Unauthorized(message)),

@@ -207,7 +207,7 @@ pub async fn create(
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> Result<Response, ApiError> {
     principal.require(Permission::KeysWrite)?;
-    let name = KeyName::parse(&body.name).map_err(|m| ApiError::invalid_param("invalid_name", "name", m))?;
+    let name = KeyName::parse(&body.name).map_err(ApiKeyError::InvalidName)?;
     let expires_at = match body.expires_at {
         None => None,
         Some(secs) => Some(
