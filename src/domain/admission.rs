@@ -66,8 +66,10 @@ pub enum Refusal {
     Throttled(Decision),
     /// The caller's budget is spent (429).
     RateLimited(Decision, Policy),
-    /// The database cannot be reached (503): nobody is let in unverified.
+    /// The session store cannot answer (503): nobody is let in unverified.
     Unavailable,
+    /// The database failed (503 when unavailable, else 500): nobody is let in unverified.
+    Database(sea_orm::DbErr),
 }
 
 /// The single message for keys that are well-formed but do not work (unknown, revoked,
@@ -173,10 +175,7 @@ impl Admission {
         // The database decides; the cache is filled under the generation read above.
         let key = match self.keys.lookup_and_cache(&hash, generation).await {
             Ok(key) => key,
-            Err(AuthFailure::Unavailable(error)) => {
-                tracing::error!(error = %crate::domain::describe_db_error(&error), "key lookup failed: answering 503");
-                return Err(Refusal::Unavailable);
-            }
+            Err(AuthFailure::Unavailable(error)) => return Err(Refusal::Database(error)),
             Err(failure) => {
                 tracing::info!(reason = %failure, "API key refused");
                 if let (Some(throttle), AuthFailure::Unknown) = (&counted, &failure) {
@@ -198,10 +197,7 @@ impl Admission {
         match self.users.is_enabled(user_id).await {
             Ok(true) => {}
             Ok(false) => return Err(Refusal::Unauthorized(SESSION_ENDED)),
-            Err(error) => {
-                tracing::error!(error = %crate::domain::describe_db_error(&error), "user lookup failed: answering 503");
-                return Err(Refusal::Unavailable);
-            }
+            Err(error) => return Err(Refusal::Database(error)),
         }
         let decision = self.limits.check(&format!("user:{user_id}"), self.default_quota).await;
         if !decision.allowed {

@@ -195,6 +195,7 @@ fn refused(refusal: Refusal) -> ApiError {
             "Rate limit reached for this API key. Wait for the time in the Retry-After header, or ask for a higher limit.",
         ),
         Refusal::Unavailable => ApiError::unavailable(),
+        Refusal::Database(error) => error.into(),
     }
 }
 
