@@ -411,12 +411,23 @@ async fn main() {
                 for (label, server) in [("baseline build", &baseline), ("this build", &current)] {
                     let cookie = sign_in(&server.base, &format!("cmp-{c}-{label}@example.com").replace(' ', "-")).await;
                     let (_, key) = create_key(&server.base, &cookie, 60_000_000).await;
+                    let k = key.clone();
                     let row = measure(
                         &plan,
-                        &format!("through Workjet, {label}"),
+                        &format!("chat completion through Workjet, {label}"),
                         server.addr,
                         c,
-                        Arc::new(move |_, _| chat("bench-model", false, Some(&key))),
+                        Arc::new(move |_, _| chat("bench-model", false, Some(&k))),
+                        StatusCode::OK,
+                    )
+                    .await;
+                    rows.push(row);
+                    let row = measure(
+                        &plan,
+                        &format!("GET /v1/models (cached key), {label}"),
+                        server.addr,
+                        c,
+                        Arc::new(move |_, _| get("/v1/models", Some(&key))),
                         StatusCode::OK,
                     )
                     .await;
