@@ -45,22 +45,16 @@ impl SdkFixture {
 async fn the_official_openai_python_sdk_works_against_workjet() {
     let python = required_env("WJ_TEST_PYTHON");
     let SdkFixture { app, key, revoked, restricted, limited, .. } = SdkFixture::start(1).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_sdk_check.py");
-    let output = tokio::process::Command::new(&python)
-        .arg(script)
-        .env("WJ_SDK_BASE_URL", app.url("/v1"))
-        .env("WJ_SDK_KEY", &key)
-        .env("WJ_SDK_MODEL", "gpt-public")
-        .env("WJ_SDK_ANTHROPIC_MODEL", "claude-4-sonnet")
-        .env("WJ_SDK_REVOKED_KEY", &revoked)
-        .env("WJ_SDK_RESTRICTED_KEY", &restricted)
-        .env("WJ_SDK_LIMITED_KEY", &limited)
-        .output()
-        .await
-        .expect("run python");
-    assert!(output.status.success(), "SDK script failed: {}", String::from_utf8_lossy(&output.stderr));
-    let results: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON results");
-    eprintln!("{results:#}");
+    let env = [
+        ("WJ_SDK_BASE_URL", app.url("/v1")),
+        ("WJ_SDK_KEY", key),
+        ("WJ_SDK_MODEL", "gpt-public".to_owned()),
+        ("WJ_SDK_ANTHROPIC_MODEL", "claude-4-sonnet".to_owned()),
+        ("WJ_SDK_REVOKED_KEY", revoked),
+        ("WJ_SDK_RESTRICTED_KEY", restricted),
+        ("WJ_SDK_LIMITED_KEY", limited),
+    ];
+    let results = run_python(&python, "openai_sdk_check.py", &env).await;
     assert_common_results(&results);
     assert!(results["limited_first"]["ok"].is_array());
     assert_eq!(results["limited_second"]["error"], "RateLimitError");
@@ -72,23 +66,17 @@ async fn the_official_openai_python_sdk_works_against_workjet() {
 async fn the_official_anthropic_python_sdk_works_against_workjet() {
     let python = required_env("WJ_TEST_PYTHON");
     let SdkFixture { app, key, revoked, restricted, limited, .. } = SdkFixture::start(1).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/anthropic_sdk_check.py");
-    let output = tokio::process::Command::new(&python)
-        .arg(script)
+    let env = [
         // Anthropic's SDK appends /v1/messages itself.
-        .env("WJ_SDK_BASE_URL", &app.base_url)
-        .env("WJ_SDK_KEY", &key)
-        .env("WJ_SDK_ANTHROPIC_MODEL", "claude-4-sonnet")
-        .env("WJ_SDK_OPENAI_MODEL", "gpt-public")
-        .env("WJ_SDK_REVOKED_KEY", &revoked)
-        .env("WJ_SDK_RESTRICTED_KEY", &restricted)
-        .env("WJ_SDK_LIMITED_KEY", &limited)
-        .output()
-        .await
-        .expect("run python");
-    assert!(output.status.success(), "SDK script failed: {}", String::from_utf8_lossy(&output.stderr));
-    let results: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON results");
-    eprintln!("{results:#}");
+        ("WJ_SDK_BASE_URL", app.base_url.clone()),
+        ("WJ_SDK_KEY", key),
+        ("WJ_SDK_ANTHROPIC_MODEL", "claude-4-sonnet".to_owned()),
+        ("WJ_SDK_OPENAI_MODEL", "gpt-public".to_owned()),
+        ("WJ_SDK_REVOKED_KEY", revoked),
+        ("WJ_SDK_RESTRICTED_KEY", restricted),
+        ("WJ_SDK_LIMITED_KEY", limited),
+    ];
+    let results = run_python(&python, "anthropic_sdk_check.py", &env).await;
     assert_eq!(results["message"]["ok"], json!({"text": "Hello from the fake.", "input_tokens": 11, "output_tokens": 7}));
     assert_eq!(results["stream"]["ok"], json!({"text": "part0 part1 part2 ", "output_tokens": 7}));
     for (case, error, status, kind) in [
@@ -101,6 +89,21 @@ async fn the_official_anthropic_python_sdk_works_against_workjet() {
         assert_eq!(results[case], json!({"error": error, "status": status, "type": kind}), "{case}");
     }
     assert!(results["limited_first"]["ok"].is_string());
+}
+
+/// Runs `tests/sdk/<script>` with `env` (keys travel in the environment, never on a command
+/// line) and returns the JSON object it prints.
+async fn run_python(python: &str, script: &str, env: &[(&str, String)]) -> serde_json::Value {
+    let output = tokio::process::Command::new(python)
+        .arg(format!("{REPO}/tests/sdk/{script}"))
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .output()
+        .await
+        .expect("run python");
+    assert!(output.status.success(), "{script} failed: {}", String::from_utf8_lossy(&output.stderr));
+    let results: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON results");
+    eprintln!("{results:#}");
+    results
 }
 
 /// What both SDK checks report alike: models, chat, streams (both provider kinds), and the

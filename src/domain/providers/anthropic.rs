@@ -12,7 +12,7 @@ use super::{
     api::{
         Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event, sensitive,
     },
-    sse::{self, SseItem},
+    sse,
 };
 
 /// `max_tokens` when the client sets none (Anthropic requires it).
@@ -440,15 +440,8 @@ pub fn messages_error_event(message: &str, kind: &str) -> Bytes {
 struct ToChat(StreamTranslator);
 
 impl EventRelay for ToChat {
-    fn relay(&mut self, item: SseItem, out: &mut BytesMut) -> Flow {
-        let (event, data) = match item {
-            SseItem::Comment(text) => {
-                out.extend_from_slice(&sse::comment(&text));
-                return Flow::More;
-            }
-            SseItem::Event { event, data } => (event, data),
-        };
-        for output in self.0.translate(event.as_deref(), &data) {
+    fn relay(&mut self, event: Option<&str>, data: &str, out: &mut BytesMut) -> Flow {
+        for output in self.0.translate(event, data) {
             match output {
                 StreamOutput::Chunk(chunk) => out.extend_from_slice(&sse::frame(None, &chunk.to_string())),
                 StreamOutput::KeepAlive => out.extend_from_slice(&sse::comment("ping")),
@@ -488,19 +481,12 @@ struct PassThrough {
 }
 
 impl EventRelay for PassThrough {
-    fn relay(&mut self, item: SseItem, out: &mut BytesMut) -> Flow {
-        let (event, data) = match item {
-            SseItem::Comment(text) => {
-                out.extend_from_slice(&sse::comment(&text));
-                return Flow::More;
-            }
-            SseItem::Event { event, data } => (event, data),
-        };
-        out.extend_from_slice(&sse::frame(event.as_deref(), &data));
-        let kind = event.as_deref().unwrap_or_default();
+    fn relay(&mut self, event: Option<&str>, data: &str, out: &mut BytesMut) -> Flow {
+        out.extend_from_slice(&sse::frame(event, data));
+        let kind = event.unwrap_or_default();
         match kind {
             "message_start" | "message_delta" => {
-                if let Ok(value) = serde_json::from_str::<Value>(&data) {
+                if let Ok(value) = serde_json::from_str::<Value>(data) {
                     let usage = if kind == "message_start" { value.pointer("/message/usage") } else { value.get("usage") };
                     if let Some(usage) = usage {
                         if let Some(input) = usage.get("input_tokens").and_then(Value::as_u64) {

@@ -8,10 +8,7 @@ use bytes::{Bytes, BytesMut};
 use reqwest::header::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::{
-    Provider,
-    sse::{self, SseItem},
-};
+use super::{Provider, sse};
 
 /// Token counts of one request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -76,10 +73,11 @@ pub enum Flow {
     Failed,
 }
 
-/// Turns one upstream stream into the client's stream, event by event, counting usage.
+/// Turns one upstream stream into the client's stream, event by event, counting usage
+/// (comments, the keep-alives, are passed on by the gateway itself).
 pub trait EventRelay: Send {
-    /// Writes what `item` becomes into `out`.
-    fn relay(&mut self, item: SseItem, out: &mut BytesMut) -> Flow;
+    /// Writes what the event (`event:` name, `data:` text) becomes into `out`.
+    fn relay(&mut self, event: Option<&str>, data: &str, out: &mut BytesMut) -> Flow;
     /// Whether the stream reached its proper end (an upstream that closes before is a failure).
     fn complete(&self) -> bool;
     /// Tokens counted so far.

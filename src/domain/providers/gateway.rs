@@ -16,7 +16,7 @@ use serde_json::Value;
 use super::{
     Registry, Route,
     api::{Call, ClientApi, EventRelay, Flow, TranslateError, Unservable, Usage},
-    sse::SseParser,
+    sse::{self, SseItem, SseParser},
 };
 use crate::domain::usage::Meter;
 
@@ -314,7 +314,14 @@ impl Relay {
             };
             let mut out = BytesMut::new();
             for item in items {
-                match self.events.relay(item, &mut out) {
+                let flow = match item {
+                    SseItem::Comment(text) => {
+                        out.extend_from_slice(&sse::comment(&text));
+                        Flow::More
+                    }
+                    SseItem::Event { event, data } => self.events.relay(event.as_deref(), &data, &mut out),
+                };
+                match flow {
                     Flow::More => continue,
                     Flow::Done => {}
                     Flow::Failed => self.status = 502,

@@ -12,7 +12,7 @@ use super::{
         Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event,
         openai_usage, sensitive,
     },
-    sse::{self, SseItem},
+    sse,
 };
 
 /// The OpenAI chat-completions API.
@@ -65,21 +65,14 @@ struct ChatRelay {
 }
 
 impl EventRelay for ChatRelay {
-    fn relay(&mut self, item: SseItem, out: &mut BytesMut) -> Flow {
-        let (event, data) = match item {
-            SseItem::Comment(text) => {
-                out.extend_from_slice(&sse::comment(&text));
-                return Flow::More;
-            }
-            SseItem::Event { event, data } => (event, data),
-        };
+    fn relay(&mut self, event: Option<&str>, data: &str, out: &mut BytesMut) -> Flow {
         if data == "[DONE]" {
             self.saw_done = true;
             out.extend_from_slice(&sse::frame(None, "[DONE]"));
             return Flow::Done;
         }
         if data.contains("\"usage\"")
-            && let Ok(value) = serde_json::from_str::<Value>(&data)
+            && let Ok(value) = serde_json::from_str::<Value>(data)
         {
             if let Some(usage) = openai_usage(&value) {
                 self.usage = usage;
@@ -89,7 +82,7 @@ impl EventRelay for ChatRelay {
                 return Flow::More;
             }
         }
-        out.extend_from_slice(&sse::frame(event.as_deref(), &data));
+        out.extend_from_slice(&sse::frame(event, data));
         Flow::More
     }
 
