@@ -129,8 +129,6 @@ pub struct SignInSettings {
     /// True when no Google credentials are configured and the built-in development identity
     /// provider signs people in.
     pub local_development: bool,
-    /// Where the API is served (`WJ_PUBLIC_URL`, no trailing slash).
-    pub api_base_url: String,
 }
 
 /// What the "Use a key" box shows: where the API is and which models it serves.

@@ -37,7 +37,6 @@ pub struct Provider {
     /// The provider's credentials as request headers (marked sensitive: never logged).
     auth_headers: HeaderMap,
     client: reqwest::Client,
-    api: Box<dyn ProviderApi>,
     /// Until when (ms since [`clock`]'s start) the provider is cooling down after a failure;
     /// 0 when healthy.
     cooling_until_ms: AtomicU64,
@@ -50,6 +49,14 @@ impl std::fmt::Debug for Provider {
             .field("kind", &self.kind)
             .field("base_url", &self.base_url.as_str())
             .finish_non_exhaustive()
+    }
+}
+
+/// The API a kind of provider speaks.
+fn api_of(kind: ProviderKind) -> &'static dyn ProviderApi {
+    match kind {
+        ProviderKind::Openai => &openai::OpenAi,
+        ProviderKind::Anthropic => &anthropic::Anthropic,
     }
 }
 
@@ -89,8 +96,8 @@ impl Provider {
         url
     }
 
-    pub fn api(&self) -> &dyn ProviderApi {
-        self.api.as_ref()
+    pub fn api(&self) -> &'static dyn ProviderApi {
+        api_of(self.kind)
     }
 }
 
@@ -141,11 +148,7 @@ impl Registry {
                         .ok_or_else(|| format!("provider {:?}: the environment variable {var} (api_key_env) is not set", p.name))?,
                 ),
             };
-            let api: Box<dyn ProviderApi> = match p.kind {
-                ProviderKind::Openai => Box::new(openai::OpenAi),
-                ProviderKind::Anthropic => Box::new(anthropic::Anthropic),
-            };
-            let auth_headers = api.auth_headers(api_key.as_deref()).map_err(|_: api::NotAHeaderValue| {
+            let auth_headers = api_of(p.kind).auth_headers(api_key.as_deref()).map_err(|_: api::NotAHeaderValue| {
                 format!(
                     "provider {:?}: the API key in {} is not a valid HTTP header value",
                     p.name,
@@ -167,7 +170,6 @@ impl Registry {
                 base_url: p.base_url.clone(),
                 auth_headers,
                 client,
-                api,
                 cooling_until_ms: AtomicU64::new(0),
             });
             for (public, upstream) in p.models.pairs() {
@@ -207,13 +209,21 @@ impl Registry {
 
     /// The providers to try for `model`, in order: the healthy ones in the file's order, then
     /// those cooling down (a last resort beats no answer). `None` if no provider serves it.
-    pub fn candidates(&self, model: &str) -> Option<Vec<Route>> {
+    /// Health is read once, when the request begins, so a provider that fails during the
+    /// request is not tried twice; nothing is allocated.
+    pub fn candidates(&self, model: &str) -> Option<impl Iterator<Item = &Route>> {
         let routes = self.routes.get(model)?;
-        if routes.len() == 1 {
-            return Some(routes.clone());
-        }
-        let (healthy, cooling): (Vec<Route>, Vec<Route>) = routes.iter().cloned().partition(|r| !r.provider.cooling_down());
-        Some(healthy.into_iter().chain(cooling).collect())
+        // Bit i: route i was cooling down (a model of one provider never skips it; past 64
+        // providers of one model, the rest count as healthy).
+        let cooling: u64 = if routes.len() == 1 {
+            0
+        } else {
+            routes.iter().take(64).enumerate().filter(|(_, r)| r.provider.cooling_down()).fold(0, |bits, (i, _)| bits | 1 << i)
+        };
+        let cooled = move |i: usize| i < 64 && cooling >> i & 1 == 1;
+        let healthy = routes.iter().enumerate().filter(move |(i, _)| !cooled(*i));
+        let last_resorts = routes.iter().enumerate().filter(move |(i, _)| cooled(*i));
+        Some(healthy.chain(last_resorts).map(|(_, route)| route))
     }
 
     /// The cool-down of a failed provider.
@@ -238,15 +248,25 @@ mod tests {
     #[test]
     fn a_model_of_several_providers_is_tried_in_file_order_and_a_failed_one_goes_last() {
         let registry = registry(TWO);
-        let names = |model: &str| registry.candidates(model).expect("served").iter().map(|r| r.provider.name.clone()).collect::<Vec<_>>();
+        let names = |model: &str| registry.candidates(model).expect("served").map(|r| r.provider.name.clone()).collect::<Vec<_>>();
         assert_eq!(names("m"), ["east", "west"]);
-        assert_eq!(registry.candidates("m").expect("m")[1].upstream_model, "m-upstream");
+        assert_eq!(registry.candidates("m").expect("m").nth(1).expect("west").upstream_model, "m-upstream");
         assert_eq!(names("only-east"), ["east"]);
         assert!(registry.candidates("nope").is_none());
-        let east = registry.candidates("m").expect("m")[0].provider.clone();
+        let east = registry.candidates("m").expect("m").next().expect("east").provider.clone();
         east.failed(registry.cooldown());
         assert!(east.cooling_down());
         assert_eq!(names("m"), ["west", "east"], "a cooling provider is a last resort");
+        // Health is read when the request begins: a provider failing mid-request is not retried.
+        let (west, mut rest) = {
+            let mut order = registry.candidates("m").expect("m");
+            let west = order.next().expect("west").provider.clone();
+            west.failed(registry.cooldown());
+            (west, order)
+        };
+        assert_eq!(rest.next().map(|r| r.provider.name.as_str()), Some("east"));
+        assert!(rest.next().is_none(), "west, failed during the request, is not tried again");
+        west.answered();
         east.answered();
         assert_eq!(names("m"), ["east", "west"]);
         east.failed(Duration::ZERO);
@@ -275,7 +295,7 @@ mod tests {
     #[test]
     fn endpoints_keep_the_base_path() {
         let registry = registry(TWO);
-        let east = &registry.candidates("m").expect("m")[0].provider;
+        let east = &registry.candidates("m").expect("m").next().expect("east").provider;
         assert_eq!(east.endpoint("chat/completions").as_str(), "http://127.0.0.1:1/v1/chat/completions");
     }
 }

@@ -277,10 +277,8 @@ impl Config {
                 (file, Source::File(path.clone()))
             }
             None => {
-                let (file, used) = providers_config::from_environment(|name| vars.get(name).cloned()).map_err(|message| {
-                    let (name, message) = message.split_once(": ").unwrap_or(("ANTHROPIC_BASE_URL", &message));
-                    ConfigError::new(name.to_owned(), message.to_owned())
-                })?;
+                let (file, used) = providers_config::from_environment(|name| vars.get(name).cloned())
+                    .map_err(|(name, message)| ConfigError::new(name, message))?;
                 let source = if used.is_empty() { Source::Nothing } else { Source::Environment(used) };
                 (file, source)
             }

@@ -323,7 +323,6 @@ impl From<UpstreamError> for ApiError {
 #[derive(Clone, Debug)]
 pub struct Rendered {
     pub status: StatusCode,
-    pub code: &'static str,
     pub message: Cow<'static, str>,
 }
 
@@ -338,7 +337,7 @@ impl std::error::Error for ApiError {}
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let inner = *self.0;
-        let rendered = Rendered { status: inner.status, code: inner.code, message: inner.message.clone() };
+        let rendered = Rendered { status: inner.status, message: inner.message.clone() };
         let body = ErrorBody {
             error: ErrorDetail { message: inner.message, kind: Self::error_type(inner.status), code: inner.code, param: inner.param },
         };

@@ -24,7 +24,7 @@ use axum::{
     routing::{any, delete, get, post},
 };
 use tower_http::{
-    cors::{AllowOrigin, CorsLayer},
+    cors::{AllowHeaders, AllowOrigin, CorsLayer},
     set_header::SetResponseHeaderLayer,
 };
 
@@ -80,15 +80,17 @@ fn cors(state: &AppState) -> CorsLayer {
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
-        .allow_headers([
-            header::AUTHORIZATION,
-            header::CONTENT_TYPE,
-            auth::X_API_KEY,
-            HeaderName::from_static("anthropic-version"),
-            HeaderName::from_static("anthropic-beta"),
-            HeaderName::from_static("openai-organization"),
-            HeaderName::from_static("openai-project"),
-        ])
+        .allow_headers(AllowHeaders::list(
+            [
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                auth::X_API_KEY,
+                HeaderName::from_static("openai-organization"),
+                HeaderName::from_static("openai-project"),
+            ]
+            .into_iter()
+            .chain(messages::FORWARDED),
+        ))
         .expose_headers(limits::EXPOSED_HEADERS.iter().map(|h| HeaderName::from_static(h)).collect::<Vec<_>>())
         .max_age(Duration::from_secs(600))
 }

@@ -17,10 +17,7 @@ pub async fn current_user() -> Result<Option<UserView>, PortalError> {
 pub async fn sign_in_info() -> Result<SignInSettings, PortalError> {
     use crate::server::{config::SignIn, state::AppState};
     let state = expect_context::<AppState>();
-    Ok(SignInSettings {
-        local_development: matches!(state.config.sign_in, SignIn::LocalDevelopment),
-        api_base_url: state.config.public_url.as_str().trim_end_matches('/').to_owned(),
-    })
+    Ok(SignInSettings { local_development: matches!(state.config.sign_in, SignIn::LocalDevelopment) })
 }
 
 /// The API's address and the models it serves, for a signed-in person's "Use a key" box.

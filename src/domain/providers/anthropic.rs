@@ -361,8 +361,10 @@ impl StreamTranslator {
 /// Anthropic's Messages API.
 pub struct Anthropic;
 
-const VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
-const BETA_HEADER: HeaderName = HeaderName::from_static("anthropic-beta");
+/// The API version a client asks for; passed on from `/v1/messages`, ours otherwise.
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("anthropic-version");
+/// The beta features a client asks for; passed on from `/v1/messages`.
+pub const BETA_HEADER: HeaderName = HeaderName::from_static("anthropic-beta");
 
 impl ProviderApi for Anthropic {
     fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, NotAHeaderValue> {

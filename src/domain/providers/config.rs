@@ -139,14 +139,15 @@ pub const OPENAI_MODELS: &[&str] =
 /// Without a file: an `anthropic` provider when `ANTHROPIC_API_KEY` is set (at
 /// `ANTHROPIC_BASE_URL`, default `https://api.anthropic.com`) and an `openai` provider when
 /// `OPENAI_API_KEY` is set (at `OPENAI_BASE_URL`, default `https://api.openai.com/v1`).
-/// Returns the configuration and the variables it came from.
-pub fn from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(FileConfig, Vec<&'static str>), String> {
+/// Returns the configuration and the variables it came from, or the variable at fault and
+/// what is wrong with it.
+pub fn from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(FileConfig, Vec<&'static str>), (&'static str, String)> {
     let set = |name: &str| var(name).filter(|v| !v.trim().is_empty());
-    let base = |name: &'static str, default: &str| -> Result<Url, String> {
+    let base = |name: &'static str, default: &str| -> Result<Url, (&'static str, String)> {
         let text = set(name).unwrap_or_else(|| default.to_owned());
-        let url = Url::parse(text.trim()).map_err(|e| format!("{name}: {e}"))?;
+        let url = Url::parse(text.trim()).map_err(|e| (name, e.to_string()))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("{name}: must be an http(s) URL"));
+            return Err((name, "must be an http(s) URL".to_owned()));
         }
         Ok(url)
     };
@@ -260,10 +261,9 @@ mod tests {
         assert_eq!(used, ["OPENAI_API_KEY"], "a blank key is no key");
         assert_eq!(file.providers[0].base_url.as_str(), "https://api.openai.com/v1");
         assert!(file.providers[0].models.pairs().iter().any(|(m, _)| m == "gpt-4o"));
-        assert!(
-            from_environment(env(&[("OPENAI_API_KEY", "sk-x"), ("OPENAI_BASE_URL", "ftp://x")]))
-                .unwrap_err()
-                .starts_with("OPENAI_BASE_URL")
+        assert_eq!(
+            from_environment(env(&[("OPENAI_API_KEY", "sk-x"), ("OPENAI_BASE_URL", "ftp://x")])).unwrap_err(),
+            ("OPENAI_BASE_URL", "must be an http(s) URL".to_owned())
         );
     }
 

@@ -104,7 +104,7 @@ impl Registry {
             return Err(GatewayError::ModelNotFound { model: call.model.to_owned(), nothing_configured: self.is_empty() });
         };
         let mut last_failure = None;
-        for route in &candidates {
+        for route in candidates {
             let request = match route.provider.api().request(&route.provider, &route.upstream_model, call) {
                 Ok(request) => request,
                 Err(Unservable::WrongApi) => continue,
@@ -140,7 +140,9 @@ impl Registry {
         let provider = &route.provider;
         let first_byte = Duration::from_millis(self.timeouts.first_byte_ms);
         let mut headers = request.headers;
-        headers.extend(provider.auth_headers.clone());
+        for (name, value) in &provider.auth_headers {
+            headers.insert(name, value.clone());
+        }
         let sent = provider
             .client
             .post(request.url)

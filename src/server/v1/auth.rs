@@ -95,10 +95,10 @@ pub fn api_key(headers: &HeaderMap) -> BearerToken<'_> {
     if values.next().is_some() {
         return BearerToken::Invalid("Send exactly one x-api-key header.");
     }
-    let token = match value.to_str().map(|t| t.trim_matches(|c| c == ' ' || c == '\t')) {
-        Ok("") => return BearerToken::Invalid("Missing API key. Send x-api-key: wj_live_…"),
-        Ok(token) if token.bytes().all(|b| b.is_ascii_graphic()) => token,
-        _ => return BearerToken::Invalid("Invalid API key."),
+    let token = match value.to_str().map(|text| token(text, "Missing API key. Send x-api-key: wj_live_…")) {
+        Ok(BearerToken::Token(token)) => token,
+        Ok(invalid) => return invalid,
+        Err(_) => return BearerToken::Invalid("Invalid API key."),
     };
     match bearer {
         BearerToken::Absent => BearerToken::Token(token),
@@ -125,14 +125,20 @@ pub fn bearer_token(headers: &HeaderMap) -> BearerToken<'_> {
     if !scheme.eq_ignore_ascii_case("bearer") {
         return BearerToken::Invalid("Use the Bearer scheme: Authorization: Bearer wj_live_…");
     }
-    let token = rest.trim_matches(|c| c == ' ' || c == '\t');
+    token(rest, "Missing API key. Send Authorization: Bearer wj_live_…")
+}
+
+/// A key header's value: surrounding blanks tolerated, then a non-empty printable-ASCII
+/// token without spaces (`missing` says what to send when it is empty).
+fn token<'a>(text: &'a str, missing: &'static str) -> BearerToken<'a> {
+    let token = text.trim_matches(|c| c == ' ' || c == '\t');
     if token.is_empty() {
-        return BearerToken::Invalid("Missing API key. Send Authorization: Bearer wj_live_…");
+        BearerToken::Invalid(missing)
+    } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        BearerToken::Invalid("Invalid API key.")
+    } else {
+        BearerToken::Token(token)
     }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return BearerToken::Invalid("Invalid API key.");
-    }
-    BearerToken::Token(token)
 }
 
 /// The `/v1` gate: reads the credential (a key, or the session cookie), asks the domain's

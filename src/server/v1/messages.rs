@@ -13,7 +13,10 @@ use axum::{
 use serde::Serialize;
 
 use crate::{
-    domain::{providers::api::ClientApi, usage::Meter},
+    domain::{
+        providers::{anthropic, api::ClientApi},
+        usage::Meter,
+    },
     permissions::Permission,
     server::{
         error::{ApiError, Rendered},
@@ -28,8 +31,9 @@ use crate::{
 
 pub const PATH: &str = "/v1/messages";
 
-/// Client headers Anthropic's API defines that go to the provider.
-const FORWARDED: [HeaderName; 2] = [HeaderName::from_static("anthropic-version"), HeaderName::from_static("anthropic-beta")];
+/// Client headers Anthropic's API defines that go to the provider (and only those: the
+/// client's own credentials never enter the gateway call).
+pub const FORWARDED: [HeaderName; 2] = [anthropic::VERSION_HEADER, anthropic::BETA_HEADER];
 
 /// Creates a message through the model's Anthropic provider.
 #[utoipa::path(post, path = "/v1/messages", operation_id = "createMessage", tag = "inference",
