@@ -30,6 +30,19 @@ pub struct ApiKeyView {
     pub requests_24h: u64,
     /// Prompt + completion tokens with this key in the last 24 hours.
     pub tokens_24h: u64,
+    /// The public model names the key may use; `None`: every model.
+    pub models: Option<Vec<String>>,
+    /// Prompt + completion tokens a UTC day; `None`: no budget.
+    pub daily_token_limit: Option<u64>,
+    /// Tokens counted against the budget today (UTC), when the key has one.
+    pub tokens_today: Option<u64>,
+    /// Requests a minute; `None`: the server's default.
+    pub rate_limit_per_minute: Option<u32>,
+    /// Where the key was last used from.
+    pub last_used_ip: Option<String>,
+    pub last_used_user_agent: Option<String>,
+    /// The key that replaced this one when it was rolled (its id and name).
+    pub replaced_by: Option<i64>,
 }
 
 impl ApiKeyView {
@@ -224,6 +237,13 @@ mod tests {
             expires_at: None,
             requests_24h: 0,
             tokens_24h: 0,
+            models: None,
+            daily_token_limit: None,
+            tokens_today: None,
+            rate_limit_per_minute: None,
+            last_used_ip: None,
+            last_used_user_agent: None,
+            replaced_by: None,
         };
         let created = CreatedApiKey { key: view, secret: "wj_live_secret".into() };
         assert!(!format!("{created:?}").contains("wj_live_secret"));

@@ -8,6 +8,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261127_000001_create_schema;
 mod m20261128_000001_create_usage_events;
 mod m20261130_000001_add_usage_provider;
+mod m20261130_000002_add_key_guardrails;
 
 /// Runs Workjet's migrations in order.
 pub struct Migrator;
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000001_create_schema::Migration),
             Box::new(m20261128_000001_create_usage_events::Migration),
             Box::new(m20261130_000001_add_usage_provider::Migration),
+            Box::new(m20261130_000002_add_key_guardrails::Migration),
         ]
     }
 }

@@ -42,10 +42,10 @@ pub(crate) mod support {
 
     /// Who acts, from where: for audit events.
     pub fn audit_context(user: &CurrentUser) -> AuditContext {
-        let ip = use_context::<axum::http::request::Parts>()
-            .and_then(|parts| parts.extensions.get::<ClientIp>().and_then(|ip| ip.0))
-            .map(|ip| ip.to_string());
-        AuditContext { actor_user_id: Some(user.user.id), ip }
+        let parts = use_context::<axum::http::request::Parts>();
+        let ip = parts.as_ref().and_then(|parts| parts.extensions.get::<ClientIp>().and_then(|ip| ip.0));
+        let user_agent = parts.as_ref().and_then(|parts| parts.headers.get(axum::http::header::USER_AGENT)).and_then(|v| v.to_str().ok());
+        AuditContext::new(Some(user.user.id), ip, user_agent)
     }
 
     /// Maps a database failure, as the API does: 503 `Unavailable` when the database is

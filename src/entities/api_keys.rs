@@ -17,6 +17,14 @@ pub struct Model {
     pub last_used_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,
     pub expires_at: Option<DateTimeUtc>,
+    /// The public model names the key may use, as a JSON array; `None`: every model.
+    pub models: Option<String>,
+    /// Prompt + completion tokens a UTC day; `None`: no budget.
+    pub daily_token_limit: Option<i64>,
+    pub last_used_ip: Option<String>,
+    pub last_used_user_agent: Option<String>,
+    /// The key that replaced this one when it was rolled.
+    pub replaced_by: Option<i64>,
 }
 
 impl std::fmt::Debug for Model {

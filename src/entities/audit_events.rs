@@ -12,6 +12,9 @@ pub struct Model {
     pub target: Option<String>,
     pub ip: Option<String>,
     pub created_at: DateTimeUtc,
+    pub user_agent: Option<String>,
+    /// What changed, as JSON (e.g. the fields an edit set); never a secret.
+    pub detail: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -18,6 +18,13 @@ fn view_of(record: crate::domain::api_keys::ApiKeyRecord, usage: Option<(u64, u6
         expires_at: record.expires_at.map(|t| t.timestamp_millis()),
         requests_24h,
         tokens_24h,
+        models: record.models,
+        daily_token_limit: record.daily_token_limit,
+        tokens_today: None,
+        rate_limit_per_minute: record.rate_limit_per_minute,
+        last_used_ip: record.last_used_ip,
+        last_used_user_agent: record.last_used_user_agent,
+        replaced_by: record.replaced_by,
     }
 }
 
@@ -86,6 +93,17 @@ pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, PortalError> {
             view_of(k, u)
         })
         .collect())
+}
+
+/// One of the signed-in user's keys (for its detail page); another user's id is not found.
+#[server(prefix = "/api", endpoint = "get_api_key")]
+pub async fn get_api_key(id: i64) -> Result<ApiKeyView, PortalError> {
+    use super::support::{signed_in, unavailable};
+    use crate::domain::api_keys::ApiKeyError;
+    let (state, me) = signed_in()?;
+    let record = state.keys.get(me.user.id, id).await.map_err(unavailable)?.ok_or(ApiKeyError::NotFound)?;
+    let usage = state.usage.per_key_last_24h(me.user.id).await.get(&record.id).copied();
+    Ok(view_of(record, usage))
 }
 
 /// Creates a key and returns it — the only time the raw key is ever sent.

@@ -45,6 +45,15 @@ pub struct ApiKeyRecord {
     pub last_used_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The public model names the key may use; `None`: every model.
+    pub models: Option<Vec<String>>,
+    /// Prompt + completion tokens a UTC day; `None`: no budget.
+    pub daily_token_limit: Option<u64>,
+    /// Where the key was last used from (shown to its owner only).
+    pub last_used_ip: Option<String>,
+    pub last_used_user_agent: Option<String>,
+    /// The key that replaced this one when it was rolled.
+    pub replaced_by: Option<i64>,
 }
 
 impl ApiKeyRecord {
@@ -60,6 +69,11 @@ impl ApiKeyRecord {
             last_used_at: m.last_used_at,
             revoked_at: m.revoked_at,
             expires_at: m.expires_at,
+            models: stored_models(m.models.as_deref(), m.id),
+            daily_token_limit: m.daily_token_limit.and_then(|l| u64::try_from(l).ok()),
+            last_used_ip: m.last_used_ip,
+            last_used_user_agent: m.last_used_user_agent,
+            replaced_by: m.replaced_by,
         }
     }
 
@@ -75,6 +89,16 @@ fn stored_permissions(raw: &str, key_id: i64) -> Permissions {
         tracing::error!(key_id, "unreadable permissions on an API key; treating it as having none");
         Permissions::restricted([])
     })
+}
+
+/// The model allow-list of a stored key. Fails closed: a value that cannot be read allows no
+/// model.
+fn stored_models(raw: Option<&str>, key_id: i64) -> Option<Vec<String>> {
+    let raw = raw?;
+    Some(serde_json::from_str::<Vec<String>>(raw).unwrap_or_else(|_| {
+        tracing::error!(key_id, "unreadable model allow-list on an API key; treating it as allowing no model");
+        Vec::new()
+    }))
 }
 
 /// Why a key operation failed.

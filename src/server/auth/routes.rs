@@ -146,7 +146,7 @@ async fn finish_sign_in(
         return to_login(SignInErrorCode::ServerError);
     }
     session.inner().set_expiry(Some(ttl(SESSION_TTL)));
-    let ctx = AuditContext { actor_user_id: Some(user.id), ip: ip_text };
+    let ctx = AuditContext::new(Some(user.id), ip, Some(&user_agent));
     state.sessions.signed_in(&ctx).await;
     tracing::info!(user_id = user.id, "signed in");
     Redirect::to(safe_return_path(&transaction.return_to).unwrap_or(HOME)).into_response()
@@ -160,7 +160,7 @@ async fn logout(State(state): State<AppState>, session: TypedSession, ip: axum::
         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, "Signing out failed; please try again.").into_response();
     }
     if let Some(user_id) = user_id {
-        let ctx = AuditContext { actor_user_id: Some(user_id), ip: ip.0.0.map(|ip| ip.to_string()) };
+        let ctx = AuditContext::new(Some(user_id), ip.0.0, None);
         state.sessions.signed_out(&ctx).await;
     }
     Redirect::to("/login").into_response()

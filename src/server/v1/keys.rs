@@ -153,7 +153,7 @@ fn parse_id(raw: &str) -> Result<i64, ApiError> {
 }
 
 fn audit(principal: &Principal, ip: &ClientIp) -> AuditContext {
-    AuditContext { actor_user_id: Some(principal.user_id), ip: ip.0.map(|ip| ip.to_string()) }
+    AuditContext::new(Some(principal.user_id), ip.0, None)
 }
 
 /// The caller's keys, newest first.
