@@ -10,6 +10,7 @@ pub mod providers;
 pub mod rate_limit;
 pub mod sessions;
 pub mod shared_state;
+pub mod token_budget;
 pub mod usage;
 pub mod users;
 

@@ -62,13 +62,65 @@ pub struct CreateApiKeyRequest {
     /// Requests a minute; `None`: the server's default.
     #[serde(default)]
     pub rate_limit_per_minute: Option<u32>,
+    /// The models the key may use; `None`: every model.
+    #[serde(default)]
+    pub models: Option<Vec<String>>,
+    /// Tokens a UTC day; `None`: no budget.
+    #[serde(default)]
+    pub daily_token_limit: Option<u64>,
 }
 
-/// The answer to a create: the listed key and, this once, the raw key.
+/// What the Edit dialog sends: the key's settings as they should be. Only what differs from
+/// the key's current settings is changed (and must be allowed: permissions only narrow, the
+/// expiry only moves earlier).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EditApiKeyRequest {
+    pub id: i64,
+    pub name: String,
+    pub permissions: Permissions,
+    /// `None`: keep the current expiry; `Some(days)`: expire `days` days from now.
+    pub expires_in_days: Option<u32>,
+    /// `None`: the server's default.
+    pub rate_limit_per_minute: Option<u32>,
+    /// `None`: every model.
+    pub models: Option<Vec<String>>,
+    /// `None`: no budget.
+    pub daily_token_limit: Option<u64>,
+}
+
+/// Which keys the list shows.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyListQuery {
+    /// `active`, `expired`, `revoked`; `None`: all.
+    pub status: Option<String>,
+    /// Name contains (any case); empty: any.
+    pub search: String,
+    /// From 1.
+    pub page: u32,
+}
+
+/// A page of the key list.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyListPage {
+    pub keys: Vec<ApiKeyView>,
+    /// Keys matching the query, all pages.
+    pub total: u64,
+    pub page: u32,
+    pub per_page: u32,
+    /// All of the user's keys by state (for the tabs).
+    pub active: u64,
+    pub expired: u64,
+    pub revoked: u64,
+}
+
+/// The answer to a create (or a roll): the listed key and, this once, the raw key.
 #[derive(Clone, Serialize, Deserialize)]
 pub struct CreatedApiKey {
     pub key: ApiKeyView,
     pub secret: String,
+    /// For a roll: the id of the key it replaces.
+    #[serde(default)]
+    pub replaces: Option<i64>,
 }
 
 impl std::fmt::Debug for CreatedApiKey {
@@ -245,7 +297,7 @@ mod tests {
             last_used_user_agent: None,
             replaced_by: None,
         };
-        let created = CreatedApiKey { key: view, secret: "wj_live_secret".into() };
+        let created = CreatedApiKey { key: view, secret: "wj_live_secret".into(), replaces: None };
         assert!(!format!("{created:?}").contains("wj_live_secret"));
     }
 }

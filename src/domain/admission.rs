@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use crate::{
     domain::{
-        api_keys::{ApiKeyService, AuthFailure, KeyPrincipal, Known, PlainApiKey},
+        api_keys::{ApiKeyService, AuthFailure, KeyPrincipal, Known, PlainApiKey, last_used::UseSite},
         auth_cache::{Generations, bucket_of},
         limits::Limits,
         rate_limit::{Decision, Quota},
@@ -129,8 +129,9 @@ impl Admission {
         Ok(Admitted { user_id: key.user_id, permissions: key.permissions, key: Some(key), decision, policy: Policy::PerKey })
     }
 
-    /// Admits a request that presents an API key, from the client at `client`.
-    pub async fn admit_key(&self, token: &str, client: Option<IpAddr>) -> Result<Admitted, Refusal> {
+    /// Admits a request that presents an API key, from the client at `site`.
+    pub async fn admit_key(&self, token: &str, site: UseSite<'_>) -> Result<Admitted, Refusal> {
+        let client = site.ip;
         let key = match PlainApiKey::parse(token) {
             Ok(key) => key,
             Err(reason) => {
@@ -150,7 +151,7 @@ impl Admission {
                 // Fast path: one check spends the budget and yields the generation.
                 let (rate_key, quota) = self.budget(&hint);
                 let gate = self.limits.gate(Some((&rate_key, quota)), bucket, None, &self.generations).await;
-                if let Some(key) = gate.generation.and_then(|g| self.keys.cached(&hash, g)) {
+                if let Some(key) = gate.generation.and_then(|g| self.keys.cached(&hash, g, site)) {
                     let decision = gate.decision.unwrap_or_else(|| self.limits.local_check(&rate_key, quota));
                     return Self::admitted(key, decision);
                 }
@@ -173,7 +174,7 @@ impl Admission {
             }
         };
         // The database decides; the cache is filled under the generation read above.
-        let key = match self.keys.lookup_and_cache(&hash, generation).await {
+        let key = match self.keys.lookup_and_cache(&hash, generation, site).await {
             Ok(key) => key,
             Err(AuthFailure::Unavailable(error)) => return Err(Refusal::Database(error)),
             Err(failure) => {

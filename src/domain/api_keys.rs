@@ -3,6 +3,7 @@
 
 pub mod format;
 pub mod grant;
+pub mod guardrails;
 pub mod last_used;
 pub mod name;
 pub mod service;

@@ -31,7 +31,7 @@ use dashmap::DashMap;
 
 use crate::{
     domain::{
-        api_keys::ApiKeyHash,
+        api_keys::{ApiKeyHash, guardrails::Guardrails},
         shared_state::{Scope, SharedError, SharedGeneration, SharedState},
     },
     permissions::Permissions,
@@ -81,8 +81,9 @@ pub struct CachedKey {
     pub user_id: u32,
     /// Expiry in Unix seconds, 0 for none.
     pub expires_at: u32,
-    /// The key's own rate limit (low 26 bits, 0 for the default) and its permissions (high
-    /// 6 bits: [`ALL_PERMISSIONS`], or the restricted bits).
+    /// The key's own rate limit (low 26 bits, 0 for the default), its permissions (the next
+    /// 5 bits: [`ALL_PERMISSIONS`], or the restricted bits) and whether it has guardrails
+    /// (the top bit: they are in [`KeyCache`]'s side table).
     limits: u32,
     /// Generation (stamp) of the bucket when the entry was read (low 32 bits are plenty).
     pub generation: u32,
@@ -93,7 +94,10 @@ pub struct CachedKey {
 const RATE_BITS: u32 = 26;
 const RATE_MASK: u32 = (1 << RATE_BITS) - 1;
 /// The permission bits' value for "all".
-const ALL_PERMISSIONS: u32 = 0b10_0000;
+const ALL_PERMISSIONS: u32 = 0b1_0000;
+const PERMISSION_MASK: u32 = 0b1_1111;
+/// Set when the key has guardrails.
+const GUARDED: u32 = 1 << 31;
 
 impl CachedKey {
     /// An entry, or `None` when a value does not fit (such keys are simply not cached).
@@ -109,8 +113,18 @@ impl CachedKey {
         Some(Self { key_id, user_id, expires_at, limits: rate_limit | (permission_bits << RATE_BITS), generation: 0, filled: 0 })
     }
 
+    /// Marks the entry as having guardrails (kept beside the entry, in the cache).
+    pub fn guarded(mut self) -> Self {
+        self.limits |= GUARDED;
+        self
+    }
+
+    pub fn is_guarded(&self) -> bool {
+        self.limits & GUARDED != 0
+    }
+
     pub fn permissions(&self) -> Permissions {
-        match self.limits >> RATE_BITS {
+        match (self.limits >> RATE_BITS) & PERMISSION_MASK {
             ALL_PERMISSIONS => Permissions::All,
             bits => Permissions::Restricted(bits as u8),
         }
@@ -132,6 +146,8 @@ impl CachedKey {
 /// prefix of a hash nobody can steer; the full hash was compared by the database lookup).
 pub struct KeyCache {
     map: DashMap<[u8; 16], CachedKey, BuildHasherDefault<PrefixHasher>>,
+    /// The guardrails of the guarded entries, by key id (few keys have them).
+    guardrails: DashMap<u32, Arc<Guardrails>>,
     max_entries: usize,
     epoch: Instant,
     evictions: AtomicU64,
@@ -143,7 +159,39 @@ fn prefix(hash: &ApiKeyHash) -> [u8; 16] {
 
 impl KeyCache {
     pub fn new(max_entries: usize) -> Self {
-        Self { map: DashMap::with_hasher(BuildHasherDefault::default()), max_entries, epoch: Instant::now(), evictions: AtomicU64::new(0) }
+        Self {
+            map: DashMap::with_hasher(BuildHasherDefault::default()),
+            guardrails: DashMap::new(),
+            max_entries,
+            epoch: Instant::now(),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    /// The guardrails of an entry: `Some(None)` for an unguarded one, `None` when a guarded
+    /// entry's are no longer held (the key must then be read again).
+    pub fn guardrails_of(&self, entry: &CachedKey) -> Option<Option<Arc<Guardrails>>> {
+        if !entry.is_guarded() {
+            return Some(None);
+        }
+        self.guardrails.get(&entry.key_id).map(|g| Some(Arc::clone(&g)))
+    }
+
+    /// Fills an entry with its guardrails (see [`KeyCache::insert`]).
+    pub fn insert_guarded(&self, hash: &ApiKeyHash, entry: CachedKey, guardrails: Option<Arc<Guardrails>>, generation: Option<u64>) {
+        match guardrails {
+            Some(rails) => {
+                if self.guardrails.len() >= self.max_entries {
+                    self.guardrails.clear();
+                }
+                self.guardrails.insert(entry.key_id, rails);
+                self.insert(hash, entry.guarded(), generation);
+            }
+            None => {
+                self.guardrails.remove(&entry.key_id);
+                self.insert(hash, entry, generation);
+            }
+        }
     }
 
     fn now(&self) -> u32 {
@@ -459,6 +507,23 @@ mod tests {
         assert_eq!((e.rate_limit(), e.permissions()), (0, Permissions::All));
         assert_eq!(CachedKey::new(1, 2, 3, 0, Permissions::restricted([])).expect("fits").permissions(), Permissions::restricted([]));
         assert!(CachedKey::new(1, 2, 3, 1 << 26, Permissions::All).is_none(), "too large a limit is not cached");
+        let guarded = CachedKey::new(1, 2, 3, 60_000_000, restricted).expect("fits").guarded();
+        assert!(guarded.is_guarded() && !e.is_guarded());
+        assert_eq!((guarded.rate_limit(), guarded.permissions()), (60_000_000, restricted), "the flag changes nothing else");
+    }
+
+    #[test]
+    fn guarded_entries_are_served_with_their_guardrails_or_not_at_all() {
+        let cache = KeyCache::new(100);
+        let key = PlainApiKey::generate().hash();
+        let rails = Arc::new(Guardrails { models: None, daily_token_limit: Some(5), budget_key_id: 1 });
+        cache.insert_guarded(&key, entry(), Some(Arc::clone(&rails)), Some(0));
+        let served = cache.get(&key, 0, 0).expect("fresh");
+        assert_eq!(cache.guardrails_of(&served), Some(Some(rails)));
+        cache.guardrails.clear();
+        assert_eq!(cache.guardrails_of(&served), None, "lost guardrails: read the key again");
+        cache.insert_guarded(&key, entry(), None, Some(0));
+        assert_eq!(cache.guardrails_of(&cache.get(&key, 0, 0).expect("fresh")), Some(None));
     }
 
     #[tokio::test]

@@ -145,6 +145,20 @@ redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_
 return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now, 0}
 "#;
 
+/// KEYS: counter. ARGV: value, lifetime s. Sets the counter when it is missing (from the
+/// database's count) and answers its value.
+const SEED: &str = r#"
+redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', tonumber(ARGV[2]))
+return tonumber(redis.call('GET', KEYS[1]))
+"#;
+
+/// KEYS: counter. ARGV: amount. Adds to a counter that exists (a missing one is seeded from
+/// the database at its next read): answers the new value, or -1.
+const ADD: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('INCRBY', KEYS[1], ARGV[1]) end
+return -1
+"#;
+
 /// A Redis failure, described without the URL (it may carry a password).
 #[derive(Debug, thiserror::Error)]
 #[error("redis: {0}")]
@@ -165,6 +179,8 @@ pub struct SharedState {
     begin: Script,
     finish: Script,
     generation: Script,
+    seed: Script,
+    add: Script,
     prefix: String,
 }
 
@@ -205,6 +221,8 @@ impl SharedState {
             begin: Script::new(&format!("{EPOCH}{BEGIN}")),
             finish: Script::new(&format!("{EPOCH}{FINISH}")),
             generation: Script::new(&format!("{EPOCH}{GENERATION}")),
+            seed: Script::new(SEED),
+            add: Script::new(ADD),
             prefix: prefix.to_owned(),
         });
         state.try_connect().await;
@@ -389,6 +407,36 @@ impl SharedState {
             .invoke_async(&mut c)
             .await;
         self.done(result)
+    }
+
+    /// A counter's value (`None` when Redis does not hold it).
+    pub async fn counter(&self, name: &str) -> Result<Option<u64>, SharedError> {
+        let mut c = self.connection().await?;
+        let result: redis::RedisResult<Option<i64>> = redis::cmd("GET").arg(self.key("count", name)).query_async(&mut c).await;
+        let result = result.map_err(|e| describe(&e));
+        self.mark(result.as_ref().map(|_| ()).map_err(|e| SharedError(e.0.clone())));
+        Ok(result?.map(|v| v.max(0) as u64))
+    }
+
+    /// Sets a missing counter to `value` (kept for `lifetime`) and answers the counter's value.
+    pub async fn seed_counter(&self, name: &str, value: u64, lifetime: Duration) -> Result<u64, SharedError> {
+        let mut c = self.connection().await?;
+        let result: redis::RedisResult<i64> =
+            self.seed.key(self.key("count", name)).arg(value).arg(lifetime.as_secs().max(1)).invoke_async(&mut c).await;
+        let result = result.map_err(|e| describe(&e));
+        self.mark(result.as_ref().map(|_| ()).map_err(|e| SharedError(e.0.clone())));
+        Ok(result?.max(0) as u64)
+    }
+
+    /// Adds `amount` to a counter Redis holds; `None` when it holds none (then the next read
+    /// seeds it from the database).
+    pub async fn add_to_counter(&self, name: &str, amount: u64) -> Result<Option<u64>, SharedError> {
+        let mut c = self.connection().await?;
+        let result: redis::RedisResult<i64> = self.add.key(self.key("count", name)).arg(amount).invoke_async(&mut c).await;
+        let result = result.map_err(|e| describe(&e));
+        self.mark(result.as_ref().map(|_| ()).map_err(|e| SharedError(e.0.clone())));
+        let value = result?;
+        Ok((value >= 0).then_some(value as u64))
     }
 
     /// Records Redis' health from a script whose answer only says it ran.

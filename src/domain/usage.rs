@@ -37,16 +37,53 @@ pub struct Meter {
     pub provider: Option<String>,
     started: std::time::Instant,
     streamed: bool,
+    /// The token budget the request's tokens count against, if its key has one.
+    budget: Option<(crate::domain::token_budget::TokenBudgets, crate::domain::api_keys::guardrails::BudgetedKey)>,
 }
 
 impl Meter {
     /// Starts timing a request of `user_id` (through `key_id`, if a key) for `model`.
     pub fn start(recorder: UsageRecorder, user_id: i64, key_id: Option<i64>, model: &str, streamed: bool) -> Self {
-        Self { recorder, user_id, key_id, model: model.to_owned(), provider: None, started: std::time::Instant::now(), streamed }
+        Self {
+            recorder,
+            user_id,
+            key_id,
+            model: model.to_owned(),
+            provider: None,
+            started: std::time::Instant::now(),
+            streamed,
+            budget: None,
+        }
     }
 
-    /// Records the request's end.
-    pub fn record(self, status: u16, usage: crate::domain::providers::Usage) {
+    /// Counts the request's tokens against `budget` too.
+    pub fn with_budget(
+        mut self,
+        budget: Option<(crate::domain::token_budget::TokenBudgets, crate::domain::api_keys::guardrails::BudgetedKey)>,
+    ) -> Self {
+        self.budget = budget;
+        self
+    }
+
+    /// Records the request's end; its tokens reach the key's budget (if any) in the
+    /// background.
+    pub fn record(mut self, status: u16, usage: crate::domain::providers::Usage) {
+        if let Some((budgets, key)) = self.budget.take() {
+            tokio::spawn(async move { budgets.spend(key, usage.prompt_tokens.saturating_add(usage.completion_tokens)).await });
+        }
+        self.record_usage(status, usage);
+    }
+
+    /// Records the request's end; its tokens are counted against the key's budget (if any)
+    /// before this returns — before the answer leaves, so the next request sees them.
+    pub async fn finish(mut self, status: u16, usage: crate::domain::providers::Usage) {
+        if let Some((budgets, key)) = self.budget.take() {
+            budgets.spend(key, usage.prompt_tokens.saturating_add(usage.completion_tokens)).await;
+        }
+        self.record_usage(status, usage);
+    }
+
+    fn record_usage(self, status: u16, usage: crate::domain::providers::Usage) {
         self.recorder.record(UsageRecord {
             user_id: self.user_id,
             api_key_id: self.key_id,

@@ -27,6 +27,8 @@ struct Inner {
     code: &'static str,
     message: Cow<'static, str>,
     param: Option<&'static str>,
+    /// The OpenAI error `type`, when it is not the one the status implies.
+    kind: Option<&'static str>,
     headers: HeaderMap,
 }
 
@@ -65,7 +67,7 @@ pub struct ErrorDetail {
 
 impl ApiError {
     fn new(status: StatusCode, code: &'static str, message: impl Into<Cow<'static, str>>) -> Self {
-        Self(Box::new(Inner { status, code, message: message.into(), param: None, headers: HeaderMap::new() }))
+        Self(Box::new(Inner { status, code, message: message.into(), param: None, kind: None, headers: HeaderMap::new() }))
     }
 
     /// 401 `unauthorized`: missing, malformed, unknown, revoked or expired key or session.
@@ -154,6 +156,17 @@ impl ApiError {
     /// 429 `rate_limited`; the caller adds the rate-limit headers.
     pub fn rate_limited(message: impl Into<Cow<'static, str>>) -> Self {
         Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message)
+    }
+
+    /// 429 of type `insufficient_quota`, code `quota_exceeded` (OpenAI's answer when a budget
+    /// is spent): retrying before `retry_after` is pointless, so the SDKs are told not to.
+    pub fn quota_exceeded(message: impl Into<Cow<'static, str>>, retry_after: std::time::Duration) -> Self {
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "quota_exceeded", message);
+        error.0.kind = Some("insufficient_quota");
+        let seconds = retry_after.as_secs().max(1);
+        error
+            .with_header(header::RETRY_AFTER, HeaderValue::from(seconds))
+            .with_header(HeaderName::from_static("x-should-retry"), HeaderValue::from_static("false"))
     }
 
     /// 500 `internal_error`. Log the cause before returning this; it is never shown.
@@ -258,6 +271,22 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+/// A key's guardrails refusing an inference request, classified once.
+impl From<crate::domain::api_keys::guardrails::GuardrailRefusal> for ApiError {
+    fn from(refusal: crate::domain::api_keys::guardrails::GuardrailRefusal) -> Self {
+        use crate::domain::api_keys::guardrails::GuardrailRefusal;
+        match refusal {
+            GuardrailRefusal::ModelNotAllowed(ref model) => Self::forbidden(format!(
+                "This API key may not use the model `{}`. Ask its owner to add it to the key's models.",
+                shown_model(model)
+            ))
+            .with_param("model"),
+            GuardrailRefusal::QuotaExceeded { retry_after, .. } => Self::quota_exceeded(refusal.to_string(), retry_after),
+            GuardrailRefusal::Database(error) => error.into(),
+        }
+    }
+}
+
 /// The gateway's failures, classified once.
 impl From<GatewayError> for ApiError {
     fn from(error: GatewayError) -> Self {
@@ -339,7 +368,7 @@ impl IntoResponse for ApiError {
         let inner = *self.0;
         let rendered = Rendered { status: inner.status, message: inner.message.clone() };
         let body = ErrorBody {
-            error: ErrorDetail { message: inner.message, kind: Self::error_type(inner.status), code: inner.code, param: inner.param },
+            error: ErrorDetail { message: inner.message, kind: inner.kind.unwrap_or(Self::error_type(inner.status)), code: inner.code, param: inner.param },
         };
         let mut response = (inner.status, Json(body)).into_response();
         response.headers_mut().extend(inner.headers);

@@ -226,6 +226,7 @@ fn build_state(
             config.max_rate_limit_per_minute,
         ),
         generations: generations.clone(),
+        budgets: crate::domain::token_budget::TokenBudgets::new(db.clone(), shared.clone()),
         users,
         keys,
         limits,

@@ -55,7 +55,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/keys", get(keys::list).post(keys::create))
-        .route("/v1/keys/{id}", delete(keys::revoke).get(keys::get))
+        .route("/v1/keys/{id}", delete(keys::revoke).get(keys::get).patch(keys::update))
+        .route("/v1/keys/{id}/roll", post(keys::roll))
         .route(openapi::PATH, get(openapi::openapi))
         .route("/v1", any(unknown_route))
         .route("/v1/", any(unknown_route))
@@ -79,7 +80,7 @@ fn cors(state: &AppState) -> CorsLayer {
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE, Method::OPTIONS])
         .allow_headers(AllowHeaders::list(
             [
                 header::AUTHORIZATION,

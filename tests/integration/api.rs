@@ -387,6 +387,7 @@ backend_tests! {
             permissions: Some(Permissions::restricted([Permission::KeysWrite])),
             expires_at,
             rate_limit_per_minute,
+            ..Default::default()
         };
         let (_, restricted) = make_key_with(&app, user.id, "keys:write only", writer(None, None)).await;
         let (_, hourly) = make_key_with(&app, user.id, "expires in an hour", writer(Some(hour), None)).await;

@@ -909,6 +909,7 @@ async fn run_corpus(backend: Backend) {
         permissions: Some(workjet::permissions::Permissions::restricted([workjet::permissions::Permission::KeysWrite])),
         expires_at: Some(limited_expires_at),
         rate_limit_per_minute: Some(1000),
+        ..Default::default()
     };
     let (_, limited) = make_key_with(&app, alice_id, "narrow grant", narrow).await;
     let bob = make_user(&app, "bob@example.com").await;

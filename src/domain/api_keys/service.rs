@@ -6,8 +6,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, QueryOrder, Set,
-    TransactionTrait, sea_query::Expr,
+    ActiveModelTrait, ColumnTrait, Condition, DatabaseConnection, DbErr, EntityTrait, ExprTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, Set, TransactionTrait,
+    sea_query::{Expr, Func, LikeExpr},
 };
 
 use crate::{
@@ -15,12 +16,14 @@ use crate::{
         api_keys::{
             KeyName,
             format::{ApiKeyHash, KeyFormatError, PlainApiKey},
-            grant::{Grant, GrantError, NewKeyOptions},
-            last_used::LastUsedTracker,
+            grant::{Grant, GrantError, KeyChanges, KeyTerms, NewKeyOptions},
+            guardrails::{Guardrails, MAX_DAILY_TOKEN_LIMIT, ModelAllowList},
+            last_used::{LastUsedTracker, UseSite},
         },
         audit::{self, AuditContext},
         auth_cache::{CachedKey, FinalRefusal, Generations, KeyCache, RefusedKeys, RevocationRefused, bucket_of},
         shared_state::Scope,
+        token_budget::TokenBudgets,
     },
     entities::{api_keys, users},
     permissions::Permissions,
@@ -31,6 +34,62 @@ pub const MAX_ACTIVE_KEYS: u64 = 100;
 
 /// The furthest expiry a key may be given: ten years of days, from the portal or the API.
 pub const MAX_EXPIRY_DAYS: u32 = 3650;
+
+/// The longest a rolled key may keep working: a week.
+pub const MAX_ROLL_GRACE_SECONDS: u64 = 604_800;
+/// A rolled key's grace period when none is asked for: a day.
+pub const DEFAULT_ROLL_GRACE_SECONDS: u64 = 86_400;
+
+/// A key's state, as lists filter by it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyStatus {
+    Active,
+    Expired,
+    Revoked,
+}
+
+impl KeyStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Expired => "expired",
+            KeyStatus::Revoked => "revoked",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [KeyStatus::Active, KeyStatus::Expired, KeyStatus::Revoked].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// Which of an owner's keys a list shows: newest first, `limit` of them after skipping
+/// `offset`, or those older than `before_id` (a cursor).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct KeyQuery {
+    pub status: Option<KeyStatus>,
+    /// Keys whose name contains this (any case).
+    pub search: Option<String>,
+    pub limit: u64,
+    pub offset: u64,
+    pub before_id: Option<i64>,
+}
+
+/// A page of keys: the keys, and whether more match.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPage {
+    pub keys: Vec<ApiKeyRecord>,
+    pub has_more: bool,
+    /// How many keys match the filter (all pages).
+    pub total: u64,
+}
+
+/// A rolled key: the new key (its record and, this once, the key itself) and the old one.
+#[derive(Debug)]
+pub struct RolledKey {
+    pub new: ApiKeyRecord,
+    pub key: PlainApiKey,
+    pub old: ApiKeyRecord,
+}
 
 /// A stored key (never the key itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -79,7 +138,28 @@ impl ApiKeyRecord {
 
     /// Neither revoked nor expired at `now`.
     pub fn is_active(&self, now: DateTime<Utc>) -> bool {
-        self.revoked_at.is_none() && self.expires_at.is_none_or(|e| e > now)
+        self.status(now) == KeyStatus::Active
+    }
+
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.expires_at.is_some_and(|e| e <= now) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+
+    /// What the key may do: its grant to keys it creates or rolls.
+    pub fn terms(&self) -> KeyTerms {
+        KeyTerms {
+            permissions: self.permissions,
+            expires_at: self.expires_at,
+            rate_limit_per_minute: self.rate_limit_per_minute,
+            models: self.models.clone().map(ModelAllowList::from_stored),
+            daily_token_limit: self.daily_token_limit,
+        }
     }
 }
 
@@ -101,6 +181,77 @@ fn stored_models(raw: Option<&str>, key_id: i64) -> Option<Vec<String>> {
     }))
 }
 
+/// The absolute bounds of the values a key may be given (400 when out of them), before any
+/// grant is asked (403).
+fn check_bounds(
+    expires_at: Option<Option<DateTime<Utc>>>,
+    rate_limit: Option<Option<u32>>,
+    daily_token_limit: Option<Option<u64>>,
+    now: DateTime<Utc>,
+) -> Result<(), ApiKeyError> {
+    if let Some(Some(expires_at)) = expires_at
+        && (expires_at <= now || expires_at > now + chrono::Duration::days(i64::from(MAX_EXPIRY_DAYS)))
+    {
+        return Err(ApiKeyError::InvalidExpiry);
+    }
+    if let Some(Some(rate)) = rate_limit
+        && (rate == 0 || rate > 60_000_000)
+    {
+        return Err(ApiKeyError::InvalidRateLimit);
+    }
+    if let Some(Some(tokens)) = daily_token_limit
+        && (tokens == 0 || tokens > MAX_DAILY_TOKEN_LIMIT)
+    {
+        return Err(ApiKeyError::InvalidTokenLimit);
+    }
+    Ok(())
+}
+
+/// The row of a new key with `terms`.
+fn new_key_row(owner: i64, name: String, key: &PlainApiKey, terms: &KeyTerms, now: DateTime<Utc>) -> api_keys::ActiveModel {
+    api_keys::ActiveModel {
+        user_id: Set(owner),
+        name: Set(name),
+        key_hash: Set(key.hash().as_bytes().to_vec()),
+        hint: Set(key.hint()),
+        permissions: Set(terms.permissions.to_storage()),
+        rate_limit_per_minute: Set(terms.rate_limit_per_minute.map(|r| r as i32)),
+        created_at: Set(now),
+        last_used_at: Set(None),
+        revoked_at: Set(None),
+        expires_at: Set(terms.expires_at),
+        models: Set(terms.models.as_ref().map(ModelAllowList::to_storage)),
+        daily_token_limit: Set(terms.daily_token_limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX))),
+        last_used_ip: Set(None),
+        last_used_user_agent: Set(None),
+        replaced_by: Set(None),
+        ..Default::default()
+    }
+}
+
+/// The keys in `status` at `now`.
+fn status_condition(status: KeyStatus, now: DateTime<Utc>) -> Condition {
+    match status {
+        KeyStatus::Active => Condition::all()
+            .add(api_keys::Column::RevokedAt.is_null())
+            .add(Condition::any().add(api_keys::Column::ExpiresAt.is_null()).add(api_keys::Column::ExpiresAt.gt(now))),
+        KeyStatus::Expired => Condition::all().add(api_keys::Column::RevokedAt.is_null()).add(api_keys::Column::ExpiresAt.lte(now)),
+        KeyStatus::Revoked => Condition::all().add(api_keys::Column::RevokedAt.is_not_null()),
+    }
+}
+
+/// `text` with LIKE's wildcards and the escape character escaped (by `\`).
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
 /// Why a key operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiKeyError {
@@ -111,6 +262,19 @@ pub enum ApiKeyError {
     InvalidExpiry,
     #[error("the rate limit must be between 1 and 60000000 requests a minute")]
     InvalidRateLimit,
+    #[error("the daily token limit must be between 1 and {MAX_DAILY_TOKEN_LIMIT} tokens")]
+    InvalidTokenLimit,
+    /// The model allow-list does not parse (the message says why).
+    #[error("{0}")]
+    InvalidModels(String),
+    #[error("`expire_old_in_seconds` must be between 0 and {MAX_ROLL_GRACE_SECONDS} (a week)")]
+    InvalidGrace,
+    /// The key is revoked or expired: it can no longer be edited or rolled.
+    #[error("this API key is {}; only an active key can be edited or rolled", .0.as_str())]
+    NotActive(KeyStatus),
+    /// The key was rolled already: roll its replacement instead.
+    #[error("this API key was already rolled and replaced by key {0}; roll that key instead")]
+    AlreadyReplaced(i64),
     #[error("you already have {MAX_ACTIVE_KEYS} active API keys; revoke one you no longer use first")]
     TooManyKeys,
     #[error("no such API key")]
@@ -133,17 +297,36 @@ pub struct KeyPrincipal {
     pub permissions: Permissions,
     pub rate_limit_per_minute: Option<u32>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// Its models and token budget, when it has either.
+    pub guardrails: Option<Arc<Guardrails>>,
 }
 
 impl KeyPrincipal {
-    fn from_cached(entry: &CachedKey) -> Self {
+    fn from_cached(entry: &CachedKey, guardrails: Option<Arc<Guardrails>>) -> Self {
         Self {
             key_id: i64::from(entry.key_id),
             user_id: i64::from(entry.user_id),
             permissions: entry.permissions(),
             rate_limit_per_minute: (entry.rate_limit() != 0).then_some(entry.rate_limit()),
             expires_at: (entry.expires_at != 0).then(|| DateTime::from_timestamp(i64::from(entry.expires_at), 0)).flatten(),
+            guardrails,
         }
+    }
+
+    /// What the key may do: its grant to keys it creates.
+    pub fn terms(&self) -> KeyTerms {
+        KeyTerms {
+            permissions: self.permissions,
+            expires_at: self.expires_at,
+            rate_limit_per_minute: self.rate_limit_per_minute,
+            models: self.guardrails.as_ref().and_then(|g| g.models.clone()),
+            daily_token_limit: self.guardrails.as_ref().and_then(|g| g.daily_token_limit),
+        }
+    }
+
+    /// Whether the key may see or call `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.guardrails.as_ref().is_none_or(|g| g.allows_model(model))
     }
 
     /// The compact cache entry, or `None` for values too large for it (never cached).
@@ -220,20 +403,23 @@ impl ApiKeyService {
         }
     }
 
-    /// The cached principal of `hash`, if valid under `generation` (no I/O).
-    pub fn cached(&self, hash: &ApiKeyHash, generation: u64) -> Option<KeyPrincipal> {
+    /// The cached principal of `hash`, if valid under `generation` (no I/O); the use, from
+    /// `site`, is remembered.
+    pub fn cached(&self, hash: &ApiKeyHash, generation: u64, site: UseSite<'_>) -> Option<KeyPrincipal> {
         if !self.serve_cached {
             return None;
         }
         let entry = self.cache.get(hash, generation, Utc::now().timestamp())?;
-        self.last_used.touch(i64::from(entry.key_id));
-        Some(KeyPrincipal::from_cached(&entry))
+        let guardrails = self.cache.guardrails_of(&entry)?;
+        self.last_used.touch(i64::from(entry.key_id), site);
+        Some(KeyPrincipal::from_cached(&entry, guardrails))
     }
 
     /// What this instance knows of `hash` (no I/O).
     pub fn known(&self, hash: &ApiKeyHash) -> Known {
         if let Some(entry) = self.cache.peek(hash) {
-            return Known::Valid(KeyPrincipal::from_cached(&entry));
+            let guardrails = self.cache.guardrails_of(&entry).flatten();
+            return Known::Valid(KeyPrincipal::from_cached(&entry, guardrails));
         }
         self.refused.get(hash).map_or(Known::Never, Known::Refused)
     }
@@ -241,7 +427,12 @@ impl ApiKeyService {
     /// The database lookup, filling the cache under `generation_before` — the generation
     /// read *before* the lookup began, so a revocation racing with it is never masked. Keys
     /// refused for good are remembered as such.
-    pub async fn lookup_and_cache(&self, hash: &ApiKeyHash, generation_before: Option<u64>) -> Result<KeyPrincipal, AuthFailure> {
+    pub async fn lookup_and_cache(
+        &self,
+        hash: &ApiKeyHash,
+        generation_before: Option<u64>,
+        site: UseSite<'_>,
+    ) -> Result<KeyPrincipal, AuthFailure> {
         let principal = match self.lookup(hash).await {
             Ok(principal) => principal,
             Err(failure) => {
@@ -261,9 +452,9 @@ impl ApiKeyService {
         if let Some(entry) = principal.to_cached() {
             // Without a known generation (or when lookups may not be served from the cache)
             // the entry only marks the key as seen.
-            self.cache.insert(hash, entry, generation_before.filter(|_| self.serve_cached));
+            self.cache.insert_guarded(hash, entry, principal.guardrails.clone(), generation_before.filter(|_| self.serve_cached));
         }
-        self.last_used.touch(principal.key_id);
+        self.last_used.touch(principal.key_id, site);
         Ok(principal)
     }
 
@@ -286,9 +477,7 @@ impl ApiKeyService {
         {
             return Err(ApiKeyError::InvalidExpiry);
         }
-        if asked.rate_limit_per_minute.is_some_and(|r| r == 0 || r > 60_000_000) {
-            return Err(ApiKeyError::InvalidRateLimit);
-        }
+        check_bounds(asked.expires_at.map(Some), asked.rate_limit_per_minute.map(Some), asked.daily_token_limit.map(Some), now)?;
         let terms = grant.narrow(asked)?;
         if terms.expires_at.is_some_and(|e| e <= now) {
             // Inherited from a creator that expired meanwhile.
@@ -308,44 +497,215 @@ impl ApiKeyService {
         if locked.rows_affected == 0 {
             return Err(ApiKeyError::NotFound);
         }
+        // Rolled keys in their grace period do not count: they expire within a week.
         let active = api_keys::Entity::find()
             .filter(api_keys::Column::UserId.eq(owner))
-            .filter(api_keys::Column::RevokedAt.is_null())
-            .filter(api_keys::Column::ExpiresAt.is_null().or(api_keys::Column::ExpiresAt.gt(now)))
+            .filter(status_condition(KeyStatus::Active, now))
+            .filter(api_keys::Column::ReplacedBy.is_null())
             .count(&txn)
             .await?;
         if active >= MAX_ACTIVE_KEYS {
             return Err(ApiKeyError::TooManyKeys);
         }
-        let model = api_keys::ActiveModel {
-            user_id: Set(owner),
-            name: Set(name.into_inner()),
-            key_hash: Set(key.hash().as_bytes().to_vec()),
-            hint: Set(key.hint()),
-            permissions: Set(terms.permissions.to_storage()),
-            rate_limit_per_minute: Set(terms.rate_limit_per_minute.map(|r| r as i32)),
-            created_at: Set(now),
-            last_used_at: Set(None),
-            revoked_at: Set(None),
-            expires_at: Set(terms.expires_at),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        audit::record(&txn, ctx, audit::action::API_KEY_CREATE, Some(format!("api_key:{}", model.id))).await?;
+        let model = new_key_row(owner, name.into_inner(), &key, &terms, now).insert(&txn).await?;
+        let detail = serde_json::json!({ "name": model.name });
+        audit::record_detailed(&txn, ctx, audit::action::API_KEY_CREATE, Some(format!("api_key:{}", model.id)), Some(detail)).await?;
         txn.commit().await?;
         Ok((ApiKeyRecord::from_model(model), key))
     }
 
+    /// Edits one of the owner's active keys within `grant` (see [`Grant::edit`]): a new
+    /// name and any of `changes`. Effective from the next request on every instance (the
+    /// key's cache bucket moves on, as for a revocation; refused with
+    /// [`ApiKeyError::NotShared`] — nothing changed — when the other instances cannot be
+    /// told). An edit that changes nothing changes nothing and records nothing.
+    pub async fn edit(
+        &self,
+        owner: i64,
+        id: i64,
+        grant: &Grant,
+        name: Option<KeyName>,
+        changes: KeyChanges,
+        ctx: &AuditContext,
+    ) -> Result<ApiKeyRecord, ApiKeyError> {
+        let now = Utc::now();
+        check_bounds(changes.expires_at, changes.rate_limit_per_minute, changes.daily_token_limit, now)?;
+        let row = self.owned(owner, id).await?;
+        let record = self.with_pending_use(ApiKeyRecord::from_model(row.clone()));
+        match record.status(now) {
+            KeyStatus::Active => {}
+            other => return Err(ApiKeyError::NotActive(other)),
+        }
+        let mut fields = changes.fields();
+        let terms = grant.edit(&record.terms(), changes)?;
+        let name = name.map(KeyName::into_inner).filter(|n| *n != record.name);
+        if name.is_some() {
+            fields.insert(0, "name");
+        }
+        if fields.is_empty() {
+            return Ok(record);
+        }
+        let mut update = api_keys::ActiveModel::from(row.clone());
+        if let Some(name) = name {
+            update.name = Set(name);
+        }
+        update.permissions = Set(terms.permissions.to_storage());
+        update.expires_at = Set(terms.expires_at);
+        update.rate_limit_per_minute = Set(terms.rate_limit_per_minute.map(|r| r as i32));
+        update.models = Set(terms.models.as_ref().map(ModelAllowList::to_storage));
+        update.daily_token_limit = Set(terms.daily_token_limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)));
+        let hash = ApiKeyHash::from_slice(&row.key_hash).ok_or(ApiKeyError::NotFound)?;
+        let changed = self
+            .changing(&hash, async {
+                let txn = self.db.begin().await?;
+                let model = update.update(&txn).await?;
+                let detail = serde_json::json!({ "name": model.name, "changed": fields });
+                audit::record_detailed(&txn, ctx, audit::action::API_KEY_EDIT, Some(format!("api_key:{id}")), Some(detail)).await?;
+                txn.commit().await?;
+                Ok(model)
+            })
+            .await?;
+        Ok(self.with_pending_use(ApiKeyRecord::from_model(changed)))
+    }
+
+    /// Rolls one of the owner's active keys: a new key with the same name, permissions,
+    /// expiry, rate limit and guardrails (within `grant`, the caller's own) is created and
+    /// returned once; the old key keeps working for `grace`, then answers like any expired
+    /// key. Both count against one token budget (the new key's, which starts the day with
+    /// what the old key spent). A key is rolled once: roll its replacement next time.
+    pub async fn roll(&self, owner: i64, id: i64, grant: &Grant, grace: std::time::Duration, ctx: &AuditContext) -> Result<RolledKey, ApiKeyError> {
+        if grace.as_secs() > MAX_ROLL_GRACE_SECONDS {
+            return Err(ApiKeyError::InvalidGrace);
+        }
+        let now = Utc::now();
+        let row = self.owned(owner, id).await?;
+        let old = ApiKeyRecord::from_model(row.clone());
+        match old.status(now) {
+            KeyStatus::Active => {}
+            other => return Err(ApiKeyError::NotActive(other)),
+        }
+        if let Some(by) = old.replaced_by {
+            return Err(ApiKeyError::AlreadyReplaced(by));
+        }
+        let current = old.terms();
+        let terms = grant.narrow(NewKeyOptions {
+            permissions: Some(current.permissions),
+            expires_at: current.expires_at,
+            rate_limit_per_minute: current.rate_limit_per_minute,
+            models: current.models,
+            daily_token_limit: current.daily_token_limit,
+        })?;
+        if terms.expires_at.is_some_and(|e| e <= now) {
+            return Err(ApiKeyError::InvalidExpiry);
+        }
+        let grace_ends = now + chrono::Duration::seconds(grace.as_secs() as i64);
+        let old_expiry = old.expires_at.map_or(grace_ends, |e| Ord::min(e, grace_ends));
+        let hash = ApiKeyHash::from_slice(&row.key_hash).ok_or(ApiKeyError::NotFound)?;
+        let key = PlainApiKey::generate();
+        let (new, old) = self
+            .changing(&hash, async {
+                let txn = self.db.begin().await?;
+                let new = new_key_row(owner, old.name.clone(), &key, &terms, now).insert(&txn).await?;
+                let replaced = api_keys::Entity::update_many()
+                    .col_expr(api_keys::Column::ExpiresAt, Expr::value(old_expiry))
+                    .col_expr(api_keys::Column::ReplacedBy, Expr::value(new.id))
+                    .filter(api_keys::Column::Id.eq(id))
+                    .filter(api_keys::Column::UserId.eq(owner))
+                    .filter(api_keys::Column::RevokedAt.is_null())
+                    .filter(api_keys::Column::ReplacedBy.is_null())
+                    .exec(&txn)
+                    .await?;
+                let old = api_keys::Entity::find_by_id(id).one(&txn).await?.ok_or(DbErr::RecordNotFound("api key".into()))?;
+                if replaced.rows_affected == 0 {
+                    // Rolled (or revoked) by a concurrent request: nothing of this one stays.
+                    txn.rollback().await?;
+                    return Ok(Err(old));
+                }
+                TokenBudgets::carry_over(&txn, id, new.id).await?;
+                let target = |id: i64| Some(format!("api_key:{id}"));
+                let rolled = serde_json::json!({ "name": old.name, "replaced_by": new.id, "expire_old_in_seconds": grace.as_secs() });
+                audit::record_detailed(&txn, ctx, audit::action::API_KEY_ROLL, target(id), Some(rolled)).await?;
+                let created = serde_json::json!({ "name": new.name, "replaces": id });
+                audit::record_detailed(&txn, ctx, audit::action::API_KEY_CREATE, target(new.id), Some(created)).await?;
+                txn.commit().await?;
+                Ok(Ok((new, old)))
+            })
+            .await?
+            .map_err(|old| match (old.replaced_by, old.revoked_at) {
+                (Some(by), _) => ApiKeyError::AlreadyReplaced(by),
+                (None, Some(_)) => ApiKeyError::NotActive(KeyStatus::Revoked),
+                (None, None) => ApiKeyError::NotActive(KeyStatus::Expired),
+            })?;
+        Ok(RolledKey {
+            new: ApiKeyRecord::from_model(new),
+            key,
+            old: self.with_pending_use(ApiKeyRecord::from_model(old)),
+        })
+    }
+
+    /// One of the owner's keys, as stored; another user's id is [`ApiKeyError::NotFound`].
+    async fn owned(&self, owner: i64, id: i64) -> Result<api_keys::Model, ApiKeyError> {
+        let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&self.db).await?;
+        row.ok_or(ApiKeyError::NotFound)
+    }
+
+    /// Runs `commit`, a change to the key of `hash` that a cache must not hide: announced
+    /// before (no instance serves the key's bucket from a cache meanwhile; refused, with
+    /// nothing changed, when the other instances cannot be told) and finished after, when
+    /// entries filled before are stale everywhere.
+    async fn changing<T>(&self, hash: &ApiKeyHash, commit: impl Future<Output = Result<T, DbErr>>) -> Result<T, ApiKeyError> {
+        let change = self.generations.begin(Scope::Bucket(bucket_of(hash.as_bytes()))).await?;
+        let committed = commit.await;
+        self.cache.remove(hash);
+        self.generations.finish(change).await;
+        Ok(committed?)
+    }
+
     /// The owner's keys, newest first (revoked ones included, marked).
     pub async fn list(&self, owner: i64) -> Result<Vec<ApiKeyRecord>, DbErr> {
+        Ok(self.page(owner, &KeyQuery { limit: u64::MAX, ..Default::default() }).await?.keys)
+    }
+
+    /// A page of the owner's keys matching `query`, newest first.
+    pub async fn page(&self, owner: i64, query: &KeyQuery) -> Result<KeyPage, DbErr> {
+        let now = Utc::now();
+        let mut filter = Condition::all().add(api_keys::Column::UserId.eq(owner));
+        if let Some(status) = query.status {
+            filter = filter.add(status_condition(status, now));
+        }
+        if let Some(search) = query.search.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            let pattern = format!("%{}%", escape_like(&search.to_lowercase()));
+            filter = filter.add(Expr::expr(Func::lower(Expr::col(api_keys::Column::Name))).like(LikeExpr::new(pattern).escape('\\')));
+        }
+        let total = api_keys::Entity::find().filter(filter.clone()).count(&self.db).await?;
+        if let Some(before) = query.before_id {
+            filter = filter.add(api_keys::Column::Id.lt(before));
+        }
+        let limit = Ord::max(query.limit, 1);
         let rows = api_keys::Entity::find()
-            .filter(api_keys::Column::UserId.eq(owner))
-            .order_by_desc(api_keys::Column::CreatedAt)
+            .filter(filter)
             .order_by_desc(api_keys::Column::Id)
+            .offset(query.offset)
+            .limit(limit.saturating_add(1))
             .all(&self.db)
             .await?;
-        Ok(rows.into_iter().map(|m| self.with_pending_use(ApiKeyRecord::from_model(m))).collect())
+        let has_more = rows.len() as u64 > limit;
+        let keys = rows.into_iter().take(limit as usize).map(|m| self.with_pending_use(ApiKeyRecord::from_model(m))).collect();
+        Ok(KeyPage { keys, has_more, total })
+    }
+
+    /// How many of the owner's keys are active, expired and revoked.
+    pub async fn counts(&self, owner: i64) -> Result<[(KeyStatus, u64); 3], DbErr> {
+        let now = Utc::now();
+        let mut counts = [(KeyStatus::Active, 0), (KeyStatus::Expired, 0), (KeyStatus::Revoked, 0)];
+        for (status, count) in &mut counts {
+            *count = api_keys::Entity::find()
+                .filter(api_keys::Column::UserId.eq(owner))
+                .filter(status_condition(*status, now))
+                .count(&self.db)
+                .await?;
+        }
+        Ok(counts)
     }
 
     /// One of the owner's keys; another user's id is simply not found.
@@ -355,8 +715,12 @@ impl ApiKeyService {
     }
 
     fn with_pending_use(&self, mut record: ApiKeyRecord) -> ApiKeyRecord {
-        if let Some(pending) = self.last_used.pending(record.id) {
-            record.last_used_at = Some(record.last_used_at.map_or(pending, |t| Ord::max(t, pending)));
+        if let Some(pending) = self.last_used.pending(record.id)
+            && record.last_used_at.is_none_or(|t| t <= pending.at)
+        {
+            record.last_used_at = Some(pending.at);
+            record.last_used_ip = pending.ip.map(|ip| ip.to_string());
+            record.last_used_user_agent = pending.user_agent.map(|ua| ua.to_string());
         }
         record
     }
@@ -375,19 +739,14 @@ impl ApiKeyService {
             return Ok((self.with_pending_use(ApiKeyRecord::from_model(row)), false));
         }
         let hash = hash.expect("checked above");
-        // Announced before the commit: from here until `finish`, no instance serves this
-        // bucket from a cache, and entries filled before are stale afterwards.
-        let revocation = self.generations.begin(Scope::Bucket(bucket_of(hash.as_bytes()))).await?;
-        let committed = self.commit_revocation(owner, id, ctx).await;
-        self.cache.remove(&hash);
-        self.generations.finish(revocation).await;
-        let (row, revoked_now) = committed?;
+        let name = row.name.clone();
+        let (row, revoked_now) = self.changing(&hash, self.commit_revocation(owner, id, &name, ctx)).await?;
         self.refused.insert(&hash, FinalRefusal::Revoked);
         let record = row.map(ApiKeyRecord::from_model).ok_or(ApiKeyError::NotFound)?;
         Ok((self.with_pending_use(record), revoked_now))
     }
 
-    async fn commit_revocation(&self, owner: i64, id: i64, ctx: &AuditContext) -> Result<(Option<api_keys::Model>, bool), DbErr> {
+    async fn commit_revocation(&self, owner: i64, id: i64, name: &str, ctx: &AuditContext) -> Result<(Option<api_keys::Model>, bool), DbErr> {
         let txn = self.db.begin().await?;
         let result = api_keys::Entity::update_many()
             .col_expr(api_keys::Column::RevokedAt, Expr::value(Utc::now()))
@@ -398,7 +757,8 @@ impl ApiKeyService {
             .await?;
         let revoked_now = result.rows_affected > 0;
         if revoked_now {
-            audit::record(&txn, ctx, audit::action::API_KEY_REVOKE, Some(format!("api_key:{id}"))).await?;
+            let detail = serde_json::json!({ "name": name });
+            audit::record_detailed(&txn, ctx, audit::action::API_KEY_REVOKE, Some(format!("api_key:{id}")), Some(detail)).await?;
         }
         let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&txn).await?;
         txn.commit().await?;
@@ -423,12 +783,19 @@ impl ApiKeyService {
         if owner.is_none_or(|u| u.disabled_at.is_some()) {
             return Err(AuthFailure::OwnerDisabled);
         }
+        let guardrails = Guardrails {
+            models: stored_models(key.models.as_deref(), key.id).map(ModelAllowList::from_stored),
+            daily_token_limit: key.daily_token_limit.and_then(|l| u64::try_from(l).ok()),
+            // A rolled key in its grace period spends its replacement's budget.
+            budget_key_id: key.replaced_by.unwrap_or(key.id),
+        };
         Ok(KeyPrincipal {
             key_id: key.id,
             user_id: key.user_id,
             permissions: stored_permissions(&key.permissions, key.id),
             rate_limit_per_minute: key.rate_limit_per_minute.and_then(|r| u32::try_from(r).ok()),
             expires_at: key.expires_at,
+            guardrails: (!guardrails.is_unrestricted()).then(|| Arc::new(guardrails)),
         })
     }
 

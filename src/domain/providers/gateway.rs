@@ -194,7 +194,7 @@ impl Registry {
         };
         match route.provider.api().answer(call, &parsed, bytes) {
             Some((body, usage)) => {
-                meter.record(200, usage);
+                meter.finish(200, usage).await;
                 Ok(Answer::Complete(body))
             }
             None => Err(failed(meter, UpstreamError::NotAnAnswer(what))),

@@ -13,7 +13,10 @@ use axum::{
 use tower_sessions::Session;
 
 use crate::{
-    domain::admission::{Admitted, INVALID_KEY, Policy, Refusal},
+    domain::{
+        admission::{Admitted, INVALID_KEY, Policy, Refusal},
+        api_keys::{KeyPrincipal, guardrails::Guardrails, last_used::UseSite},
+    },
     permissions::{Permission, Permissions},
     server::{
         auth::typed_session::TypedSession,
@@ -27,13 +30,8 @@ use crate::{
 /// How a request authenticated; what only a key has lives in its variant.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum AuthMethod {
-    ApiKey {
-        key_id: i64,
-        /// The key's own rate limit, if it has one.
-        rate_limit_per_minute: Option<u32>,
-        /// The key's expiry, if it has one (what a key it creates may not outlive).
-        expires_at: Option<chrono::DateTime<chrono::Utc>>,
-    },
+    /// The key: its terms (what a key it creates may not exceed) and guardrails.
+    ApiKey(KeyPrincipal),
     Session,
 }
 
@@ -57,9 +55,22 @@ impl Principal {
 
     pub fn key_id(&self) -> Option<i64> {
         match &self.method {
-            AuthMethod::ApiKey { key_id, .. } => Some(*key_id),
+            AuthMethod::ApiKey(key) => Some(key.key_id),
             AuthMethod::Session => None,
         }
+    }
+
+    /// The key's guardrails (none for a session: a person has every model, no budget).
+    pub fn guardrails(&self) -> Option<&Guardrails> {
+        match &self.method {
+            AuthMethod::ApiKey(key) => key.guardrails.as_deref(),
+            AuthMethod::Session => None,
+        }
+    }
+
+    /// Whether the caller may see or call `model`.
+    pub fn allows_model(&self, model: &str) -> bool {
+        self.guardrails().is_none_or(|g| g.allows_model(model))
     }
 }
 
@@ -153,7 +164,10 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     let ip = request.extensions().get::<ClientIp>().copied().unwrap_or(ClientIp(None));
     let outcome = match api_key(request.headers()) {
         BearerToken::Invalid(message) => Err(Refusal::Unauthorized(message)),
-        BearerToken::Token(token) => state.admission.admit_key(token, ip.0).await,
+        BearerToken::Token(token) => {
+            let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
+            state.admission.admit_key(token, UseSite { ip: ip.0, user_agent }).await
+        }
         BearerToken::Absent => match session_user(request.extensions().get::<Session>().cloned().map(TypedSession::new)).await {
             Ok(user_id) => state.admission.admit_session(user_id).await,
             Err(refusal) => Err(refusal),
@@ -174,10 +188,8 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
 }
 
 fn principal(admitted: Admitted) -> Principal {
-    let method = match &admitted.key {
-        Some(key) => {
-            AuthMethod::ApiKey { key_id: key.key_id, rate_limit_per_minute: key.rate_limit_per_minute, expires_at: key.expires_at }
-        }
+    let method = match admitted.key {
+        Some(key) => AuthMethod::ApiKey(key),
         None => AuthMethod::Session,
     };
     Principal { user_id: admitted.user_id, method, permissions: admitted.permissions }

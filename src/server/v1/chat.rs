@@ -60,8 +60,9 @@ pub fn parse_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
         (status = 200, description = "A chat completion (`application/json`), or with `\"stream\": true` a stream of \
             chat-completion chunks (`text/event-stream`) ending with `data: [DONE]`.",
             content((Object = "application/json"), (String = "text/event-stream"))),
-        (status = 403, description = "`forbidden`: the credentials lack the `inference` permission.", body = crate::server::error::ErrorBody),
+        (status = 403, description = "`forbidden`: the credentials lack the `inference` permission, or the key may not use this model (`param`: `model`).", body = crate::server::error::ErrorBody),
         (status = 404, description = "`model_not_found`: no provider serves this model.", body = crate::server::error::ErrorBody),
+        (status = 429, description = "`rate_limited`: the key's rate limit; or type `insufficient_quota`, code `quota_exceeded`: the key's daily token budget is spent (`Retry-After`: until midnight UTC, `x-should-retry: false`).", body = crate::server::error::ErrorBody),
         (status = 502, description = "`upstream_error`: the provider is unreachable, failed or answered garbage.", body = crate::server::error::ErrorBody),
         (status = 504, description = "`upstream_timeout`: the provider did not answer in time.", body = crate::server::error::ErrorBody)))]
 pub async fn chat_completions(State(state): State<AppState>, principal: Principal, JsonBody(body): JsonBody) -> Result<Response, ApiError> {
@@ -69,7 +70,8 @@ pub async fn chat_completions(State(state): State<AppState>, principal: Principa
     let request = parse_request(&body)?;
     let include_usage = request.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool).unwrap_or(false);
     let call = call(ClientApi::ChatCompletions, &request, &body, include_usage, HeaderMap::new());
-    let meter = Meter::start(state.usage.clone(), principal.user_id, principal.key_id(), call.model, call.stream);
+    let budget = state.budgets.admit(principal.guardrails(), call.model).await?.map(|key| (state.budgets.clone(), key));
+    let meter = Meter::start(state.usage.clone(), principal.user_id, principal.key_id(), call.model, call.stream).with_budget(budget);
     Ok(respond(state.gateway.call(&call, meter).await?))
 }
 

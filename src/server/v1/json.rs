@@ -23,6 +23,19 @@ impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
     }
 }
 
+/// Reads a JSON body already in hand (an optional body), with the same answers as
+/// [`ApiJson`]: 415 when not sent as JSON, 400 bad JSON, 422 wrong shape.
+pub fn parse<T: DeserializeOwned>(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<T, ApiError> {
+    let json = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        let essence = v.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+        essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    });
+    if !json {
+        return Err(ApiError::unsupported_media_type());
+    }
+    axum::Json::<T>::from_bytes(body).map(|axum::Json(value)| value).map_err(|rejection| map_rejection(rejection, body.len()))
+}
+
 fn map_rejection(rejection: JsonRejection, limit: usize) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::unsupported_media_type(),

@@ -47,8 +47,8 @@ pub async fn me(State(state): State<AppState>, principal: Principal) -> Result<J
         return Err(ApiError::unauthorized("Invalid API key."));
     };
     let (auth_method, key) = match principal.method {
-        AuthMethod::ApiKey { key_id, .. } => {
-            let record = state.keys.get(principal.user_id, key_id).await?;
+        AuthMethod::ApiKey(key) => {
+            let record = state.keys.get(principal.user_id, key.key_id).await?;
             ("api_key", record.map(|r| MeKey { id: r.id, name: r.name, hint: r.hint }))
         }
         AuthMethod::Session => ("session", None),

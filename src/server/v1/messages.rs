@@ -45,7 +45,7 @@ pub const FORWARDED: [HeaderName; 2] = [anthropic::VERSION_HEADER, anthropic::BE
             (`text/event-stream`).", content((Object = "application/json"), (String = "text/event-stream"))),
         (status = 400, description = "`invalid_request_error`: a malformed request, or a model that only OpenAI-compatible providers serve.",
             body = AnthropicErrorBody),
-        (status = 403, description = "`permission_error`: the credentials lack the `inference` permission.", body = AnthropicErrorBody),
+        (status = 403, description = "`permission_error`: the credentials lack the `inference` permission, or the key may not use this model.", body = AnthropicErrorBody),
         (status = 404, description = "`not_found_error`: no provider serves this model.", body = AnthropicErrorBody),
         (status = 502, description = "`api_error`: the provider is unreachable, failed or answered garbage.", body = AnthropicErrorBody),
         (status = 504, description = "`api_error`: the provider did not answer in time.", body = AnthropicErrorBody)))]
@@ -66,7 +66,8 @@ pub async fn create(
         }
     }
     let call = call(ClientApi::Messages, &request, &body, false, forward);
-    let meter = Meter::start(state.usage.clone(), principal.user_id, principal.key_id(), call.model, call.stream);
+    let budget = state.budgets.admit(principal.guardrails(), call.model).await?.map(|key| (state.budgets.clone(), key));
+    let meter = Meter::start(state.usage.clone(), principal.user_id, principal.key_id(), call.model, call.stream).with_budget(budget);
     Ok(respond(state.gateway.call(&call, meter).await?))
 }
 

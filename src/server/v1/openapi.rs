@@ -172,7 +172,7 @@ impl Modify for Conventions {
     ),
     paths(
         super::models::list, super::models::get, super::chat::chat_completions, super::messages::create,
-        super::keys::list, super::keys::create, super::keys::get, super::keys::revoke,
+        super::keys::list, super::keys::create, super::keys::get, super::keys::update, super::keys::roll, super::keys::revoke,
         super::me::me, openapi
     ),
     components(schemas(ErrorBody, ErrorDetail, super::schema::PermissionsSchema, super::messages::AnthropicErrorBody, super::messages::AnthropicErrorDetail)),
