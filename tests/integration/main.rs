@@ -14,6 +14,7 @@ mod foundation;
 mod gateway;
 mod hardening;
 mod hygiene;
+mod key_lifecycle;
 mod local_sign_in;
 mod openapi;
 mod providers;

@@ -153,11 +153,14 @@ pub struct CreateKeyRequest {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateKeyRequest {
-    /// A new name, 1–100 characters.
-    pub name: Option<String>,
-    /// Fewer permissions: an edit never widens them (403 otherwise).
+    /// A new name, 1–100 characters (not `null`).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    pub name: Option<Option<String>>,
+    /// Fewer permissions: an edit never widens them (403 otherwise). Not `null`.
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<crate::server::v1::schema::PermissionsSchema>)]
-    pub permissions: Option<Permissions>,
+    pub permissions: Option<Option<Permissions>>,
     /// An expiry (Unix seconds) earlier than the key's current one, or a first expiry for a
     /// key that never expired; never later (403). `null` is only accepted for a key that
     /// never expires.
@@ -182,6 +185,15 @@ pub struct UpdateKeyRequest {
 /// A field that is present (`null` included): absent fields stay `None` by `default`.
 fn present<'de, T: Deserialize<'de>, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A field that may be absent but not `null`.
+fn not_null<T>(field: Option<Option<T>>, name: &'static str) -> Result<Option<T>, ApiError> {
+    match field {
+        Some(None) => Err(ApiError::unprocessable(format!("`{name}` cannot be null: leave it out to keep it as it is.")).with_param(name)),
+        Some(Some(value)) => Ok(Some(value)),
+        None => Ok(None),
+    }
 }
 
 /// A roll's options.
@@ -407,9 +419,9 @@ pub async fn update(
 ) -> Result<Json<KeyObject>, ApiError> {
     principal.require(Permission::KeysWrite)?;
     let id = parse_id(&id)?;
-    let name = body.name.as_deref().map(KeyName::parse).transpose().map_err(ApiKeyError::InvalidName)?;
+    let name = not_null(body.name, "name")?.as_deref().map(KeyName::parse).transpose().map_err(ApiKeyError::InvalidName)?;
     let changes = KeyChanges {
-        permissions: body.permissions,
+        permissions: not_null(body.permissions, "permissions")?,
         expires_at: body.expires_at.map(|e| e.map(unix_time).transpose()).transpose()?,
         rate_limit_per_minute: body.rate_limit_per_minute,
         models: body.models.map(|m| m.map(|models| allow_list(&state, models)).transpose()).transpose()?,
