@@ -31,9 +31,18 @@ async fn create(app: &TestApp, key: &str, name: &str) -> (StatusCode, Option<(i6
     (status, created)
 }
 
+/// Every key listed, page after page (`after` = the previous page's `last_id`).
 async fn listed_ids(app: &TestApp, key: &str) -> Vec<i64> {
-    let list: Value = app.client.get(app.url("/v1/keys")).bearer_auth(key).send().await.expect("list").json().await.expect("json");
-    list["data"].as_array().expect("data").iter().map(|k| k["id"].as_i64().expect("id")).collect()
+    let mut ids = Vec::new();
+    let mut path = "/v1/keys".to_owned();
+    loop {
+        let list: Value = app.client.get(app.url(&path)).bearer_auth(key).send().await.expect("list").json().await.expect("json");
+        ids.extend(list["data"].as_array().expect("data").iter().map(|k| k["id"].as_i64().expect("id")));
+        if list["has_more"] != Value::Bool(true) {
+            return ids;
+        }
+        path = format!("/v1/keys?after={}", list["last_id"]);
+    }
 }
 
 /// PostgreSQL is cut off (as if stopped) while clients keep calling; then it comes back.

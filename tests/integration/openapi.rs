@@ -49,7 +49,9 @@ async fn the_openapi_document_is_public_and_true_to_the_server() {
             "getOpenApiDocument",
             "listKeys",
             "listModels",
-            "revokeKey"
+            "revokeKey",
+            "rollKey",
+            "updateKey"
         ]
     );
     let schemes = &doc["components"]["securitySchemes"];

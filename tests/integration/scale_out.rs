@@ -89,6 +89,11 @@ struct Cluster {
 
 impl Cluster {
     async fn start() -> Option<Self> {
+        Self::start_with(&[]).await
+    }
+
+    /// Two instances with `extra` settings.
+    async fn start_with(extra: &[(&str, String)]) -> Option<Self> {
         let redis_url = redis_url()?;
         let db = TestDatabase::create(Backend::Postgres).await?;
         let serial = REDIS.lock().await;
@@ -103,6 +108,7 @@ impl Cluster {
             // Keys below are given up to 1,000,000 a minute (the default maximum is the default, 600).
             ("WJ_MAX_RATE_LIMIT_PER_MINUTE", "1000000".into()),
         ]);
+        env.extend(extra.iter().cloned());
         let env_for = |proxy: &CuttableProxy| {
             let mut env = env.clone();
             env.push(("WJ_REDIS_URL", format!("redis://127.0.0.1:{}", proxy.addr.port())));
@@ -288,6 +294,97 @@ async fn two_instances_share_sessions_keys_revocations_budgets_and_survive_redis
     assert!(recovered, "the shared limiter resumes when Redis is back");
     let (_, key) = cluster.create_key(json!({"name": "after outage"})).await;
     assert_eq!(cluster.me(&cluster.b, &key).await, 200);
+}
+
+/// A session request (`PATCH`, `POST` …) with a JSON body on `instance`: status and body.
+async fn session_json(cluster: &Cluster, method: reqwest::Method, instance: &Instance, path: &str, body: Value) -> (u16, Value) {
+    let response = cluster
+        .client
+        .request(method, instance.url(path))
+        .header(header::COOKIE, &cluster.cookie)
+        .header(header::ORIGIN, &instance.base)
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// `GET path` with `key` on `instance`: status and body.
+async fn key_get(cluster: &Cluster, instance: &Instance, path: &str, key: &str) -> (u16, Value) {
+    let response = cluster.client.get(instance.url(path)).header(header::AUTHORIZATION, format!("Bearer {key}")).send().await.expect("get");
+    (response.status().as_u16(), response.json().await.unwrap_or(Value::Null))
+}
+
+/// A chat completion with `key` on `instance`: the status.
+async fn key_chat(cluster: &Cluster, instance: &Instance, key: &str) -> u16 {
+    let body = json!({"model": "claude-4-sonnet", "messages": [{"role": "user", "content": "Hello, world!"}]});
+    let response = cluster.client.post(instance.url("/v1/chat/completions")).header(header::AUTHORIZATION, format!("Bearer {key}")).json(&body).send().await.expect("chat");
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "needs WJ_TEST_POSTGRES_URL and WJ_TEST_REDIS_URL"]
+async fn two_instances_share_key_edits_rolls_and_token_budgets_also_without_redis() {
+    let fake = crate::upstream::Fake::anthropic().await;
+    let providers = [("ANTHROPIC_API_KEY", "sk-ant-cluster-secret".to_owned()), ("ANTHROPIC_BASE_URL", format!("http://{}", fake.addr))];
+    let Some(cluster) = Cluster::start_with(&providers).await else {
+        required_env("WJ_TEST_POSTGRES_URL");
+        required_env("WJ_TEST_REDIS_URL");
+        unreachable!("the cluster starts whenever both are set");
+    };
+    let (a, b) = (&cluster.a, &cluster.b);
+    // Each fake completion costs 18 tokens.
+    let (id, key) = cluster
+        .create_key(json!({"name": "guarded", "permissions": ["inference", "keys:read"], "models": ["claude-4-sonnet"], "daily_token_limit": 30}))
+        .await;
+    let names = |models: &Value| models["data"].as_array().expect("data").iter().map(|m| m["id"].clone()).collect::<Vec<_>>();
+    for _ in 0..2 {
+        assert_eq!(key_get(&cluster, b, "/v1/keys", &key).await.0, 200, "warm B's cache");
+    }
+    assert_eq!(names(&key_get(&cluster, b, "/v1/models", &key).await.1), [json!("claude-4-sonnet")]);
+
+    // An edit on A holds on B from the very next request: permissions, then models.
+    let (status, _) = session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"permissions": ["inference"]})).await;
+    assert_eq!(status, 200);
+    assert_eq!(key_get(&cluster, b, "/v1/keys", &key).await.0, 403, "B still let the narrowed key list keys");
+    let (status, _) = session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"models": ["claude-4-opus"]})).await;
+    assert_eq!(status, 200);
+    assert_eq!(names(&key_get(&cluster, b, "/v1/models", &key).await.1), [json!("claude-4-opus")], "B served the old allow-list");
+    assert_eq!(key_chat(&cluster, b, &key).await, 403);
+    let (status, _) = session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"models": ["claude-4-sonnet"]})).await;
+    assert_eq!(status, 200);
+
+    // One budget across both: 18 on A, 36 on B (started under 30), then refused on both.
+    assert_eq!(key_chat(&cluster, a, &key).await, 200);
+    assert_eq!(key_chat(&cluster, b, &key).await, 200);
+    assert_eq!(key_chat(&cluster, a, &key).await, 429, "A did not see B's tokens");
+    assert_eq!(key_chat(&cluster, b, &key).await, 429);
+    assert_eq!(fake.requests().len(), 2);
+    // Without Redis the database still counts: still refused, and a raised budget serves again.
+    cluster.cut_redis();
+    assert_eq!(key_chat(&cluster, b, &key).await, 429, "Redis down: the budget was forgotten");
+    cluster.restore_redis();
+    cluster.wait_for_redis(a).await;
+    cluster.wait_for_redis(b).await;
+    let (status, _) = session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"daily_token_limit": 100})).await;
+    assert_eq!(status, 200);
+    assert_eq!(key_chat(&cluster, b, &key).await, 200, "the raised budget holds on B at once");
+
+    // A roll on A with no grace: B refuses the old key on the next request, accepts the new.
+    for _ in 0..2 {
+        assert_eq!(key_get(&cluster, b, "/v1/models", &key).await.0, 200, "warm B's cache");
+    }
+    let (status, rolled) = session_json(&cluster, reqwest::Method::POST, a, &format!("/v1/keys/{id}/roll"), json!({"expire_old_in_seconds": 0})).await;
+    assert_eq!(status, 201, "{rolled}");
+    assert_eq!(key_get(&cluster, b, "/v1/models", &key).await.0, 401, "B accepted a key rolled on A without grace");
+    let new_key = rolled["key"].as_str().expect("key");
+    assert_eq!(names(&key_get(&cluster, b, "/v1/models", new_key).await.1), [json!("claude-4-sonnet")], "the new key keeps the allow-list");
+    // The replacement starts with the day's tokens (54 of 100): 72, 90, 108, then refused.
+    assert_eq!(key_chat(&cluster, b, new_key).await, 200);
+    assert_eq!(key_chat(&cluster, a, new_key).await, 200);
+    assert_eq!(key_chat(&cluster, b, new_key).await, 200);
+    assert_eq!(key_chat(&cluster, a, new_key).await, 429, "rolling reset the budget");
 }
 
 /// Hammers a key on both instances and counts what was accepted after a revocation.

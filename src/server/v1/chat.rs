@@ -62,7 +62,6 @@ pub fn parse_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
             content((Object = "application/json"), (String = "text/event-stream"))),
         (status = 403, description = "`forbidden`: the credentials lack the `inference` permission, or the key may not use this model (`param`: `model`).", body = crate::server::error::ErrorBody),
         (status = 404, description = "`model_not_found`: no provider serves this model.", body = crate::server::error::ErrorBody),
-        (status = 429, description = "`rate_limited`: the key's rate limit; or type `insufficient_quota`, code `quota_exceeded`: the key's daily token budget is spent (`Retry-After`: until midnight UTC, `x-should-retry: false`).", body = crate::server::error::ErrorBody),
         (status = 502, description = "`upstream_error`: the provider is unreachable, failed or answered garbage.", body = crate::server::error::ErrorBody),
         (status = 504, description = "`upstream_timeout`: the provider did not answer in time.", body = crate::server::error::ErrorBody)))]
 pub async fn chat_completions(State(state): State<AppState>, principal: Principal, JsonBody(body): JsonBody) -> Result<Response, ApiError> {

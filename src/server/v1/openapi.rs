@@ -69,7 +69,9 @@ fn unauthorized() -> Response {
 fn rate_limited() -> Response {
     error_response(
         "`rate_limited`: the key's (or user's) budget is spent, or too many failed authentications came from this address; \
-         `upstream_rate_limited`: the model provider is rate limiting. Wait for `Retry-After`.",
+         `upstream_rate_limited`: the model provider is rate limiting. Wait for `Retry-After`. On inference, type \
+         `insufficient_quota` with code `quota_exceeded`: the key's daily token budget is spent (`Retry-After`: until \
+         midnight UTC; `x-should-retry: false`).",
         vec![
             ("Retry-After", integer_header("Seconds to wait before retrying (at least 1).")),
             ("retry-after-ms", integer_header("Milliseconds to wait before retrying.")),
@@ -127,7 +129,7 @@ impl Modify for Conventions {
         for (path, item) in doc.paths.paths.iter_mut() {
             let public = path.as_str() == PATH;
             let anthropic = path.as_str() == super::messages::PATH;
-            for operation in [item.get.as_mut(), item.post.as_mut(), item.delete.as_mut()].into_iter().flatten() {
+            for operation in [item.get.as_mut(), item.post.as_mut(), item.patch.as_mut(), item.delete.as_mut()].into_iter().flatten() {
                 if public {
                     operation.security = Some(Vec::new());
                     continue;
