@@ -205,11 +205,16 @@ async fn sign_in(base: &str, email: &str) -> String {
 
 /// Creates a key through the API with the session cookie.
 async fn create_key(base: &str, cookie: &str, rate_limit: u32) -> (i64, String) {
+    create_key_with(base, cookie, serde_json::json!({"name": "bench", "rate_limit_per_minute": rate_limit})).await
+}
+
+/// Creates a key with `body` through the API with the session cookie.
+async fn create_key_with(base: &str, cookie: &str, body: serde_json::Value) -> (i64, String) {
     let response = reqwest::Client::new()
         .post(format!("{base}/v1/keys"))
         .header("cookie", cookie)
         .header("origin", base)
-        .json(&serde_json::json!({"name": "bench", "rate_limit_per_minute": rate_limit}))
+        .json(&body)
         .send()
         .await
         .expect("create key");
@@ -297,6 +302,39 @@ async fn main() {
         auth.push((base, hot_row, random));
     }
     report.auth_overhead(&auth);
+
+    eprintln!("-- 1b. guardrails on the cached path");
+    let (_, guarded) = create_key_with(
+        &server.base,
+        &cookie,
+        serde_json::json!({"name": "guarded", "rate_limit_per_minute": 60_000_000, "models": ["bench-model", "bench-slow"], "daily_token_limit": 1_000_000_000u64}),
+    )
+    .await;
+    let mut guardrails = Vec::new();
+    for c in [1, 64] {
+        let plain_key = hot.clone();
+        let plain = measure(
+            &plan,
+            "GET /v1/models, key without guardrails",
+            server.addr,
+            c,
+            Arc::new(move |_, _| get("/v1/models", Some(&plain_key))),
+            StatusCode::OK,
+        )
+        .await;
+        let guarded_key = guarded.clone();
+        let with = measure(
+            &plan,
+            "GET /v1/models, key with a model allow-list and a daily token budget",
+            server.addr,
+            c,
+            Arc::new(move |_, _| get("/v1/models", Some(&guarded_key))),
+            StatusCode::OK,
+        )
+        .await;
+        guardrails.push((plain, with));
+    }
+    report.guardrails(&guardrails);
 
     eprintln!("-- 3. junk keys");
     let junk_bad: Arc<Vec<String>> = Arc::new((0..1000).map(|_| format!("{}x", &seed::fake_key()[..43])).collect());

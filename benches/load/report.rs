@@ -111,6 +111,22 @@ impl Report {
         self.body.push('\n');
     }
 
+    pub fn guardrails(&mut self, runs: &[(Row, Row)]) {
+        self.body.push_str("### 1b. Guardrails on the cached path\n\nThe same cached request with a key that has a model allow-list and a daily token budget (the list filters `/v1/models`; the budget is only read on inference) against a key without them.\n\n");
+        self.body.push_str(ROW_HEADER);
+        for (plain, guarded) in runs {
+            self.body.push_str(&row(plain, None));
+            self.body.push_str(&row(guarded, Some(plain)));
+            self.target(
+                &format!("cached /v1 with guardrails set, c={}", plain.concurrency),
+                "no slower (≥ 0.95×, the noise of one run)".into(),
+                format!("{:.2}×", guarded.throughput / plain.throughput),
+                guarded.throughput >= plain.throughput * 0.95,
+            );
+        }
+        self.body.push('\n');
+    }
+
     pub fn junk(&mut self, valid: &Row, bad: &Row, unknown: &Row, repeated: &Row) {
         self.body.push_str("## 3. Junk keys\n\nThrottling disabled for the measurement (`WJ_AUTH_FAILURES_PER_MINUTE` at its maximum), so each junk request is really checked. A well-formed key that turns out unknown costs one database read, then is remembered (a bounded negative cache): repeating it costs no read. With the default throttle, an address gets 429 for never-seen keys after 30 unknown ones a minute; keys it already sent (valid, revoked, remembered unknown) are answered as before.\n\n");
         self.body.push_str(ROW_HEADER);

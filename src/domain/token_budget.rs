@@ -77,11 +77,7 @@ impl TokenBudgets {
     }
 
     async fn stored(&self, key_id: i64, day: &str) -> Result<u64, DbErr> {
-        let row = daily::Entity::find()
-            .filter(daily::Column::ApiKeyId.eq(key_id))
-            .filter(daily::Column::Day.eq(day))
-            .one(&self.db)
-            .await?;
+        let row = daily::Entity::find().filter(daily::Column::ApiKeyId.eq(key_id)).filter(daily::Column::Day.eq(day)).one(&self.db).await?;
         Ok(row.map_or(0, |r| u64::try_from(r.tokens).unwrap_or(0)))
     }
 

@@ -368,7 +368,12 @@ impl IntoResponse for ApiError {
         let inner = *self.0;
         let rendered = Rendered { status: inner.status, message: inner.message.clone() };
         let body = ErrorBody {
-            error: ErrorDetail { message: inner.message, kind: inner.kind.unwrap_or(Self::error_type(inner.status)), code: inner.code, param: inner.param },
+            error: ErrorDetail {
+                message: inner.message,
+                kind: inner.kind.unwrap_or(Self::error_type(inner.status)),
+                code: inner.code,
+                param: inner.param,
+            },
         };
         let mut response = (inner.status, Json(body)).into_response();
         response.headers_mut().extend(inner.headers);

@@ -319,7 +319,14 @@ async fn key_get(cluster: &Cluster, instance: &Instance, path: &str, key: &str) 
 /// A chat completion with `key` on `instance`: the status.
 async fn key_chat(cluster: &Cluster, instance: &Instance, key: &str) -> u16 {
     let body = json!({"model": "claude-4-sonnet", "messages": [{"role": "user", "content": "Hello, world!"}]});
-    let response = cluster.client.post(instance.url("/v1/chat/completions")).header(header::AUTHORIZATION, format!("Bearer {key}")).json(&body).send().await.expect("chat");
+    let response = cluster
+        .client
+        .post(instance.url("/v1/chat/completions"))
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("chat");
     response.status().as_u16()
 }
 
@@ -336,7 +343,9 @@ async fn two_instances_share_key_edits_rolls_and_token_budgets_also_without_redi
     let (a, b) = (&cluster.a, &cluster.b);
     // Each fake completion costs 18 tokens.
     let (id, key) = cluster
-        .create_key(json!({"name": "guarded", "permissions": ["inference", "keys:read"], "models": ["claude-4-sonnet"], "daily_token_limit": 30}))
+        .create_key(
+            json!({"name": "guarded", "permissions": ["inference", "keys:read"], "models": ["claude-4-sonnet"], "daily_token_limit": 30}),
+        )
         .await;
     let names = |models: &Value| models["data"].as_array().expect("data").iter().map(|m| m["id"].clone()).collect::<Vec<_>>();
     for _ in 0..2 {
@@ -345,14 +354,17 @@ async fn two_instances_share_key_edits_rolls_and_token_budgets_also_without_redi
     assert_eq!(names(&key_get(&cluster, b, "/v1/models", &key).await.1), [json!("claude-4-sonnet")]);
 
     // An edit on A holds on B from the very next request: permissions, then models.
-    let (status, _) = session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"permissions": ["inference"]})).await;
+    let (status, _) =
+        session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"permissions": ["inference"]})).await;
     assert_eq!(status, 200);
     assert_eq!(key_get(&cluster, b, "/v1/keys", &key).await.0, 403, "B still let the narrowed key list keys");
-    let (status, _) = session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"models": ["claude-4-opus"]})).await;
+    let (status, _) =
+        session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"models": ["claude-4-opus"]})).await;
     assert_eq!(status, 200);
     assert_eq!(names(&key_get(&cluster, b, "/v1/models", &key).await.1), [json!("claude-4-opus")], "B served the old allow-list");
     assert_eq!(key_chat(&cluster, b, &key).await, 403);
-    let (status, _) = session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"models": ["claude-4-sonnet"]})).await;
+    let (status, _) =
+        session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"models": ["claude-4-sonnet"]})).await;
     assert_eq!(status, 200);
 
     // One budget across both: 18 on A, 36 on B (started under 30), then refused on both.
@@ -375,7 +387,8 @@ async fn two_instances_share_key_edits_rolls_and_token_budgets_also_without_redi
     for _ in 0..2 {
         assert_eq!(key_get(&cluster, b, "/v1/models", &key).await.0, 200, "warm B's cache");
     }
-    let (status, rolled) = session_json(&cluster, reqwest::Method::POST, a, &format!("/v1/keys/{id}/roll"), json!({"expire_old_in_seconds": 0})).await;
+    let (status, rolled) =
+        session_json(&cluster, reqwest::Method::POST, a, &format!("/v1/keys/{id}/roll"), json!({"expire_old_in_seconds": 0})).await;
     assert_eq!(status, 201, "{rolled}");
     assert_eq!(key_get(&cluster, b, "/v1/models", &key).await.0, 401, "B accepted a key rolled on A without grace");
     let new_key = rolled["key"].as_str().expect("key");

@@ -95,7 +95,16 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
         rate_limit_error.set(rate_limit_per_minute.as_ref().err().cloned());
         let (Ok(name), Ok(rate_limit_per_minute)) = (valid_name, rate_limit_per_minute) else { return };
         let expires_in_days = expiry.get_untracked().parse::<u32>().ok();
-        action.dispatch(CreateApiKey { request: CreateApiKeyRequest { name, permissions, expires_in_days, rate_limit_per_minute, models: None, daily_token_limit: None } });
+        action.dispatch(CreateApiKey {
+            request: CreateApiKeyRequest {
+                name,
+                permissions,
+                expires_in_days,
+                rate_limit_per_minute,
+                models: None,
+                daily_token_limit: None,
+            },
+        });
     };
 
     let input_class = move |invalid: bool| {

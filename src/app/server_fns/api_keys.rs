@@ -63,7 +63,10 @@ impl From<crate::domain::api_keys::ApiKeyError> for PortalError {
             }
             ApiKeyError::InvalidGrace => {
                 set_status(StatusCode::BAD_REQUEST);
-                PortalError::Invalid { field: "expire_old_in_seconds".into(), message: "Choose how long the old key keeps working: up to a week.".into() }
+                PortalError::Invalid {
+                    field: "expire_old_in_seconds".into(),
+                    message: "Choose how long the old key keeps working: up to a week.".into(),
+                }
             }
             ApiKeyError::NotActive(_) | ApiKeyError::AlreadyReplaced(_) => {
                 set_status(StatusCode::CONFLICT);
@@ -234,7 +237,10 @@ pub async fn edit_api_key(request: EditApiKeyRequest) -> Result<ApiKeyView, Port
         Some(days) if (1..=MAX_EXPIRY_DAYS).contains(&days) => Some(Some(chrono::Utc::now() + chrono::Duration::days(i64::from(days)))),
         Some(_) => {
             set_status(axum::http::StatusCode::BAD_REQUEST);
-            return Err(PortalError::Invalid { field: "expires_in_days".into(), message: "Choose an expiry between 1 day and 10 years.".into() });
+            return Err(PortalError::Invalid {
+                field: "expires_in_days".into(),
+                message: "Choose an expiry between 1 day and 10 years.".into(),
+            });
         }
     };
     let models = match request.models {
@@ -262,7 +268,8 @@ pub async fn roll_api_key(id: i64, expire_old_in_seconds: u64) -> Result<Created
     use crate::domain::api_keys::Grant;
     let (state, me) = signed_in()?;
     let grant = Grant::user(state.config.rate_limits());
-    let rolled = state.keys.roll(me.user.id, id, &grant, std::time::Duration::from_secs(expire_old_in_seconds), &audit_context(&me)).await?;
+    let rolled =
+        state.keys.roll(me.user.id, id, &grant, std::time::Duration::from_secs(expire_old_in_seconds), &audit_context(&me)).await?;
     Ok(CreatedApiKey { key: view_of(rolled.new, None), secret: rolled.key.into_secret(), replaces: Some(rolled.old.id) })
 }
 

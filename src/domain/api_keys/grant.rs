@@ -417,7 +417,11 @@ mod tests {
         let bigger = grant.narrow(NewKeyOptions { daily_token_limit: Some(1001), ..Default::default() }).unwrap_err();
         assert_eq!(bigger, GrantError::DailyTokenLimit { max: 1000 });
         // A user's grant bounds neither.
-        let user = Grant::user(LIMITS).narrow(NewKeyOptions { models: Some(models(&["z"])), daily_token_limit: Some(u64::MAX), ..Default::default() });
+        let user = Grant::user(LIMITS).narrow(NewKeyOptions {
+            models: Some(models(&["z"])),
+            daily_token_limit: Some(u64::MAX),
+            ..Default::default()
+        });
         assert!(user.is_ok());
     }
 

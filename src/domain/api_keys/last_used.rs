@@ -107,7 +107,11 @@ mod tests {
         assert_eq!(held.chars().count(), MAX_USER_AGENT_CHARS);
         let before = Arc::as_ptr(&held);
         tracker.touch(1, UseSite { ip: None, user_agent: Some(&agent) });
-        assert_eq!(Arc::as_ptr(&tracker.pending(1).expect("pending").user_agent.expect("agent")), before, "the same agent is not copied again");
+        assert_eq!(
+            Arc::as_ptr(&tracker.pending(1).expect("pending").user_agent.expect("agent")),
+            before,
+            "the same agent is not copied again"
+        );
         tracker.touch(1, UseSite { ip: None, user_agent: Some("") });
         assert_eq!(tracker.pending(1).expect("pending").user_agent, None, "an empty agent is none");
     }

@@ -573,7 +573,14 @@ impl ApiKeyService {
     /// returned once; the old key keeps working for `grace`, then answers like any expired
     /// key. Both count against one token budget (the new key's, which starts the day with
     /// what the old key spent). A key is rolled once: roll its replacement next time.
-    pub async fn roll(&self, owner: i64, id: i64, grant: &Grant, grace: std::time::Duration, ctx: &AuditContext) -> Result<RolledKey, ApiKeyError> {
+    pub async fn roll(
+        &self,
+        owner: i64,
+        id: i64,
+        grant: &Grant,
+        grace: std::time::Duration,
+        ctx: &AuditContext,
+    ) -> Result<RolledKey, ApiKeyError> {
         if grace.as_secs() > MAX_ROLL_GRACE_SECONDS {
             return Err(ApiKeyError::InvalidGrace);
         }
@@ -636,11 +643,7 @@ impl ApiKeyService {
                 (None, Some(_)) => ApiKeyError::NotActive(KeyStatus::Revoked),
                 (None, None) => ApiKeyError::NotActive(KeyStatus::Expired),
             })?;
-        Ok(RolledKey {
-            new: ApiKeyRecord::from_model(new),
-            key,
-            old: self.with_pending_use(ApiKeyRecord::from_model(old)),
-        })
+        Ok(RolledKey { new: ApiKeyRecord::from_model(new), key, old: self.with_pending_use(ApiKeyRecord::from_model(old)) })
     }
 
     /// One of the owner's keys, as stored; another user's id is [`ApiKeyError::NotFound`].
@@ -746,7 +749,13 @@ impl ApiKeyService {
         Ok((self.with_pending_use(record), revoked_now))
     }
 
-    async fn commit_revocation(&self, owner: i64, id: i64, name: &str, ctx: &AuditContext) -> Result<(Option<api_keys::Model>, bool), DbErr> {
+    async fn commit_revocation(
+        &self,
+        owner: i64,
+        id: i64,
+        name: &str,
+        ctx: &AuditContext,
+    ) -> Result<(Option<api_keys::Model>, bool), DbErr> {
         let txn = self.db.begin().await?;
         let result = api_keys::Entity::update_many()
             .col_expr(api_keys::Column::RevokedAt, Expr::value(Utc::now()))

@@ -301,15 +301,13 @@ fn key_query(query: Result<Query<ListKeysQuery>, QueryRejection>) -> Result<KeyQ
             .filter(|n| (1..=100).contains(n))
             .ok_or_else(|| ApiError::invalid_param("invalid_request", "limit", "limit must be a whole number from 1 to 100."))?,
     };
-    let before_id = match query.after.as_deref() {
-        None => None,
-        Some(text) => Some(
-            text.parse::<i64>()
-                .ok()
-                .filter(|id| *id > 0)
-                .ok_or_else(|| ApiError::invalid_param("invalid_request", "after", "after must be the id of a key (a positive number)."))?,
-        ),
-    };
+    let before_id =
+        match query.after.as_deref() {
+            None => None,
+            Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ApiError::invalid_param("invalid_request", "after", "after must be the id of a key (a positive number).")
+            })?),
+        };
     let search = query.search.filter(|s| !s.trim().is_empty());
     if search.as_ref().is_some_and(|s| s.chars().count() > 100) {
         return Err(ApiError::invalid_param("invalid_request", "search", "search may be at most 100 characters."));
@@ -332,7 +330,12 @@ pub async fn list(
     let query = key_query(query)?;
     let page = state.keys.page(principal.user_id, &query).await?;
     let last_id = page.keys.last().map(|k| k.id);
-    Ok(Json(KeyList { object: "list", data: page.keys.into_iter().map(KeyObject::from_record).collect(), has_more: page.has_more, last_id }))
+    Ok(Json(KeyList {
+        object: "list",
+        data: page.keys.into_iter().map(KeyObject::from_record).collect(),
+        has_more: page.has_more,
+        last_id,
+    }))
 }
 
 /// One of the caller's keys.
@@ -466,10 +469,8 @@ pub async fn roll(
         request.expire_old_in_seconds.unwrap_or(DEFAULT_ROLL_GRACE_SECONDS)
     };
     let grant = grant_of(&principal, state.config.rate_limits());
-    let rolled = state
-        .keys
-        .roll(principal.user_id, id, &grant, std::time::Duration::from_secs(grace), &audit(&principal, &ip.0, &headers))
-        .await?;
+    let rolled =
+        state.keys.roll(principal.user_id, id, &grant, std::time::Duration::from_secs(grace), &audit(&principal, &ip.0, &headers)).await?;
     let created = CreatedKey { key_object: KeyObject::from_record(rolled.new), key: rolled.key.into_secret() };
     Ok((StatusCode::CREATED, Json(RolledKey { created, replaces: rolled.old.id })).into_response())
 }

@@ -38,7 +38,8 @@ fn object(id: &str, provider: &str) -> ModelObject {
         (status = 403, description = "`forbidden`: the credentials lack the `inference` permission.", body = crate::server::error::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, principal: Principal) -> Result<Json<ModelList>, ApiError> {
     principal.require(Permission::Inference)?;
-    let data = state.gateway.models().filter(|(name, _)| principal.allows_model(name)).map(|(name, provider)| object(name, provider)).collect();
+    let data =
+        state.gateway.models().filter(|(name, _)| principal.allows_model(name)).map(|(name, provider)| object(name, provider)).collect();
     Ok(Json(ModelList { object: "list", data }))
 }
 
