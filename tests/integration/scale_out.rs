@@ -376,12 +376,18 @@ async fn two_instances_share_key_edits_rolls_and_token_budgets_also_without_redi
     // Without Redis the database still counts: still refused, and a raised budget serves again.
     cluster.cut_redis();
     assert_eq!(key_chat(&cluster, b, &key).await, 429, "Redis down: the budget was forgotten");
+    // An edit that cannot be announced to every instance is refused, and changes nothing.
+    let (status, error) =
+        session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"daily_token_limit": 1000})).await;
+    assert_eq!(status, 503, "{error}");
     cluster.restore_redis();
     cluster.wait_for_redis(a).await;
     cluster.wait_for_redis(b).await;
     let (status, _) = session_json(&cluster, reqwest::Method::PATCH, a, &format!("/v1/keys/{id}"), json!({"daily_token_limit": 100})).await;
     assert_eq!(status, 200);
     assert_eq!(key_chat(&cluster, b, &key).await, 200, "the raised budget holds on B at once");
+    let shown = cluster.client.get(a.url(&format!("/v1/keys/{id}"))).header(header::COOKIE, &cluster.cookie).send().await.expect("get");
+    assert_eq!(shown.json::<Value>().await.expect("json")["daily_token_limit"], 100, "the refused edit left no trace");
 
     // A roll on A with no grace: B refuses the old key on the next request, accepts the new.
     for _ in 0..2 {

@@ -254,7 +254,7 @@ impl From<ApiKeyError> for ApiError {
             ApiKeyError::TooManyKeys => ApiError::conflict("too_many_keys", error.to_string()),
             ApiKeyError::NotFound => ApiError::not_found("No API key with that id."),
             ApiKeyError::NotShared(_) => ApiError::unavailable_because(
-                "The revocation could not be made effective on every server right now; nothing was changed. Try again in a moment.",
+                "The change (a revocation, an edit or a roll) could not be made effective on every server right now; nothing was changed. Try again in a moment.",
             ),
             ApiKeyError::Database(e) => e.into(),
         }
