@@ -225,6 +225,38 @@ async fn no_secret_reaches_the_trace_logs_or_the_database_file() {
         .expect("revoke");
     assert_eq!(revoked.status(), 200);
     assert_eq!(client.get(format!("{base}/v1/me")).bearer_auth(&portal_key).send().await.expect("me").status(), 401);
+    // Edit and roll the /v1 key (through the API and the portal): the rolled key is a secret too.
+    let api_key_id = client
+        .get(format!("{base}/v1/me"))
+        .bearer_auth(&api_key)
+        .send()
+        .await
+        .expect("me")
+        .json::<Value>()
+        .await
+        .expect("json")["key"]["id"]
+        .clone();
+    let edited = client
+        .patch(format!("{base}/v1/keys/{api_key_id}"))
+        .bearer_auth(&api_key)
+        .json(&json!({"name": "second, edited", "models": ["gpt-public"], "daily_token_limit": 100000}))
+        .send()
+        .await
+        .expect("edit");
+    assert_eq!(edited.status(), 200);
+    let rolled: Value = client
+        .post(format!("{base}/api/roll_api_key"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, &base)
+        .form(&[("id", api_key_id.to_string()), ("expire_old_in_seconds", "60".to_owned())])
+        .send()
+        .await
+        .expect("roll")
+        .json()
+        .await
+        .expect("json");
+    let rolled_key = rolled["secret"].as_str().unwrap_or_else(|| panic!("the rolled key, once: {rolled}")).to_owned();
+    assert_eq!(client.get(format!("{base}/v1/me")).bearer_auth(&rolled_key).send().await.expect("me").status(), 200);
     tokio::time::sleep(Duration::from_millis(300)).await;
     let logout = client.post(format!("{base}/auth/logout")).header(header::COOKIE, &cookie).header(header::ORIGIN, &base).send().await;
     assert!(logout.expect("logout").status().is_redirection());
@@ -237,6 +269,7 @@ async fn no_secret_reaches_the_trace_logs_or_the_database_file() {
     let secrets: Vec<(&str, String)> = vec![
         ("the portal key", portal_key.clone()),
         ("the /v1 key", api_key.clone()),
+        ("the rolled key", rolled_key.clone()),
         ("the random part of the /v1 key", api_key[8..40].to_owned()),
         ("a near-miss key", near_miss),
         ("the session token", session.clone()),
@@ -251,7 +284,7 @@ async fn no_secret_reaches_the_trace_logs_or_the_database_file() {
     }
     let database = server.database_bytes();
     assert!(database.len() > 4096, "the database file was read");
-    for (what, secret) in &secrets[..5] {
+    for (what, secret) in &secrets[..6] {
         assert!(!contains(&database, secret), "{what} appears in the database file");
     }
     eprintln!(
