@@ -204,6 +204,19 @@ backend_tests! {
             assert_eq!((status, error["error"]["param"].as_str()), (403, Some(param)), "{body} → {error}");
         }
         assert_eq!(count_rows(&app, "api_keys").await, keys_before);
+        // Out-of-range guardrails on create: 400 (or 422 for the wrong type), naming the field.
+        for (body, status, param) in [
+            (json!({"name": "bad", "models": []}), 400, Some("models")),
+            (json!({"name": "bad", "models": ["no-such-model"]}), 400, Some("models")),
+            (json!({"name": "bad", "models": vec!["claude-4-sonnet"; 65]}), 400, Some("models")),
+            (json!({"name": "bad", "daily_token_limit": 0}), 400, Some("daily_token_limit")),
+            (json!({"name": "bad", "daily_token_limit": -5}), 422, None),
+            (json!({"name": "bad", "models": [1]}), 422, None),
+        ] {
+            let (got, error) = json_of(app.post_json("/v1/keys", &caller, body.clone()).await).await;
+            assert_eq!((got, error["error"]["param"].as_str()), (status, param), "{body} → {error}");
+        }
+        assert_eq!(count_rows(&app, "api_keys").await, keys_before);
         // Editing the child: models and budget may move within the writer's grant only, and
         // clearing them (every model, no budget) is wider than the writer has.
         let id = child["id"].clone();
