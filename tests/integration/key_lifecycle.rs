@@ -264,6 +264,9 @@ backend_tests! {
         let expires = old_now["expires_at"].as_i64().expect("an expiry now");
         assert!((rolled_at + 2..=rolled_at + 4).contains(&expires), "{expires} vs {rolled_at}");
         assert_eq!(status_of(&app, Method::GET, "/v1/models", &old_key, None).await, 200, "the old key still works");
+        // Its grace cannot be stretched by an edit.
+        let (status, error) = patch(&app, &caller, &id, json!({"expires_at": rolled_at + 3600})).await;
+        assert_eq!((status, error["error"]["param"].as_str()), (403, Some("expires_at")), "{error}");
         assert_eq!(status_of(&app, Method::GET, "/v1/models", &new_key, None).await, 200);
         // Rolled once: roll the replacement instead.
         let (status, error) = json_of(app.post_json(&format!("/v1/keys/{id}/roll"), &caller, json!({})).await).await;

@@ -68,7 +68,7 @@ impl From<crate::domain::api_keys::ApiKeyError> for PortalError {
                     message: "Choose how long the old key keeps working: up to a week.".into(),
                 }
             }
-            ApiKeyError::NotActive(_) | ApiKeyError::AlreadyReplaced(_) => {
+            ApiKeyError::NotActive(_) | ApiKeyError::AlreadyReplaced(_) | ApiKeyError::ChangedMeanwhile => {
                 set_status(StatusCode::CONFLICT);
                 let text = error.to_string();
                 PortalError::Limit(format!("{}{}.", text[..1].to_uppercase(), &text[1..]))

@@ -272,6 +272,9 @@ pub enum ApiKeyError {
     /// The key is revoked or expired: it can no longer be edited or rolled.
     #[error("this API key is {}; only an active key can be edited or rolled", .0.as_str())]
     NotActive(KeyStatus),
+    /// The key was revoked, rolled or edited while an edit was being made: nothing changed.
+    #[error("this API key changed while the edit was being made; nothing was changed: load it again and retry")]
+    ChangedMeanwhile,
     /// The key was rolled already: roll its replacement instead.
     #[error("this API key was already rolled and replaced by key {0}; roll that key instead")]
     AlreadyReplaced(i64),
@@ -545,26 +548,49 @@ impl ApiKeyService {
         if fields.is_empty() {
             return Ok(record);
         }
-        let mut update = api_keys::ActiveModel::from(row.clone());
-        if let Some(name) = name {
-            update.name = Set(name);
+        // Only the columns that change, and only if the key is still as read: the rules
+        // above (permissions narrow, the expiry moves earlier) were checked against it, and a
+        // concurrent roll or revocation must not be undone.
+        let mut update = api_keys::Entity::update_many()
+            .filter(api_keys::Column::Id.eq(id))
+            .filter(api_keys::Column::UserId.eq(owner))
+            .filter(api_keys::Column::RevokedAt.is_null())
+            .filter(api_keys::Column::Permissions.eq(row.permissions.clone()))
+            .filter(match row.expires_at {
+                Some(at) => api_keys::Column::ExpiresAt.eq(at),
+                None => api_keys::Column::ExpiresAt.is_null(),
+            });
+        for field in &fields {
+            update = match *field {
+                "name" => update.col_expr(api_keys::Column::Name, Expr::value(name.clone())),
+                "permissions" => update.col_expr(api_keys::Column::Permissions, Expr::value(terms.permissions.to_storage())),
+                "expires_at" => update.col_expr(api_keys::Column::ExpiresAt, Expr::value(terms.expires_at)),
+                "rate_limit_per_minute" => {
+                    update.col_expr(api_keys::Column::RateLimitPerMinute, Expr::value(terms.rate_limit_per_minute.map(|r| r as i32)))
+                }
+                "models" => update.col_expr(api_keys::Column::Models, Expr::value(terms.models.as_ref().map(ModelAllowList::to_storage))),
+                _ => update.col_expr(
+                    api_keys::Column::DailyTokenLimit,
+                    Expr::value(terms.daily_token_limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX))),
+                ),
+            };
         }
-        update.permissions = Set(terms.permissions.to_storage());
-        update.expires_at = Set(terms.expires_at);
-        update.rate_limit_per_minute = Set(terms.rate_limit_per_minute.map(|r| r as i32));
-        update.models = Set(terms.models.as_ref().map(ModelAllowList::to_storage));
-        update.daily_token_limit = Set(terms.daily_token_limit.map(|l| i64::try_from(l).unwrap_or(i64::MAX)));
         let hash = ApiKeyHash::from_slice(&row.key_hash).ok_or(ApiKeyError::NotFound)?;
         let changed = self
             .changing(&hash, async {
                 let txn = self.db.begin().await?;
-                let model = update.update(&txn).await?;
+                if update.exec(&txn).await?.rows_affected == 0 {
+                    txn.rollback().await?;
+                    return Ok(None);
+                }
+                let model = api_keys::Entity::find_by_id(id).one(&txn).await?.ok_or(DbErr::RecordNotFound("api key".into()))?;
                 let detail = serde_json::json!({ "name": model.name, "changed": fields });
                 audit::record_detailed(&txn, ctx, audit::action::API_KEY_EDIT, Some(format!("api_key:{id}")), Some(detail)).await?;
                 txn.commit().await?;
-                Ok(model)
+                Ok(Some(model))
             })
-            .await?;
+            .await?
+            .ok_or(ApiKeyError::ChangedMeanwhile)?;
         Ok(self.with_pending_use(ApiKeyRecord::from_model(changed)))
     }
 

@@ -245,7 +245,7 @@ impl From<ApiKeyError> for ApiError {
             ApiKeyError::InvalidGrace => {
                 ApiError::invalid_param("invalid_request", "expire_old_in_seconds", format!("{}.", upper_first(&error.to_string())))
             }
-            ApiKeyError::NotActive(_) | ApiKeyError::AlreadyReplaced(_) => {
+            ApiKeyError::NotActive(_) | ApiKeyError::AlreadyReplaced(_) | ApiKeyError::ChangedMeanwhile => {
                 ApiError::conflict("key_not_active", format!("{}.", upper_first(&error.to_string())))
             }
             ApiKeyError::BeyondGrant(beyond) => {
