@@ -245,9 +245,10 @@ impl From<ApiKeyError> for ApiError {
             ApiKeyError::InvalidGrace => {
                 ApiError::invalid_param("invalid_request", "expire_old_in_seconds", format!("{}.", upper_first(&error.to_string())))
             }
-            ApiKeyError::NotActive(_) | ApiKeyError::AlreadyReplaced(_) | ApiKeyError::ChangedMeanwhile => {
+            ApiKeyError::NotActive(_) | ApiKeyError::AlreadyReplaced(_) => {
                 ApiError::conflict("key_not_active", format!("{}.", upper_first(&error.to_string())))
             }
+            ApiKeyError::ChangedMeanwhile => ApiError::conflict("key_changed", format!("{}.", upper_first(&error.to_string()))),
             ApiKeyError::BeyondGrant(beyond) => {
                 ApiError::forbidden(format!("{}.", upper_first(&beyond.to_string()))).with_param(beyond.field())
             }
