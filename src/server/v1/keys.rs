@@ -411,7 +411,7 @@ pub async fn create(
         (status = 400, description = "`invalid_name`, `invalid_expiry`, `invalid_rate_limit`, `invalid_models` or `invalid_token_limit`: a field is out of range (`param` names it).", body = crate::server::error::ErrorBody),
         (status = 403, description = "`forbidden`: the credentials lack `keys:write`, or the edit would widen the key's permissions or expiry, or exceed the caller's own grant (`param` names the field).", body = crate::server::error::ErrorBody),
         (status = 404, description = "`not_found`: no key with that id among the caller's keys.", body = crate::server::error::ErrorBody),
-        (status = 409, description = "`key_not_active`: the key is revoked or expired.", body = crate::server::error::ErrorBody),
+        (status = 409, description = "`key_not_active`: the key is revoked or expired; `key_changed`: it was revoked, rolled or edited meanwhile (nothing changed: read it again).", body = crate::server::error::ErrorBody),
         (status = 422, description = "`invalid_request`: well-formed JSON that does not fit the schema (e.g. an unknown field, `null` for `name` or `permissions`).", body = crate::server::error::ErrorBody)))]
 pub async fn update(
     State(state): State<AppState>,
