@@ -13,7 +13,10 @@ use leptos_router::{
 
 use crate::app::{
     components::layout::{AppHeader, SettingsLayout},
-    pages::{api_keys::ApiKeysPage, login::LoginPage, not_found::NotFound, sessions::SessionsPage},
+    pages::{
+        api_keys::ApiKeysPage, key_detail::KeyDetailPage, login::LoginPage, not_found::NotFound, security_log::SecurityLogPage,
+        sessions::SessionsPage,
+    },
 };
 
 /// The HTML document around the app (server side only renders it).
@@ -59,7 +62,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=LoginPage />
                     <ParentRoute path=path!("/settings") view=SettingsLayout>
                         <Route path=path!("api-keys") view=ApiKeysPage />
+                        <Route path=path!("api-keys/:id") view=KeyDetailPage />
                         <Route path=path!("sessions") view=SessionsPage />
+                        <Route path=path!("security-log") view=SecurityLogPage />
                     </ParentRoute>
                 </Routes>
             </main>

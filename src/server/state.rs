@@ -51,6 +51,8 @@ pub struct Services {
     /// Upstream providers by public model name.
     pub gateway: Arc<crate::domain::providers::Registry>,
     pub usage: crate::domain::usage::UsageRecorder,
+    /// Reads the audit trail (the security log).
+    pub audit: crate::domain::audit::AuditLog,
     /// Redis, when several instances share state.
     pub shared: Option<Arc<crate::domain::shared_state::SharedState>>,
     pub sessions: SeaOrmSessionStore,
