@@ -7,6 +7,7 @@ pub mod server_fns;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{ParentRoute, Route, Router, Routes},
     path,
 };
@@ -62,7 +63,9 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=LoginPage />
                     <ParentRoute path=path!("/settings") view=SettingsLayout>
                         <Route path=path!("api-keys") view=ApiKeysPage />
-                        <Route path=path!("api-keys/:id") view=KeyDetailPage />
+                        // Async: the page waits for its data, so that another user's key id
+                        // answers with the 404 status, not only the 404 text.
+                        <Route path=path!("api-keys/:id") view=KeyDetailPage ssr=SsrMode::Async />
                         <Route path=path!("sessions") view=SessionsPage />
                         <Route path=path!("security-log") view=SecurityLogPage />
                     </ParentRoute>

@@ -155,7 +155,10 @@ mod event_tests {
         let ci = json!({"name": "CI"});
         assert_eq!(describe_event("api_key.create", Some("api_key:4"), Some(&ci)), "Created API key “CI”");
         assert_eq!(describe_event("api_key.revoke", Some("api_key:4"), Some(&ci)), "Revoked API key “CI”");
-        assert_eq!(describe_event("api_key.roll", Some("api_key:4"), Some(&json!({"name": "CI", "replaced_by": 5}))), "Rolled API key “CI”");
+        assert_eq!(
+            describe_event("api_key.roll", Some("api_key:4"), Some(&json!({"name": "CI", "replaced_by": 5}))),
+            "Rolled API key “CI”"
+        );
         let edit = json!({"name": "CI", "changed": ["rate_limit_per_minute", "models"]});
         assert_eq!(describe_event("api_key.edit", Some("api_key:4"), Some(&edit)), "Edited API key “CI” (rate limit, models)");
         assert_eq!(describe_event("api_key.edit", Some("api_key:4"), Some(&ci)), "Edited API key “CI”");

@@ -129,7 +129,13 @@ impl AuditLog {
 
     /// Up to `limit` (at most [`MAX_PAGE`]) of `user_id`'s events, newest first: only those
     /// older than `before_id` when given, only those on `target` (e.g. `api_key:42`) when given.
-    pub async fn list(&self, user_id: i64, before_id: Option<i64>, limit: u64, target: Option<&str>) -> Result<Vec<AuditEventRecord>, DbErr> {
+    pub async fn list(
+        &self,
+        user_id: i64,
+        before_id: Option<i64>,
+        limit: u64,
+        target: Option<&str>,
+    ) -> Result<Vec<AuditEventRecord>, DbErr> {
         self.fetch(user_id, before_id, limit.clamp(1, MAX_PAGE), target).await
     }
 

@@ -36,9 +36,15 @@ async fn events(app: &TestApp, key: &str, query: &str) -> (u16, Value) {
 async fn record_events(app: &TestApp, user_id: i64, prefix: &str, n: usize) {
     let ctx = AuditContext::new(Some(user_id), Some("203.0.113.7".parse().expect("ip")), Some("curl/8.5.0"));
     for i in 0..n {
-        audit::record_detailed(&app.state.db, &ctx, action::API_KEY_CREATE, Some(format!("api_key:{}", 1000 + i)), Some(json!({"name": format!("{prefix}{i}")})))
-            .await
-            .expect("event");
+        audit::record_detailed(
+            &app.state.db,
+            &ctx,
+            action::API_KEY_CREATE,
+            Some(format!("api_key:{}", 1000 + i)),
+            Some(json!({"name": format!("{prefix}{i}")})),
+        )
+        .await
+        .expect("event");
     }
 }
 
@@ -191,7 +197,8 @@ backend_tests! {
         assert_eq!(second.events.len(), 2);
         assert!(!second.has_more);
         assert_eq!(app.state.audit.newer_page(ada.id, all[0].id + 1, 4, None).await.expect("newer"), None);
-        assert_eq!(app.state.audit.newer_page(ada.id, all[5].id, 4, None).await.expect("newer"), Some(Some(all[0].id)));
+        // Before the oldest event (an empty page), the newer page holds the 4 oldest: the page before all[1].
+        assert_eq!(app.state.audit.newer_page(ada.id, all[5].id, 4, None).await.expect("newer"), Some(Some(all[1].id)));
     }
 
     async fn usage_is_bucketed_per_hour_and_day_for_one_key_of_one_owner(backend) {

@@ -137,7 +137,8 @@ pub fn render_svg(buckets: &[UsageBucketView], period: Period) -> String {
         );
         let _ = write!(svg, r#"<g class="bar"><title>{}</title>"#, escape(&title));
         // The whole column answers the pointer, so that empty buckets have their tooltip too.
-        let _ = write!(svg, r#"<rect x="{x:.2}" y="{REQUESTS_TOP}" width="{step:.2}" height="{}" fill="transparent"/>"#, AXIS_Y - REQUESTS_TOP);
+        let _ =
+            write!(svg, r#"<rect x="{x:.2}" y="{REQUESTS_TOP}" width="{step:.2}" height="{}" fill="transparent"/>"#, AXIS_Y - REQUESTS_TOP);
         for (value, max, top, colour) in
             [(b.requests, max_requests, REQUESTS_TOP, REQUESTS_COLOUR), (b.tokens, max_tokens, TOKENS_TOP, TOKENS_COLOUR)]
         {
@@ -199,7 +200,11 @@ mod tests {
     use super::*;
 
     fn buckets(values: &[(u64, u64)]) -> Vec<UsageBucketView> {
-        values.iter().enumerate().map(|(i, &(requests, tokens))| UsageBucketView { start: i as i64 * 3_600_000, requests, tokens }).collect()
+        values
+            .iter()
+            .enumerate()
+            .map(|(i, &(requests, tokens))| UsageBucketView { start: i as i64 * 3_600_000, requests, tokens })
+            .collect()
     }
 
     #[test]

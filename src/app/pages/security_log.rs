@@ -90,7 +90,8 @@ fn LogPage(page: SecurityLogView) -> impl IntoView {
 
 #[component]
 fn PageLink(href: Option<String>, label: &'static str) -> impl IntoView {
-    let class = "inline-flex items-center rounded-lg border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 shadow-xs";
+    let class =
+        "inline-flex items-center rounded-lg border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 shadow-xs";
     match href {
         Some(href) => view! { <A href=href attr:class=format!("{class} hover:bg-slate-50 focus-visible:outline-2 focus-visible:outline-sky-500")>{label}</A> }.into_any(),
         None => view! { <span aria-disabled="true" class=format!("{class} cursor-not-allowed opacity-50")>{label}</span> }.into_any(),

@@ -42,7 +42,12 @@ pub async fn security_log(before: Option<i64>) -> Result<SecurityLogView, Portal
         Some(before) => state.audit.newer_page(me.user.id, before, LOG_PAGE, None).await.map_err(unavailable)?,
     };
     let older = if page.has_more { page.events.last().map(|e| e.id) } else { None };
-    Ok(SecurityLogView { events: page.events.into_iter().map(event_view).collect(), older, newer, now_ms: chrono::Utc::now().timestamp_millis() })
+    Ok(SecurityLogView {
+        events: page.events.into_iter().map(event_view).collect(),
+        older,
+        newer,
+        now_ms: chrono::Utc::now().timestamp_millis(),
+    })
 }
 
 /// One of the signed-in user's keys with its usage (per hour for a day, per day for a month)

@@ -122,7 +122,11 @@ fn parse_query(raw: Option<&str>) -> Result<PageQuery, ApiError> {
             example = json!({"object": "list", "data": [{"id": 118, "object": "audit_event", "action": "api_key.create", "target": "api_key:42", "ip": "203.0.113.7", "user_agent": "curl/8.5.0", "detail": {"name": "Nightly evals"}, "created_at": 1767225600}], "has_more": true, "last_id": 118})),
         (status = 400, description = "`invalid_request`: `limit` or `after` is not a number, out of range or repeated (`param` names it).", body = crate::server::error::ErrorBody),
         (status = 403, description = "`forbidden`: the credentials lack the `keys:read` permission.", body = crate::server::error::ErrorBody)))]
-pub async fn list(State(state): State<AppState>, principal: Principal, RawQuery(query): RawQuery) -> Result<Json<AuditEventList>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    RawQuery(query): RawQuery,
+) -> Result<Json<AuditEventList>, ApiError> {
     principal.require(Permission::KeysRead)?;
     let query = parse_query(query.as_deref())?;
     let page = state.audit.page(principal.user_id, query.after, query.limit, None).await?;

@@ -218,7 +218,17 @@ mod tests {
                 }
             }
         }
-        for id in ["listModels", "createChatCompletion", "createMessage", "listKeys", "createKey", "getKey", "revokeKey", "getMe", "listAuditEvents"] {
+        for id in [
+            "listModels",
+            "createChatCompletion",
+            "createMessage",
+            "listKeys",
+            "createKey",
+            "getKey",
+            "revokeKey",
+            "getMe",
+            "listAuditEvents",
+        ] {
             assert!(ids.contains(id), "{id}");
         }
     }
