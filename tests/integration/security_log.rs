@@ -289,6 +289,13 @@ backend_tests! {
         let html = log_page.text().await.expect("html");
         assert!(html.contains("Signed in") && html.contains("Security log"), "the log page lists the sign-in");
 
+        // Malformed arguments are the caller's mistake; a path that is no id is not found.
+        assert_eq!(ada.server_fn(&app, "api_key_detail", "id=abc").await.status(), 400);
+        assert_eq!(ada.server_fn(&app, "api_key_detail", "id=9223372036854775808").await.status(), 400);
+        assert_eq!(ada.server_fn(&app, "security_log", "before=abc").await.status(), 400);
+        assert_eq!(ada.get(&app.url("/settings/api-keys/abc")).await.status(), 404);
+        assert_eq!(ada.server_fn(&app, "api_key_detail", "id=987654321").await.status(), 404);
+
         // Mallory gets nothing of ada's.
         idp.set(|b| {
             b.sub = "2000002".into();
