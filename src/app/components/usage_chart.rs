@@ -176,7 +176,7 @@ pub fn UsageChart(title: &'static str, buckets: Vec<UsageBucketView>, period: Pe
     let tokens: u64 = buckets.iter().map(|b| b.tokens).sum();
     let svg = render_svg(&buckets, period);
     view! {
-        <figure class="rounded-xl border border-slate-200 bg-white p-4 shadow-xs sm:p-5">
+        <figure class="min-w-0 rounded-xl border border-slate-200 bg-white p-4 shadow-xs sm:p-5">
             <figcaption class="flex flex-wrap items-baseline justify-between gap-x-4 gap-y-1">
                 <span class="text-sm font-semibold text-slate-900">{title}</span>
                 <span class="flex items-center gap-4 text-xs text-slate-600">

@@ -52,7 +52,7 @@ pub fn KeyDetailPage() -> impl IntoView {
                         view! {
                             <section class="mt-6 rounded-xl border border-dashed border-slate-300 bg-white px-6 py-14 text-center">
                                 <h1 class="text-lg font-semibold text-slate-900">{message}</h1>
-                                <p class="mt-1 text-sm text-slate-600">"It may have been created by another account, or the link may be mistyped."</p>
+                                <p class="mt-1 text-sm text-slate-600">"Check the link, or open the key from your list of API keys."</p>
                                 <A href="/settings/api-keys" attr:class="mt-6 inline-flex rounded-lg bg-slate-900 px-4 py-2 text-sm font-semibold text-white shadow-sm hover:bg-slate-700">"Back to API Keys"</A>
                             </section>
                         }.into_any()
@@ -211,7 +211,7 @@ fn KeyDetail(detail: KeyDetailView) -> impl IntoView {
         </div>
         <h2 class="mt-8 text-base font-semibold text-slate-900">"Usage"</h2>
         <p class="mt-0.5 text-sm text-slate-600">"Requests made with this key and the tokens they used (prompt and completion), in UTC."</p>
-        <div class="mt-3 grid gap-6">
+        <div class="mt-3 grid grid-cols-1 gap-6">
             <UsageChart title="Last 24 hours, per hour" buckets=hourly period=Period::Hours />
             <UsageChart title="Last 30 days, per day" buckets=daily period=Period::Days />
         </div>
@@ -225,10 +225,10 @@ fn KeyDetail(detail: KeyDetailView) -> impl IntoView {
                         <caption class="sr-only">"Changes to this key, newest first"</caption>
                         <thead class="whitespace-nowrap border-b border-slate-200 bg-slate-50 text-xs font-semibold uppercase tracking-wide text-slate-500">
                             <tr>
-                                <th scope="col" class="w-32 px-4 py-3 sm:w-44">"When"</th>
+                                <th scope="col" class="w-32 px-4 py-3 sm:w-52">"When"</th>
                                 <th scope="col" class="px-4 py-3">"Event"</th>
                                 <th scope="col" class="hidden w-36 px-4 py-3 lg:table-cell">"IP address"</th>
-                                <th scope="col" class="hidden w-40 px-4 py-3 lg:table-cell">"Browser"</th>
+                                <th scope="col" class="hidden w-44 px-4 py-3 lg:table-cell">"Browser"</th>
                             </tr>
                         </thead>
                         <tbody class="divide-y divide-slate-100">

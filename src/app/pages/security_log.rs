@@ -66,10 +66,10 @@ fn LogPage(page: SecurityLogView) -> impl IntoView {
                 <caption class="sr-only">"Security events, newest first"</caption>
                 <thead class="whitespace-nowrap border-b border-slate-200 bg-slate-50 text-xs font-semibold uppercase tracking-wide text-slate-500">
                     <tr>
-                        <th scope="col" class="w-32 px-4 py-3 sm:w-44">"When"</th>
+                        <th scope="col" class="w-32 px-4 py-3 sm:w-52">"When"</th>
                         <th scope="col" class="px-4 py-3">"Event"</th>
                         <th scope="col" class="hidden w-36 px-4 py-3 lg:table-cell">"IP address"</th>
-                        <th scope="col" class="hidden w-40 px-4 py-3 lg:table-cell">"Browser"</th>
+                        <th scope="col" class="hidden w-44 px-4 py-3 lg:table-cell">"Browser"</th>
                     </tr>
                 </thead>
                 <tbody class="divide-y divide-slate-100">
