@@ -111,11 +111,20 @@ pub struct SecurityLogView {
     pub events: Vec<AuditEventView>,
     /// The `before` of the next older page, when there is one.
     pub older: Option<i64>,
-    /// The newer page: `None` on the first page, `Some(None)` when it is the first page,
-    /// `Some(Some(id))` when it is the page before `id`.
-    pub newer: Option<Option<i64>>,
+    /// The newer page; `None` on the first page.
+    pub newer: Option<PageCursor>,
     /// The server's clock (Unix milliseconds), for "5 minutes ago".
     pub now_ms: i64,
+}
+
+/// Where a page of the security log starts (an enum rather than `Option<Option<i64>>`, which
+/// JSON cannot tell from `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PageCursor {
+    /// The newest page.
+    First,
+    /// The page of the events older than this id.
+    Before(i64),
 }
 
 /// Requests and tokens of one hour or one day (UTC).

@@ -267,6 +267,11 @@ backend_tests! {
         assert_eq!(actions, ["api_key.create", "session.sign_in"]);
         assert_eq!(log["newer"], Value::Null);
         assert_eq!(log["older"], Value::Null);
+        // The page before the newest event: the sign-in, and a way back to the first page.
+        let newest = log["events"][0]["id"].as_i64().expect("id");
+        let back: Value = ada.server_fn(&app, "security_log", &format!("before={newest}")).await.json().await.expect("json");
+        assert_eq!(back["events"].as_array().expect("events").len(), 1);
+        assert_eq!(back["newer"], json!("First"), "{back}");
 
         let detail = ada.server_fn(&app, "api_key_detail", &format!("id={}", record.id)).await;
         assert_eq!(detail.status(), 200);

@@ -8,7 +8,7 @@ use leptos_router::{components::A, hooks::use_query_map};
 use crate::{
     app::{components::icons::ShieldIcon, pages::sessions::go_to_login, server_fns::security_log},
     display::{describe_event, describe_user_agent, event_key_id, format_date_time, format_relative},
-    wire::{AuditEventView, PortalError, SecurityLogView},
+    wire::{AuditEventView, PageCursor, PortalError, SecurityLogView},
 };
 
 /// The user's security log.
@@ -55,8 +55,8 @@ fn LogPage(page: SecurityLogView) -> impl IntoView {
     }
     let now_ms = page.now_ms;
     let newer_href = page.newer.map(|cursor| match cursor {
-        None => "/settings/security-log".to_owned(),
-        Some(id) => format!("/settings/security-log?before={id}"),
+        PageCursor::First => "/settings/security-log".to_owned(),
+        PageCursor::Before(id) => format!("/settings/security-log?before={id}"),
     });
     let older_href = page.older.map(|id| format!("/settings/security-log?before={id}"));
     let count = page.events.len();

@@ -3,6 +3,8 @@
 
 use leptos::prelude::*;
 
+#[cfg(feature = "ssr")]
+use crate::wire::PageCursor;
 use crate::wire::{KeyDetailView, PortalError, SecurityLogView};
 
 /// Events on a page of the security log.
@@ -39,7 +41,10 @@ pub async fn security_log(before: Option<i64>) -> Result<SecurityLogView, Portal
     let page = state.audit.page(me.user.id, before, LOG_PAGE, None).await.map_err(unavailable)?;
     let newer = match before {
         None => None,
-        Some(before) => state.audit.newer_page(me.user.id, before, LOG_PAGE, None).await.map_err(unavailable)?,
+        Some(before) => state.audit.newer_page(me.user.id, before, LOG_PAGE, None).await.map_err(unavailable)?.map(|cursor| match cursor {
+            None => PageCursor::First,
+            Some(id) => PageCursor::Before(id),
+        }),
     };
     let older = if page.has_more { page.events.last().map(|e| e.id) } else { None };
     Ok(SecurityLogView {
