@@ -107,16 +107,23 @@ pub fn render_svg(buckets: &[UsageBucketView], period: Period) -> String {
         let base = top + PANEL;
         let _ = write!(
             svg,
-            r##"<text x="{LEFT}" y="{}" fill="#334155" font-weight="600">{label}</text><line x1="{LEFT}" x2="{}" y1="{top}" y2="{top}" stroke="#e2e8f0" stroke-dasharray="3 3"/><line x1="{LEFT}" x2="{}" y1="{base}" y2="{base}" stroke="#cbd5e1"/><text x="{}" y="{}" fill="#64748b" text-anchor="end">{}</text><text x="{}" y="{}" fill="#64748b" text-anchor="end">0</text>"##,
+            r##"<text x="{LEFT}" y="{}" fill="#334155" font-weight="600">{label}</text><line x1="{LEFT}" x2="{}" y1="{top}" y2="{top}" stroke="#e2e8f0" stroke-dasharray="3 3"/><line x1="{LEFT}" x2="{}" y1="{base}" y2="{base}" stroke="#cbd5e1"/><text x="{}" y="{}" fill="#64748b" text-anchor="end">0</text>"##,
             top - 8.0,
             WIDTH - RIGHT,
             WIDTH - RIGHT,
             LEFT - 6.0,
-            top + 4.0,
-            compact_count(max),
-            LEFT - 6.0,
             base + 4.0,
         );
+        if max > 0 {
+            // The scale's top: the busiest bucket.
+            let _ = write!(
+                svg,
+                r##"<text x="{}" y="{}" fill="#64748b" text-anchor="end">{}</text>"##,
+                LEFT - 6.0,
+                top + 4.0,
+                compact_count(max)
+            );
+        }
         if max == 0 {
             let _ = write!(
                 svg,
@@ -227,6 +234,7 @@ mod tests {
         assert_eq!(svg.matches("<title>").count(), 30);
         assert!(!svg.contains(REQUESTS_COLOUR) && !svg.contains(TOKENS_COLOUR));
         assert!(svg.contains("No requests in this period") && svg.contains("no requests."));
+        assert_eq!(svg.matches(">0<").count(), 2, "one zero per panel, no scale top");
         assert!(!svg.contains("NaN") && !svg.contains("inf"));
         assert!(render_svg(&[], Period::Days).ends_with("</svg>"));
     }
