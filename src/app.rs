@@ -7,13 +7,17 @@ pub mod server_fns;
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
+    SsrMode,
     components::{ParentRoute, Route, Router, Routes},
     path,
 };
 
 use crate::app::{
     components::layout::{AppHeader, SettingsLayout},
-    pages::{api_keys::ApiKeysPage, login::LoginPage, not_found::NotFound, sessions::SessionsPage},
+    pages::{
+        api_keys::ApiKeysPage, key_detail::KeyDetailPage, login::LoginPage, not_found::NotFound, security_log::SecurityLogPage,
+        sessions::SessionsPage,
+    },
 };
 
 /// The HTML document around the app (server side only renders it).
@@ -59,7 +63,11 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("/login") view=LoginPage />
                     <ParentRoute path=path!("/settings") view=SettingsLayout>
                         <Route path=path!("api-keys") view=ApiKeysPage />
+                        // Async: the page waits for its data, so that another user's key id
+                        // answers with the 404 status, not only the 404 text.
+                        <Route path=path!("api-keys/:id") view=KeyDetailPage ssr=SsrMode::Async />
                         <Route path=path!("sessions") view=SessionsPage />
+                        <Route path=path!("security-log") view=SecurityLogPage />
                     </ParentRoute>
                 </Routes>
             </main>

@@ -1,5 +1,5 @@
-//! How the portal shows values: dates (in UTC, the same on the server and in the browser)
-//! and browsers (from their user agent).
+//! How the portal shows values: dates (in UTC, the same on the server and in the browser),
+//! browsers (from their user agent) and security-log events (in words).
 
 /// Formats unix milliseconds as a short UTC date ("Nov 27, 2026").
 pub fn format_date(ms: i64) -> String {
@@ -9,6 +9,65 @@ pub fn format_date(ms: i64) -> String {
 /// Formats unix milliseconds as date and time in UTC ("Nov 27, 2026, 21:45 UTC").
 pub fn format_date_time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms).map(|d| d.format("%b %-d, %Y, %H:%M UTC").to_string()).unwrap_or_default()
+}
+
+/// How long before `now_ms` the time `ms` was, in words ("just now", "5 minutes ago",
+/// "3 hours ago", "2 days ago"); past a month, the date.
+pub fn format_relative(ms: i64, now_ms: i64) -> String {
+    let seconds = (now_ms - ms).max(0) / 1_000;
+    let plural = |n: i64, unit: &str| if n == 1 { format!("1 {unit} ago") } else { format!("{n} {unit}s ago") };
+    match seconds {
+        0..=59 => "just now".to_owned(),
+        60..=3_599 => plural(seconds / 60, "minute"),
+        3_600..=86_399 => plural(seconds / 3_600, "hour"),
+        86_400..=2_591_999 => plural(seconds / 86_400, "day"),
+        _ => format_date(ms),
+    }
+}
+
+/// A key field of an audit event's `changed` list, in words.
+fn field_in_words(field: &str) -> String {
+    match field {
+        "rate_limit_per_minute" | "rate_limit" => "rate limit".to_owned(),
+        "daily_token_limit" => "daily token budget".to_owned(),
+        "expires_at" | "expires_in_days" | "expiry" => "expiry".to_owned(),
+        other => other.replace('_', " "),
+    }
+}
+
+/// What an audit event says happened, in words ("Created API key “CI”", "Edited API key
+/// “CI” (rate limit, models)"). Without a name in `detail`, the key's id from `target`.
+pub fn describe_event(action: &str, target: Option<&str>, detail: Option<&serde_json::Value>) -> String {
+    let name = detail.and_then(|d| d.get("name")).and_then(|n| n.as_str()).map(|n| format!("“{n}”"));
+    let key = || {
+        name.clone()
+            .or_else(|| target.and_then(|t| t.strip_prefix("api_key:")).map(|id| format!("#{id}")))
+            .map(|k| format!("API key {k}"))
+            .unwrap_or_else(|| "an API key".to_owned())
+    };
+    match action {
+        "session.sign_in" => "Signed in".to_owned(),
+        "session.sign_out" => "Signed out".to_owned(),
+        "session.revoke" => "Signed out another session".to_owned(),
+        "session.sign_out_everywhere" => "Signed out everywhere".to_owned(),
+        "api_key.create" => format!("Created {}", key()),
+        "api_key.revoke" => format!("Revoked {}", key()),
+        "api_key.roll" => format!("Rolled {}", key()),
+        "api_key.edit" => {
+            let changed: Vec<String> = detail
+                .and_then(|d| d.get("changed"))
+                .and_then(|c| c.as_array())
+                .map(|fields| fields.iter().filter_map(|f| f.as_str()).map(field_in_words).collect())
+                .unwrap_or_default();
+            if changed.is_empty() { format!("Edited {}", key()) } else { format!("Edited {} ({})", key(), changed.join(", ")) }
+        }
+        other => other.to_owned(),
+    }
+}
+
+/// The id of the API key an audit event's target names (`api_key:42` → 42).
+pub fn event_key_id(target: Option<&str>) -> Option<i64> {
+    target?.strip_prefix("api_key:")?.parse().ok()
 }
 
 /// A short description of a browser from its User-Agent ("Chrome on macOS").
@@ -78,5 +137,51 @@ mod date_tests {
     fn dates_are_formatted_in_utc() {
         assert_eq!(format_date(1_795_815_900_000), "Nov 27, 2026");
         assert_eq!(format_date_time(1_795_815_900_000), "Nov 27, 2026, 21:45 UTC");
+    }
+}
+
+#[cfg(test)]
+mod event_tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn events_are_told_in_words() {
+        assert_eq!(describe_event("session.sign_in", Some("session:7"), None), "Signed in");
+        assert_eq!(describe_event("session.sign_out", None, None), "Signed out");
+        assert_eq!(describe_event("session.revoke", Some("session:8"), None), "Signed out another session");
+        assert_eq!(describe_event("session.sign_out_everywhere", None, None), "Signed out everywhere");
+        let ci = json!({"name": "CI"});
+        assert_eq!(describe_event("api_key.create", Some("api_key:4"), Some(&ci)), "Created API key “CI”");
+        assert_eq!(describe_event("api_key.revoke", Some("api_key:4"), Some(&ci)), "Revoked API key “CI”");
+        assert_eq!(
+            describe_event("api_key.roll", Some("api_key:4"), Some(&json!({"name": "CI", "replaced_by": 5}))),
+            "Rolled API key “CI”"
+        );
+        let edit = json!({"name": "CI", "changed": ["rate_limit_per_minute", "models"]});
+        assert_eq!(describe_event("api_key.edit", Some("api_key:4"), Some(&edit)), "Edited API key “CI” (rate limit, models)");
+        assert_eq!(describe_event("api_key.edit", Some("api_key:4"), Some(&ci)), "Edited API key “CI”");
+    }
+
+    #[test]
+    fn events_without_detail_fall_back_to_the_target() {
+        assert_eq!(describe_event("api_key.create", Some("api_key:42"), None), "Created API key #42");
+        assert_eq!(describe_event("api_key.revoke", None, Some(&json!("odd"))), "Revoked an API key");
+        assert_eq!(describe_event("something.new", None, None), "something.new");
+        assert_eq!(event_key_id(Some("api_key:42")), Some(42));
+        assert_eq!(event_key_id(Some("session:42")), None);
+    }
+
+    #[test]
+    fn relative_times() {
+        let now = 1_795_815_900_000;
+        assert_eq!(format_relative(now - 5_000, now), "just now");
+        assert_eq!(format_relative(now + 5_000, now), "just now");
+        assert_eq!(format_relative(now - 60_000, now), "1 minute ago");
+        assert_eq!(format_relative(now - 5 * 60_000, now), "5 minutes ago");
+        assert_eq!(format_relative(now - 3 * 3_600_000, now), "3 hours ago");
+        assert_eq!(format_relative(now - 2 * 86_400_000, now), "2 days ago");
+        assert_eq!(format_relative(now - 40 * 86_400_000, now), "Oct 18, 2026");
     }
 }

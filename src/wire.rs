@@ -141,6 +141,69 @@ pub struct SessionView {
     pub current: bool,
 }
 
+/// One event of the security log (never a secret: `detail` names what changed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEventView {
+    pub id: i64,
+    /// `session.sign_in`, `api_key.create`, … (see `domain::audit::action`).
+    pub action: String,
+    /// `api_key:42`, `session:7`, …
+    pub target: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    /// What changed (`{"name": …, "changed": […]}`), when the event says.
+    pub detail: Option<serde_json::Value>,
+    /// Unix milliseconds.
+    pub created_at: i64,
+}
+
+/// A page of the security log, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecurityLogView {
+    pub events: Vec<AuditEventView>,
+    /// The `before` of the next older page, when there is one.
+    pub older: Option<i64>,
+    /// The newer page; `None` on the first page.
+    pub newer: Option<PageCursor>,
+    /// The server's clock (Unix milliseconds), for "5 minutes ago".
+    pub now_ms: i64,
+}
+
+/// Where a page of the security log starts (an enum rather than `Option<Option<i64>>`, which
+/// JSON cannot tell from `None`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PageCursor {
+    /// The newest page.
+    First,
+    /// The page of the events older than this id.
+    Before(i64),
+}
+
+/// Requests and tokens of one hour or one day (UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageBucketView {
+    /// The bucket's start, Unix milliseconds.
+    pub start: i64,
+    pub requests: u64,
+    pub tokens: u64,
+}
+
+/// Everything the key detail page shows.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyDetailView {
+    pub key: ApiKeyView,
+    /// The name of the key that replaced this one, when it was rolled.
+    pub replaced_by_name: Option<String>,
+    /// The last 24 hours, hour by hour, oldest first.
+    pub hourly: Vec<UsageBucketView>,
+    /// The last 30 days, day by day, oldest first.
+    pub daily: Vec<UsageBucketView>,
+    /// The key's latest audit events, newest first.
+    pub events: Vec<AuditEventView>,
+    /// The server's clock (Unix milliseconds).
+    pub now_ms: i64,
+}
+
 /// Errors the portal's server functions answer with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum PortalError {

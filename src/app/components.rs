@@ -7,3 +7,4 @@ pub mod icons;
 pub mod key_table;
 pub mod layout;
 pub mod revoke_key_dialog;
+pub mod usage_chart;

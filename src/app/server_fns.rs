@@ -4,10 +4,12 @@
 
 pub mod account;
 pub mod api_keys;
+pub mod security_log;
 pub mod sessions;
 
 pub use account::*;
 pub use api_keys::*;
+pub use security_log::*;
 pub use sessions::*;
 
 #[cfg(feature = "ssr")]

@@ -161,6 +161,102 @@ impl UsageRecorder {
     }
 }
 
+/// How finely [`UsageRecorder::series`] buckets a key's usage (in UTC).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Granularity {
+    /// The last 24 hours, this hour included.
+    Hour,
+    /// The last 30 days, today included.
+    Day,
+}
+
+impl Granularity {
+    /// The bucket's length in seconds.
+    pub fn seconds(self) -> i64 {
+        match self {
+            Self::Hour => 3_600,
+            Self::Day => 86_400,
+        }
+    }
+
+    /// How many buckets a series has.
+    pub fn buckets(self) -> i64 {
+        match self {
+            Self::Hour => 24,
+            Self::Day => 30,
+        }
+    }
+
+    /// The start of the first bucket of the series that ends with the bucket holding `now`.
+    pub fn series_start(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let current = now.timestamp().div_euclid(self.seconds());
+        DateTime::from_timestamp((current - self.buckets() + 1) * self.seconds(), 0).unwrap_or(now)
+    }
+}
+
+/// One bucket of a key's usage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct UsageBucket {
+    /// The bucket's start (UTC, on the hour or at midnight).
+    pub start: DateTime<Utc>,
+    pub requests: u64,
+    /// Prompt + completion tokens.
+    pub tokens: u64,
+}
+
+/// The series of `granularity` ending with `now`, from the counts by bucket number (Unix
+/// seconds / bucket length): every bucket present, empty ones as zeros.
+fn fill_series(granularity: Granularity, now: DateTime<Utc>, counts: &HashMap<i64, (u64, u64)>) -> Vec<UsageBucket> {
+    let first = granularity.series_start(now).timestamp().div_euclid(granularity.seconds());
+    (first..first + granularity.buckets())
+        .map(|n| {
+            let (requests, tokens) = counts.get(&n).copied().unwrap_or_default();
+            let start = DateTime::from_timestamp(n * granularity.seconds(), 0).unwrap_or(now);
+            UsageBucket { start, requests, tokens }
+        })
+        .collect()
+}
+
+/// The SQL of a row's bucket number (Unix seconds of `created_at` / `seconds`): the backends
+/// spell "Unix seconds" differently.
+fn bucket_sql(backend: sea_orm::DatabaseBackend, seconds: i64) -> String {
+    match backend {
+        sea_orm::DatabaseBackend::Postgres => format!("CAST(FLOOR(EXTRACT(EPOCH FROM created_at) / {seconds}) AS BIGINT)"),
+        // SQLite (and anything else sea-orm may grow) reads the stored RFC 3339 text.
+        _ => format!("(CAST(strftime('%s', created_at) AS INTEGER) / {seconds})"),
+    }
+}
+
+impl UsageRecorder {
+    /// Requests and tokens of key `key_id` of `user_id` per hour (the last 24 hours) or per
+    /// day (the last 30 days) up to `now`, oldest first, empty buckets as zeros. Another
+    /// user's key has no usage here (callers check the key is the user's first).
+    pub async fn series(&self, user_id: i64, key_id: i64, granularity: Granularity, now: DateTime<Utc>) -> Result<Vec<UsageBucket>, DbErr> {
+        #[derive(FromQueryResult)]
+        struct Row {
+            bucket: i64,
+            requests: i64,
+            tokens: Option<i64>,
+        }
+        let bucket = bucket_sql(self.db.get_database_backend(), granularity.seconds());
+        let rows = usage_events::Entity::find()
+            .select_only()
+            .column_as(Expr::cust(bucket.clone()), "bucket")
+            .column_as(Expr::cust("COUNT(*)"), "requests")
+            .column_as(Expr::cust("CAST(SUM(prompt_tokens + completion_tokens) AS BIGINT)"), "tokens")
+            .filter(usage_events::Column::UserId.eq(user_id))
+            .filter(usage_events::Column::ApiKeyId.eq(key_id))
+            .filter(usage_events::Column::CreatedAt.gte(granularity.series_start(now)))
+            .filter(usage_events::Column::CreatedAt.lte(now))
+            .group_by(Expr::cust(bucket))
+            .into_model::<Row>()
+            .all(&self.db)
+            .await?;
+        let counts = rows.into_iter().map(|r| (r.bucket, (r.requests.max(0) as u64, r.tokens.unwrap_or(0).max(0) as u64))).collect();
+        Ok(fill_series(granularity, now, &counts))
+    }
+}
+
 async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<UsageRecord>) {
     let mut batch = Vec::with_capacity(BATCH);
     loop {
@@ -203,4 +299,35 @@ async fn insert(db: &DatabaseConnection, batch: &[UsageRecord]) -> Result<(), Db
     });
     usage_events::Entity::insert_many(rows).exec_without_returning(db).await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod series_tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text).expect("time").with_timezone(&Utc)
+    }
+
+    #[test]
+    fn series_start_on_whole_utc_hours_and_days() {
+        let now = at("2026-11-30T05:57:08Z");
+        assert_eq!(Granularity::Hour.series_start(now), at("2026-11-29T06:00:00Z"));
+        assert_eq!(Granularity::Day.series_start(now), at("2026-11-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn empty_buckets_are_zeros_and_counts_land_in_theirs() {
+        let now = at("2026-11-30T05:57:08Z");
+        let this_hour = now.timestamp().div_euclid(3_600);
+        let counts = HashMap::from([(this_hour, (3, 120)), (this_hour - 23, (1, 5)), (this_hour - 24, (9, 9))]);
+        let series = fill_series(Granularity::Hour, now, &counts);
+        assert_eq!(series.len(), 24);
+        assert_eq!(series[0], UsageBucket { start: at("2026-11-29T06:00:00Z"), requests: 1, tokens: 5 });
+        assert_eq!(series[23], UsageBucket { start: at("2026-11-30T05:00:00Z"), requests: 3, tokens: 120 });
+        assert!(series[1..23].iter().all(|b| b.requests == 0 && b.tokens == 0));
+        let days = fill_series(Granularity::Day, now, &HashMap::new());
+        assert_eq!(days.len(), 30);
+        assert_eq!(days[29].start, at("2026-11-30T00:00:00Z"));
+    }
 }

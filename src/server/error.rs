@@ -240,6 +240,11 @@ impl ApiError {
         &self.0.message
     }
 
+    /// The request parameter at fault, if any.
+    pub fn param(&self) -> Option<&'static str> {
+        self.0.param
+    }
+
     /// The OpenAI error `type` for a status.
     pub fn error_type(status: StatusCode) -> &'static str {
         match status.as_u16() {

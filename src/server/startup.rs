@@ -233,6 +233,7 @@ fn build_state(
         shared,
         gateway: Arc::new(registry),
         usage: UsageRecorder::start(db.clone()),
+        audit: crate::domain::audit::AuditLog::new(db.clone()),
         sessions: {
             let store = SeaOrmSessionStore::new(db.clone(), config.session_touch_interval);
             if cache_enabled(&config) { store.with_cache(generations) } else { store }

@@ -53,6 +53,8 @@ pub struct Services {
     pub usage: crate::domain::usage::UsageRecorder,
     /// Daily token budgets of the keys that have one.
     pub budgets: crate::domain::token_budget::TokenBudgets,
+    /// Reads the audit trail (the security log).
+    pub audit: crate::domain::audit::AuditLog,
     /// Redis, when several instances share state.
     pub shared: Option<Arc<crate::domain::shared_state::SharedState>>,
     pub sessions: SeaOrmSessionStore,

@@ -2,6 +2,7 @@
 //! [`auth::authenticate`] (fail closed: unknown paths too), answers errors in OpenAI's shape,
 //! and never lets a response be cached.
 
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod chat;
@@ -57,6 +58,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/keys", get(keys::list).post(keys::create))
         .route("/v1/keys/{id}", delete(keys::revoke).get(keys::get).patch(keys::update))
         .route("/v1/keys/{id}/roll", post(keys::roll))
+        .route("/v1/audit-events", get(audit::list))
         .route(openapi::PATH, get(openapi::openapi))
         .route("/v1", any(unknown_route))
         .route("/v1/", any(unknown_route))

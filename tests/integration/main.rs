@@ -20,4 +20,5 @@ mod openapi;
 mod providers;
 mod scale_out;
 mod sdk;
+mod security_log;
 mod sign_in;

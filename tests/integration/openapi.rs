@@ -47,6 +47,7 @@ async fn the_openapi_document_is_public_and_true_to_the_server() {
             "getMe",
             "getModel",
             "getOpenApiDocument",
+            "listAuditEvents",
             "listKeys",
             "listModels",
             "revokeKey",

@@ -48,3 +48,14 @@ pub fn DeviceIcon(#[prop(default = "h-5 w-5")] class: &'static str) -> impl Into
         </svg>
     }
 }
+
+/// A shield (the security log).
+#[component]
+pub fn ShieldIcon(#[prop(default = "h-5 w-5")] class: &'static str) -> impl IntoView {
+    view! {
+        <svg class=class viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">
+            <path d="M12 3 4.5 6v5.5c0 4.6 3.2 8.3 7.5 9.5 4.3-1.2 7.5-4.9 7.5-9.5V6L12 3Z" />
+            <path d="m9 12 2 2 4-4" />
+        </svg>
+    }
+}

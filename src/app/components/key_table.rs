@@ -67,7 +67,7 @@ pub fn KeyTable(keys: Vec<ApiKeyView>, now_ms: i64, on_revoke: Callback<ApiKeyVi
                             view! {
                                 <tr class="align-middle hover:bg-slate-50/60">
                                     <td class="max-w-64 px-4 py-3">
-                                        <p class="truncate font-medium text-slate-900" title=name.clone()>{name.clone()}</p>
+                                        <p class="truncate font-medium text-slate-900" title=name.clone()><a href=format!("/settings/api-keys/{}", key.id) class="hover:text-sky-700 hover:underline focus-visible:outline-2 focus-visible:outline-sky-500">{name.clone()}</a></p>
                                         <p class="mt-0.5 whitespace-nowrap font-mono text-xs text-slate-500">{key.hint.clone()}</p>
                                     </td>
                                     <td class="hidden px-4 py-3 lg:table-cell">

@@ -5,7 +5,7 @@ use leptos_router::components::{A, Outlet};
 
 use crate::{
     app::{
-        components::icons::{DeviceIcon, KeyIcon, LogoMark},
+        components::icons::{DeviceIcon, KeyIcon, LogoMark, ShieldIcon},
         server_fns::current_user,
     },
     wire::UserView,
@@ -76,7 +76,7 @@ pub fn SettingsLayout() -> impl IntoView {
         <div class="flex flex-col gap-6 md:flex-row md:gap-10">
             <nav aria-label="Settings" class="shrink-0 md:w-52">
                 <p class="mb-2 px-3 text-xs font-semibold uppercase tracking-wider text-slate-500">"Settings"</p>
-                <ul class="flex gap-1 md:flex-col">
+                <ul class="flex flex-wrap gap-1 md:flex-col">
                     <li>
                         <A href="/settings/api-keys" attr:class=link>
                             <KeyIcon class="h-4 w-4" />
@@ -87,6 +87,12 @@ pub fn SettingsLayout() -> impl IntoView {
                         <A href="/settings/sessions" attr:class=link>
                             <DeviceIcon class="h-4 w-4" />
                             "Sessions"
+                        </A>
+                    </li>
+                    <li>
+                        <A href="/settings/security-log" attr:class=link>
+                            <ShieldIcon class="h-4 w-4" />
+                            "Security log"
                         </A>
                     </li>
                 </ul>

@@ -175,14 +175,14 @@ impl Modify for Conventions {
     paths(
         super::models::list, super::models::get, super::chat::chat_completions, super::messages::create,
         super::keys::list, super::keys::create, super::keys::get, super::keys::update, super::keys::roll, super::keys::revoke,
-        super::me::me, openapi
+        super::me::me, super::audit::list, openapi
     ),
     components(schemas(ErrorBody, ErrorDetail, super::schema::PermissionsSchema, super::messages::AnthropicErrorBody, super::messages::AnthropicErrorDetail)),
     tags(
         (name = "inference", description = "Models and chat completions, as in the OpenAI API, and messages, as in Anthropic's \
             (permission `inference`)."),
         (name = "keys", description = "Create, list, inspect and revoke your API keys (`keys:read`, `keys:write`)."),
-        (name = "account", description = "Who is calling."),
+        (name = "account", description = "Who is calling, and their security log (`keys:read`)."),
         (name = "meta", description = "This document.")
     ),
     modifiers(&Conventions)
@@ -220,7 +220,17 @@ mod tests {
                 }
             }
         }
-        for id in ["listModels", "createChatCompletion", "createMessage", "listKeys", "createKey", "getKey", "revokeKey", "getMe"] {
+        for id in [
+            "listModels",
+            "createChatCompletion",
+            "createMessage",
+            "listKeys",
+            "createKey",
+            "getKey",
+            "revokeKey",
+            "getMe",
+            "listAuditEvents",
+        ] {
             assert!(ids.contains(id), "{id}");
         }
     }
