@@ -49,7 +49,7 @@ pub fn validate_name(raw: &str) -> Result<String, String> {
 pub fn CreateKeyDialog(
     action: ServerAction<CreateApiKey>,
     /// The server's models, for the picker.
-    served: Resource<Result<Vec<String>, PortalError>>,
+    served: LocalResource<Result<Vec<String>, PortalError>>,
     on_close: Callback<()>,
 ) -> impl IntoView {
     let name = RwSignal::new(String::new());

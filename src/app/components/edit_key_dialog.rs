@@ -29,7 +29,7 @@ const FIELDS: [&str; 7] = ["name", "permissions", "expires_in_days", "expires_at
 pub fn EditKeyDialog(
     key: ApiKeyView,
     action: ServerAction<EditApiKey>,
-    served: Resource<Result<Vec<String>, PortalError>>,
+    served: LocalResource<Result<Vec<String>, PortalError>>,
     on_close: Callback<()>,
 ) -> impl IntoView {
     let now_ms = chrono::Utc::now().timestamp_millis();

@@ -23,7 +23,7 @@ pub const SELECT_CLASS: &str = "mt-1.5 block w-full rounded-lg border border-sla
 /// (so they can still be unchecked).
 #[component]
 pub fn ModelPicker(
-    served: Resource<Result<Vec<String>, PortalError>>,
+    served: LocalResource<Result<Vec<String>, PortalError>>,
     restricted: RwSignal<bool>,
     chosen: RwSignal<Vec<String>>,
     error: RwSignal<Option<String>>,

@@ -168,7 +168,7 @@ pub fn ApiKeysPage() -> impl IntoView {
         |(filter, search, page, ..)| list_api_key_page(KeyListQuery { status: filter.param().map(str::to_owned), search, page }),
     );
     let settings = Resource::new(|| (), |()| quick_start());
-    let served = Resource::new(|| (), |()| served_models());
+    let served = LocalResource::new(served_models);
     let (create_open, set_create_open) = signal(false);
     let (revoke_target, set_revoke_target) = signal(None::<ApiKeyView>);
     let (edit_target, set_edit_target) = signal(None::<ApiKeyView>);
@@ -268,6 +268,7 @@ pub fn ApiKeysPage() -> impl IntoView {
                         class="inline-flex flex-1 items-center justify-center gap-1.5 whitespace-nowrap rounded-md px-3 py-1.5 text-sm font-medium text-slate-600 hover:text-slate-900 focus-visible:outline-2 focus-visible:outline-sky-500 aria-pressed:bg-white aria-pressed:text-slate-900 aria-pressed:shadow-sm sm:flex-none"
                     >
                         {f.label()}
+                        " "
                         <Transition fallback=|| ()>
                             {move || Suspend::new(async move {
                                 keys.await.ok().map(|list| view! {
