@@ -71,7 +71,7 @@ test("create a key with a model allow-list, a budget and an expiry, then edit it
   // Editing again offers only narrowing: no "All", no permission the key lacks, no later expiry.
   await page.getByRole("button", { name: "Edit Budgeted (inference only)" }).click();
   const again = page.getByRole("dialog", { name: "Edit API key" });
-  await expect(again.getByRole("radio", { name: /^All/ })).toBeDisabled();
+  await expect(again.getByRole("radio", { name: /^All Not available/ })).toBeDisabled();
   await expect(again.getByRole("checkbox", { name: /keys:read/ })).toBeDisabled();
   await expect(again.getByRole("checkbox", { name: /keys:write/ })).toBeDisabled();
   await expect(again.getByRole("checkbox", { name: /inference/ })).toBeEnabled();

@@ -126,7 +126,13 @@ pub fn KeyTable(
                                     </td>
                                     <td class="max-w-60 px-4 py-3">
                                         <StatusBadge key=key.clone() now_ms />
-                                        {active.then(|| view! { <ExpiryLine key=key.clone() now_ms replaced_by /> })}
+                                        {if active {
+                                            view! { <ExpiryLine key=key.clone() now_ms replaced_by /> }.into_any()
+                                        } else {
+                                            replaced_by.map(|by| view! {
+                                                <p class="mt-1 text-xs text-slate-500">"Replaced by " <span class="whitespace-nowrap font-mono">{by}</span></p>
+                                            }).into_any()
+                                        }}
                                     </td>
                                     <td class="px-4 py-3 text-right">
                                         {active.then(|| view! {
