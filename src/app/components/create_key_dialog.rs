@@ -46,12 +46,7 @@ pub fn validate_name(raw: &str) -> Result<String, String> {
 }
 
 #[component]
-pub fn CreateKeyDialog(
-    action: ServerAction<CreateApiKey>,
-    /// The server's models, for the picker.
-    served: LocalResource<Result<Vec<String>, PortalError>>,
-    on_close: Callback<()>,
-) -> impl IntoView {
+pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()>) -> impl IntoView {
     let name = RwSignal::new(String::new());
     let restricted = RwSignal::new(false);
     let inference = RwSignal::new(true);
@@ -246,7 +241,7 @@ pub fn CreateKeyDialog(
                     </p>
                 </div>
 
-                <ModelPicker served restricted=models_restricted chosen=models error=models_error />
+                <ModelPicker restricted=models_restricted chosen=models error=models_error />
                 <TokenBudgetField value=budget error=budget_error used_today=None />
 
                 {move || form_error().map(|message| view! {

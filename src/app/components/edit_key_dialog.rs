@@ -29,7 +29,6 @@ const FIELDS: [&str; 7] = ["name", "permissions", "expires_in_days", "expires_at
 pub fn EditKeyDialog(
     key: ApiKeyView,
     action: ServerAction<EditApiKey>,
-    served: LocalResource<Result<Vec<String>, PortalError>>,
     on_close: Callback<()>,
 ) -> impl IntoView {
     let now_ms = chrono::Utc::now().timestamp_millis();
@@ -234,7 +233,7 @@ pub fn EditKeyDialog(
                     </div>
                 </div>
 
-                <ModelPicker served restricted=models_restricted chosen=models error=models_error extra=key.models.clone().unwrap_or_default() />
+                <ModelPicker restricted=models_restricted chosen=models error=models_error extra=key.models.clone().unwrap_or_default() />
                 <TokenBudgetField value=budget error=budget_error used_today />
 
                 {move || form_error().map(|message| view! {

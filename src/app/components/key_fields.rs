@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use crate::wire::PortalError;
+use crate::app::server_fns::served_models;
 
 /// The class of a text input, red when invalid.
 pub fn input_class(invalid: bool) -> String {
@@ -18,17 +18,17 @@ pub fn input_class(invalid: bool) -> String {
 /// The class of a select.
 pub const SELECT_CLASS: &str = "mt-1.5 block w-full rounded-lg border border-slate-300 bg-white px-3 py-2 text-sm shadow-xs focus:border-sky-500 focus:outline-none focus:ring-2 focus:ring-sky-500/30";
 
-/// The models a key may use: "All models", or only those checked. `served` is the server's
-/// model list (a resource); `extra` are models the key has that the server no longer serves
-/// (so they can still be unchecked).
+/// The models a key may use: "All models", or only those checked among the server's models
+/// (fetched when the dialog opens: dialogs exist only in the browser); `extra` are models the
+/// key has that the server no longer serves (so they can still be unchecked).
 #[component]
 pub fn ModelPicker(
-    served: LocalResource<Result<Vec<String>, PortalError>>,
     restricted: RwSignal<bool>,
     chosen: RwSignal<Vec<String>>,
     error: RwSignal<Option<String>>,
     #[prop(optional)] extra: Vec<String>,
 ) -> impl IntoView {
+    let served = LocalResource::new(served_models);
     let radio = "flex cursor-pointer items-start gap-3 rounded-lg border border-slate-200 p-3 has-[:checked]:border-slate-900 has-[:checked]:bg-slate-50 has-[:disabled]:cursor-not-allowed has-[:disabled]:opacity-60";
     view! {
         <fieldset class="mt-1" aria-describedby="key-models-error">

@@ -24,7 +24,7 @@ use crate::{
             roll_key_dialog::RollKeyDialog,
         },
         pages::sessions::go_to_login,
-        server_fns::{CreateApiKey, EditApiKey, RevokeApiKey, RollApiKey, list_api_key_page, quick_start, served_models},
+        server_fns::{CreateApiKey, EditApiKey, RevokeApiKey, RollApiKey, list_api_key_page, quick_start},
     },
     wire::{ApiKeyView, KeyListPage, KeyListQuery, PortalError, QuickStartView},
 };
@@ -120,7 +120,7 @@ pub fn ApiKeysPage() -> impl IntoView {
         let url = list_url(filter.get_untracked(), &search.get_untracked(), page.get_untracked());
         navigate(&url, NavigateOptions { replace: true, scroll: false, ..Default::default() });
     };
-    let sync_url = StoredValue::new_local(sync_url);
+    let sync_url = StoredValue::new(sync_url);
     let choose_filter = move |f: Filter| {
         set_filter.set(f);
         set_page.set(1);
@@ -168,7 +168,6 @@ pub fn ApiKeysPage() -> impl IntoView {
         |(filter, search, page, ..)| list_api_key_page(KeyListQuery { status: filter.param().map(str::to_owned), search, page }),
     );
     let settings = Resource::new(|| (), |()| quick_start());
-    let served = LocalResource::new(served_models);
     let (create_open, set_create_open) = signal(false);
     let (revoke_target, set_revoke_target) = signal(None::<ApiKeyView>);
     let (edit_target, set_edit_target) = signal(None::<ApiKeyView>);
@@ -375,7 +374,7 @@ pub fn ApiKeysPage() -> impl IntoView {
         </Suspense>
 
         <Show when=move || create_open.get()>
-            <CreateKeyDialog action=create served on_close=Callback::new(move |()| set_create_open.set(false)) />
+            <CreateKeyDialog action=create on_close=Callback::new(move |()| set_create_open.set(false)) />
         </Show>
         {move || created().map(|created| view! {
             <CopyOnceModal created on_done=Callback::new(move |()| create.value().set(None)) />
@@ -387,7 +386,7 @@ pub fn ApiKeysPage() -> impl IntoView {
             <RevokeKeyDialog key action=revoke on_close=Callback::new(move |()| set_revoke_target.set(None)) />
         })}
         {move || edit_target.get().map(|key| view! {
-            <EditKeyDialog key action=edit served on_close=Callback::new(move |()| set_edit_target.set(None)) />
+            <EditKeyDialog key action=edit on_close=Callback::new(move |()| set_edit_target.set(None)) />
         })}
         {move || roll_target.get().map(|key| view! {
             <RollKeyDialog
