@@ -70,7 +70,7 @@ test("tabs count keys by state, the search filters by name, expiries are worded"
 
   // The search (any case), with and without a tab.
   await tab(page, "All", 7).click();
-  const search = page.getByRole("searchbox", { name: "Search keys by name" });
+  const search = page.getByRole("searchbox", { name: "Search keys" });
   await search.fill("ci");
   await expect(rows(page)).toHaveCount(2);
   await expect(page).toHaveURL(/q=ci/);

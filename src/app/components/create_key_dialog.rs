@@ -140,7 +140,7 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
     };
 
     view! {
-        <Modal labelled_by="create-key-title" described_by="create-key-desc" on_close>
+        <Modal labelled_by="create-key-title" described_by="create-key-desc" on_close width="max-w-xl">
             <form on:submit=submit novalidate>
                 <h2 id="create-key-title" class="text-lg font-semibold text-slate-900">"Create API key"</h2>
                 <p id="create-key-desc" class="mt-1 text-sm text-slate-600">"Give the key a name that says where it is used, so you can tell it apart later."</p>
@@ -200,6 +200,7 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
                     <p class="mt-1.5 min-h-5 text-sm text-red-700" aria-live="polite">{move || permissions_error.get()}</p>
                 </fieldset>
 
+                <div class="grid gap-x-4 sm:grid-cols-2">
                 <div class="mt-1">
                     <label for="key-expiry" class="block text-sm font-medium text-slate-800">"Expiration"</label>
                     <select
@@ -216,12 +217,12 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
                             <option value=days.to_string()>{expiry_choice_label(days, now_ms)}</option>
                         }).collect_view()}
                     </select>
-                    <p id="key-expiry-error" class="mt-1.5 text-sm text-red-700" aria-live="polite">{move || expiry_error.get()}</p>
+                    <p id="key-expiry-error" class="mt-1.5 min-h-5 text-sm text-red-700" aria-live="polite">{move || expiry_error.get()}</p>
                 </div>
 
-                <div class="mt-4">
+                <div class="mt-1">
                     <label for="key-rate-limit" class="block text-sm font-medium text-slate-800">
-                        "Rate limit " <span class="font-normal text-slate-500">"(requests a minute, optional)"</span>
+                        "Rate limit " <span class="font-normal text-slate-500">"(requests a minute)"</span>
                     </label>
                     <input
                         id="key-rate-limit"
@@ -239,6 +240,7 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
                     <p id="key-rate-limit-error" class="mt-1.5 min-h-5 text-sm text-red-700" aria-live="polite">
                         {move || rate_limit_error.get()}
                     </p>
+                </div>
                 </div>
 
                 <ModelPicker restricted=models_restricted chosen=models error=models_error />

@@ -26,11 +26,7 @@ use crate::{
 const FIELDS: [&str; 7] = ["name", "permissions", "expires_in_days", "expires_at", "rate_limit_per_minute", "models", "daily_token_limit"];
 
 #[component]
-pub fn EditKeyDialog(
-    key: ApiKeyView,
-    action: ServerAction<EditApiKey>,
-    on_close: Callback<()>,
-) -> impl IntoView {
+pub fn EditKeyDialog(key: ApiKeyView, action: ServerAction<EditApiKey>, on_close: Callback<()>) -> impl IntoView {
     let now_ms = chrono::Utc::now().timestamp_millis();
     let id = key.id;
     let current = key.permissions;

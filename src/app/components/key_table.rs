@@ -87,9 +87,9 @@ pub fn KeyTable(
                         <th scope="col" class="px-4 py-3">"Name"</th>
                         <th scope="col" class="hidden px-4 py-3 lg:table-cell">"Access"</th>
                         <th scope="col" class="hidden px-4 py-3 2xl:table-cell">"Created"</th>
-                        <th scope="col" class="hidden px-4 py-3 md:table-cell">"Last used"</th>
-                        <th scope="col" class="hidden px-4 py-3 xl:table-cell">"Last 24 h"</th>
-                        <th scope="col" class="px-4 py-3">"Status"</th>
+                        <th scope="col" class="hidden px-4 py-3 xl:table-cell">"Last used"</th>
+                        <th scope="col" class="hidden px-4 py-3 2xl:table-cell">"Last 24 h"</th>
+                        <th scope="col" class="hidden px-4 py-3 sm:table-cell">"Status"</th>
                         <th scope="col" class="px-4 py-3 text-right"><span class="sr-only">"Actions"</span></th>
                     </tr>
                 </thead>
@@ -110,21 +110,26 @@ pub fn KeyTable(
                                     <td class="max-w-64 px-4 py-3">
                                         <p class="truncate font-medium text-slate-900" title=name.clone()>{name.clone()}</p>
                                         <p class="mt-0.5 whitespace-nowrap font-mono text-xs text-slate-500">{key.hint.clone()}</p>
+                                        // Phones have no Status column: the status shows here.
+                                        <div class="mt-1.5 sm:hidden">
+                                            <StatusBadge key=key.clone() now_ms />
+                                            {active.then(|| view! { <ExpiryLine key=key.clone() now_ms replaced_by=replaced_by.clone() /> })}
+                                        </div>
                                     </td>
-                                    <td class="hidden px-4 py-3 lg:table-cell">
+                                    <td class="hidden min-w-40 px-4 py-3 lg:table-cell">
                                         <span class="whitespace-nowrap rounded-md bg-slate-100 px-2 py-0.5 font-mono text-xs text-slate-700">{key.permissions.summary()}</span>
                                         <p class="mt-1 text-xs text-slate-500">
                                             {if limits.is_empty() { "All models, no budget".to_owned() } else { limits.join(" \u{b7} ") }}
                                         </p>
                                     </td>
                                     <td class="hidden whitespace-nowrap px-4 py-3 text-slate-600 2xl:table-cell">{format_date(key.created_at)}</td>
-                                    <td class="hidden whitespace-nowrap px-4 py-3 text-slate-600 md:table-cell">
+                                    <td class="hidden min-w-32 px-4 py-3 text-slate-600 xl:table-cell">
                                         {key.last_used_at.map(format_date_time).unwrap_or_else(|| "Never".to_owned())}
                                     </td>
-                                    <td class="hidden whitespace-nowrap px-4 py-3 text-slate-600 xl:table-cell">
+                                    <td class="hidden whitespace-nowrap px-4 py-3 text-slate-600 2xl:table-cell">
                                         {format!("{} req · {} tok", compact_count(key.requests_24h), compact_count(key.tokens_24h))}
                                     </td>
-                                    <td class="max-w-60 px-4 py-3">
+                                    <td class="hidden max-w-60 px-4 py-3 sm:table-cell">
                                         <StatusBadge key=key.clone() now_ms />
                                         {if active {
                                             view! { <ExpiryLine key=key.clone() now_ms replaced_by /> }.into_any()
@@ -134,7 +139,7 @@ pub fn KeyTable(
                                             }).into_any()
                                         }}
                                     </td>
-                                    <td class="px-4 py-3 text-right">
+                                    <td class="px-3 py-3 text-right sm:px-4">
                                         {active.then(|| view! {
                                             <div class="flex flex-col items-end gap-0.5 sm:flex-row sm:justify-end sm:gap-1">
                                                 <button

@@ -258,13 +258,13 @@ pub fn ApiKeysPage() -> impl IntoView {
         </div>
 
         <div class="mt-6 flex flex-col gap-3 sm:flex-row sm:items-center sm:justify-between">
-            <div role="group" aria-label="Show keys" class="inline-flex w-full rounded-lg bg-slate-100 p-1 sm:w-auto">
+            <div role="group" aria-label="Show keys" class="flex w-full overflow-x-auto rounded-lg bg-slate-100 p-1 sm:inline-flex sm:w-auto">
                 {Filter::ALL.into_iter().map(|f| view! {
                     <button
                         type="button"
                         aria-pressed=move || (filter.get() == f).to_string()
                         on:click=move |_| choose_filter(f)
-                        class="inline-flex flex-1 items-center justify-center gap-1.5 whitespace-nowrap rounded-md px-3 py-1.5 text-sm font-medium text-slate-600 hover:text-slate-900 focus-visible:outline-2 focus-visible:outline-sky-500 aria-pressed:bg-white aria-pressed:text-slate-900 aria-pressed:shadow-sm sm:flex-none"
+                        class="inline-flex flex-1 items-center justify-center gap-1 whitespace-nowrap rounded-md px-2 py-1.5 text-sm font-medium text-slate-600 hover:text-slate-900 focus-visible:outline-2 focus-visible:outline-sky-500 aria-pressed:bg-white aria-pressed:text-slate-900 aria-pressed:shadow-sm sm:flex-none sm:px-3"
                     >
                         {f.label()}
                         " "
@@ -288,7 +288,7 @@ pub fn ApiKeysPage() -> impl IntoView {
                 </svg>
                 <input
                     type="search"
-                    aria-label="Search keys by name"
+                    aria-label="Search keys"
                     placeholder="Search by name"
                     autocomplete="off"
                     prop:value=move || search_text.get()
