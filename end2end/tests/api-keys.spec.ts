@@ -56,12 +56,12 @@ test("create a key, copy it once, use it, revoke it", async ({ page, context, re
   await screenshot(page, "revoke-confirmation");
   await confirm.getByRole("button", { name: "Cancel" }).click();
   await expect(confirm).toBeHidden();
-  await expect(page.getByText("Active")).toBeVisible();
+  await expect(page.getByRole("table").getByText("Active", { exact: true }).filter({ visible: true })).toBeVisible();
   expect((await request.get("/v1/me", { headers: { Authorization: `Bearer ${key}` } })).status()).toBe(200);
 
   await page.getByRole("button", { name: "Revoke CI/CD Pipeline" }).click();
   await page.getByRole("dialog", { name: /Revoke/ }).getByRole("button", { name: "Revoke key" }).click();
-  await expect(page.getByText(/^Revoked /)).toBeVisible();
+  await expect(page.getByRole("table").getByText(/^Revoked /).filter({ visible: true })).toBeVisible();
   await expect(page.getByRole("button", { name: "Revoke CI/CD Pipeline" })).toHaveCount(0);
   const after = await request.get("/v1/me", { headers: { Authorization: `Bearer ${key}` } });
   expect(after.status()).toBe(401);

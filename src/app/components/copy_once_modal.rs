@@ -1,15 +1,31 @@
 //! The copy-once modal: the new key in full, a Copy button, and a plain warning that it
 //! will not be shown again. Closing before copying asks for confirmation. When it closes,
-//! the key leaves the DOM and the page's memory.
+//! the key leaves the DOM and the page's memory. After a roll it is titled as the rolled key
+//! and says what happens to the old one.
 
 use leptos::{html, prelude::*};
 
 use crate::{app::components::dialog::Modal, wire::CreatedApiKey};
 
 #[component]
-pub fn CopyOnceModal(created: CreatedApiKey, on_done: Callback<()>) -> impl IntoView {
+pub fn CopyOnceModal(
+    created: CreatedApiKey,
+    on_done: Callback<()>,
+    /// After a roll: what happens to the old key ("The old key keeps working until …").
+    #[prop(optional)]
+    old_key: Option<String>,
+) -> impl IntoView {
     let secret = StoredValue::new(created.secret);
     let key_name = created.key.name;
+    let rolled = created.replaces.is_some();
+    let title = if rolled { "Save your rolled API key" } else { "Save your API key" };
+    let description = if rolled {
+        format!(
+            "\u{201C}{key_name}\u{201D} was rolled: this is its new key, and the only time it is shown. Copy it now and put it where the old key is used."
+        )
+    } else {
+        format!("\u{201C}{key_name}\u{201D} is ready. This is the only time the key is shown: copy it now.")
+    };
     let (copied, set_copied) = signal(false);
     let (confirming, set_confirming) = signal(false);
     let (status, set_status) = signal(None::<&'static str>);
@@ -78,10 +94,9 @@ pub fn CopyOnceModal(created: CreatedApiKey, on_done: Callback<()>) -> impl Into
                         <svg class="h-5 w-5" viewBox="0 0 20 20" fill="currentColor"><path fill-rule="evenodd" d="M16.7 5.3a1 1 0 0 1 0 1.4l-8 8a1 1 0 0 1-1.4 0l-4-4a1 1 0 1 1 1.4-1.4L8 12.6l7.3-7.3a1 1 0 0 1 1.4 0Z" clip-rule="evenodd" /></svg>
                     </span>
                     <div>
-                        <h2 id="copy-once-title" class="text-lg font-semibold text-slate-900">"Save your API key"</h2>
-                        <p id="copy-once-desc" class="mt-1 text-sm text-slate-600">
-                            {format!("\u{201C}{key_name}\u{201D} is ready. This is the only time the key is shown: copy it now.")}
-                        </p>
+                        <h2 id="copy-once-title" class="text-lg font-semibold text-slate-900">{title}</h2>
+                        <p id="copy-once-desc" class="mt-1 text-sm text-slate-600">{description.clone()}</p>
+                        {old_key.clone().map(|text| view! { <p class="mt-1 text-sm font-medium text-slate-700">{text}</p> })}
                     </div>
                 </div>
                 <div class="mt-5 flex gap-2">

@@ -1,11 +1,19 @@
 //! The "Create API key" dialog: a name (required, 1–100 characters), permissions (All, or
-//! a restricted set), an optional expiry and an optional rate limit. Errors show beside their field; Enter
-//! submits; the button shows progress and cannot submit twice.
+//! a restricted set), an optional expiry (each choice shows its date), an optional rate
+//! limit, the models the key may use and an optional daily token budget. Errors show beside
+//! their field; Enter submits; the button shows progress and cannot submit twice.
 
 use leptos::{ev::SubmitEvent, prelude::*};
 
 use crate::{
-    app::{components::dialog::Modal, server_fns::CreateApiKey},
+    app::{
+        components::{
+            dialog::Modal,
+            key_fields::{ModelPicker, SELECT_CLASS, TokenBudgetField, input_class},
+            key_format::{EXPIRY_CHOICES, expiry_choice_label, parse_token_budget, plain_message},
+        },
+        server_fns::CreateApiKey,
+    },
     permissions::{Permission, Permissions},
     wire::{CreateApiKeyRequest, PortalError},
 };
@@ -49,20 +57,36 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
     let permissions_error = RwSignal::new(None::<String>);
     let rate_limit = RwSignal::new(String::new());
     let rate_limit_error = RwSignal::new(None::<String>);
+    let models_restricted = RwSignal::new(false);
+    let models = RwSignal::new(Vec::<String>::new());
+    let models_error = RwSignal::new(None::<String>);
+    let budget = RwSignal::new(String::new());
+    let budget_error = RwSignal::new(None::<String>);
+    let expiry_error = RwSignal::new(None::<String>);
     let pending = action.pending();
+    let now_ms = chrono::Utc::now().timestamp_millis();
 
     // Errors from the server land beside their field, or above the buttons.
     Effect::new(move |_| {
         if let Some(Err(PortalError::Invalid { field, message })) = action.value().get() {
             match field.as_str() {
                 "name" => name_error.set(Some(message)),
-                "rate_limit_per_minute" => rate_limit_error.set(Some(message)),
+                "rate_limit_per_minute" => rate_limit_error.set(Some(plain_message(&message))),
+                "models" => models_error.set(Some(plain_message(&message))),
+                "daily_token_limit" => budget_error.set(Some(plain_message(&message))),
+                "expires_in_days" | "expires_at" => expiry_error.set(Some(plain_message(&message))),
+                "permissions" => permissions_error.set(Some(plain_message(&message))),
                 _ => {}
             }
         }
     });
     let form_error = move || match action.value().get() {
-        Some(Err(PortalError::Invalid { field, .. })) if field == "name" || field == "rate_limit_per_minute" => None,
+        Some(Err(PortalError::Invalid { field, .. }))
+            if ["name", "rate_limit_per_minute", "models", "daily_token_limit", "expires_in_days", "expires_at", "permissions"]
+                .contains(&field.as_str()) =>
+        {
+            None
+        }
         Some(Err(PortalError::Unauthorized)) => Some("You are signed out. Reload the page and sign in again.".to_owned()),
         Some(Err(e)) => Some(e.to_string()),
         _ => None,
@@ -93,31 +117,30 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
         permissions_error.set(None);
         let rate_limit_per_minute = parse_rate_limit(&rate_limit.get_untracked());
         rate_limit_error.set(rate_limit_per_minute.as_ref().err().cloned());
-        let (Ok(name), Ok(rate_limit_per_minute)) = (valid_name, rate_limit_per_minute) else { return };
+        let daily_token_limit = parse_token_budget(&budget.get_untracked());
+        budget_error.set(daily_token_limit.as_ref().err().cloned());
+        let models = if models_restricted.get_untracked() {
+            let chosen = models.get_untracked();
+            if chosen.is_empty() {
+                models_error.set(Some("Choose at least one model, or allow all models.".into()));
+                return;
+            }
+            Some(chosen)
+        } else {
+            None
+        };
+        models_error.set(None);
+        let (Ok(name), Ok(rate_limit_per_minute), Ok(daily_token_limit)) = (valid_name, rate_limit_per_minute, daily_token_limit) else {
+            return;
+        };
         let expires_in_days = expiry.get_untracked().parse::<u32>().ok();
         action.dispatch(CreateApiKey {
-            request: CreateApiKeyRequest {
-                name,
-                permissions,
-                expires_in_days,
-                rate_limit_per_minute,
-                models: None,
-                daily_token_limit: None,
-            },
+            request: CreateApiKeyRequest { name, permissions, expires_in_days, rate_limit_per_minute, models, daily_token_limit },
         });
     };
 
-    let input_class = move |invalid: bool| {
-        let base = "mt-1.5 block w-full rounded-lg border px-3 py-2 text-sm shadow-xs focus:outline-none focus:ring-2";
-        if invalid {
-            format!("{base} border-red-400 focus:border-red-500 focus:ring-red-500/30")
-        } else {
-            format!("{base} border-slate-300 focus:border-sky-500 focus:ring-sky-500/30")
-        }
-    };
-
     view! {
-        <Modal labelled_by="create-key-title" described_by="create-key-desc" on_close>
+        <Modal labelled_by="create-key-title" described_by="create-key-desc" on_close width="max-w-xl">
             <form on:submit=submit novalidate>
                 <h2 id="create-key-title" class="text-lg font-semibold text-slate-900">"Create API key"</h2>
                 <p id="create-key-desc" class="mt-1 text-sm text-slate-600">"Give the key a name that says where it is used, so you can tell it apart later."</p>
@@ -177,24 +200,29 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
                     <p class="mt-1.5 min-h-5 text-sm text-red-700" aria-live="polite">{move || permissions_error.get()}</p>
                 </fieldset>
 
+                <div class="grid gap-x-4 sm:grid-cols-2">
                 <div class="mt-1">
                     <label for="key-expiry" class="block text-sm font-medium text-slate-800">"Expiration"</label>
                     <select
                         id="key-expiry"
-                        on:change=move |ev| expiry.set(event_target_value(&ev))
-                        class="mt-1.5 block w-full rounded-lg border border-slate-300 bg-white px-3 py-2 text-sm shadow-xs focus:border-sky-500 focus:outline-none focus:ring-2 focus:ring-sky-500/30"
+                        on:change=move |ev| {
+                            expiry.set(event_target_value(&ev));
+                            expiry_error.set(None);
+                        }
+                        aria-describedby="key-expiry-error"
+                        class=SELECT_CLASS
                     >
                         <option value="never" selected>"Never"</option>
-                        <option value="7">"7 days"</option>
-                        <option value="30">"30 days"</option>
-                        <option value="90">"90 days"</option>
-                        <option value="365">"1 year"</option>
+                        {EXPIRY_CHOICES.into_iter().map(|days| view! {
+                            <option value=days.to_string()>{expiry_choice_label(days, now_ms)}</option>
+                        }).collect_view()}
                     </select>
+                    <p id="key-expiry-error" class="mt-1.5 min-h-5 text-sm text-red-700" aria-live="polite">{move || expiry_error.get()}</p>
                 </div>
 
-                <div class="mt-4">
+                <div class="mt-1">
                     <label for="key-rate-limit" class="block text-sm font-medium text-slate-800">
-                        "Rate limit " <span class="font-normal text-slate-500">"(requests a minute, optional)"</span>
+                        "Rate limit " <span class="font-normal text-slate-500">"(requests a minute)"</span>
                     </label>
                     <input
                         id="key-rate-limit"
@@ -213,6 +241,10 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
                         {move || rate_limit_error.get()}
                     </p>
                 </div>
+                </div>
+
+                <ModelPicker restricted=models_restricted chosen=models error=models_error />
+                <TokenBudgetField value=budget error=budget_error used_today=None />
 
                 {move || form_error().map(|message| view! {
                     <p role="alert" class="mt-4 rounded-lg border border-red-200 bg-red-50 px-3 py-2 text-sm text-red-800">{message}</p>
