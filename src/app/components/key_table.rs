@@ -23,21 +23,21 @@ pub fn compact_count(n: u64) -> String {
 fn StatusBadge(key: ApiKeyView, now_ms: i64) -> impl IntoView {
     if let Some(revoked) = key.revoked_at {
         view! {
-            <span class="inline-flex items-center gap-1.5 rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium text-slate-600 ring-1 ring-slate-200">
+            <span class="inline-flex items-center gap-1.5 whitespace-nowrap rounded-full bg-slate-100 px-2 py-0.5 text-xs font-medium text-slate-600 ring-1 ring-slate-200">
                 {format!("Revoked {}", format_date(revoked))}
             </span>
         }
         .into_any()
     } else if let Some(expired) = key.expires_at.filter(|e| *e <= now_ms) {
         view! {
-            <span class="inline-flex items-center rounded-full bg-amber-50 px-2 py-0.5 text-xs font-medium text-amber-800 ring-1 ring-amber-200">
+            <span class="inline-flex items-center whitespace-nowrap rounded-full bg-amber-50 px-2 py-0.5 text-xs font-medium text-amber-800 ring-1 ring-amber-200">
                 {format!("Expired {}", format_date(expired))}
             </span>
         }
         .into_any()
     } else {
         view! {
-            <span class="inline-flex items-center gap-1.5 rounded-full bg-emerald-50 px-2 py-0.5 text-xs font-medium text-emerald-700 ring-1 ring-emerald-200">
+            <span class="inline-flex items-center gap-1.5 whitespace-nowrap rounded-full bg-emerald-50 px-2 py-0.5 text-xs font-medium text-emerald-700 ring-1 ring-emerald-200">
                 <span class="h-1.5 w-1.5 rounded-full bg-emerald-500" aria-hidden="true"></span>
                 "Active"
             </span>

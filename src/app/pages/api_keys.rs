@@ -344,11 +344,11 @@ pub fn ApiKeysPage() -> impl IntoView {
                                     <p aria-live="polite"><span class="tabular-nums">{range}</span></p>
                                     {(last > 1).then(|| view! {
                                         <div class="flex gap-2">
-                                            <button type="button" disabled=current <= 1 on:click=move |_| go_to_page(current - 1)
+                                            <button type="button" disabled={current <= 1} on:click=move |_| go_to_page(current - 1)
                                                 class="rounded-lg border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 shadow-xs hover:bg-slate-50 disabled:cursor-not-allowed disabled:opacity-50">
                                                 "Previous"
                                             </button>
-                                            <button type="button" disabled=current >= last on:click=move |_| go_to_page(current + 1)
+                                            <button type="button" disabled={current >= last} on:click=move |_| go_to_page(current + 1)
                                                 class="rounded-lg border border-slate-300 bg-white px-3 py-1.5 text-sm font-medium text-slate-700 shadow-xs hover:bg-slate-50 disabled:cursor-not-allowed disabled:opacity-50">
                                                 "Next"
                                             </button>
