@@ -14,7 +14,7 @@ pub struct UserView {
 }
 
 /// One API key in the list (never the key itself).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyView {
     pub id: i64,
     pub name: String,
@@ -341,25 +341,7 @@ mod tests {
 
     #[test]
     fn created_key_debug_redacts_the_secret() {
-        let view = ApiKeyView {
-            id: 1,
-            name: "x".into(),
-            hint: "h".into(),
-            permissions: Permissions::All,
-            created_at: 0,
-            last_used_at: None,
-            revoked_at: None,
-            expires_at: None,
-            requests_24h: 0,
-            tokens_24h: 0,
-            models: None,
-            daily_token_limit: None,
-            tokens_today: None,
-            rate_limit_per_minute: None,
-            last_used_ip: None,
-            last_used_user_agent: None,
-            replaced_by: None,
-        };
+        let view = ApiKeyView { id: 1, name: "x".into(), hint: "h".into(), ..Default::default() };
         let created = CreatedApiKey { key: view, secret: "wj_live_secret".into(), replaces: None };
         assert!(!format!("{created:?}").contains("wj_live_secret"));
     }

@@ -9,8 +9,8 @@ use crate::{
     app::{
         components::{
             dialog::Modal,
-            key_fields::{ModelPicker, SELECT_CLASS, TokenBudgetField, input_class},
-            key_format::{EXPIRY_CHOICES, expiry_choice_label, parse_token_budget, plain_message},
+            key_fields::{ModelPicker, SELECT_CLASS, TokenBudgetField, input_class, read_budget, read_models},
+            key_format::{EXPIRY_CHOICES, expiry_choice_label, plain_message},
         },
         server_fns::CreateApiKey,
     },
@@ -117,19 +117,8 @@ pub fn CreateKeyDialog(action: ServerAction<CreateApiKey>, on_close: Callback<()
         permissions_error.set(None);
         let rate_limit_per_minute = parse_rate_limit(&rate_limit.get_untracked());
         rate_limit_error.set(rate_limit_per_minute.as_ref().err().cloned());
-        let daily_token_limit = parse_token_budget(&budget.get_untracked());
-        budget_error.set(daily_token_limit.as_ref().err().cloned());
-        let models = if models_restricted.get_untracked() {
-            let chosen = models.get_untracked();
-            if chosen.is_empty() {
-                models_error.set(Some("Choose at least one model, or allow all models.".into()));
-                return;
-            }
-            Some(chosen)
-        } else {
-            None
-        };
-        models_error.set(None);
+        let daily_token_limit = read_budget(budget, budget_error);
+        let Some(models) = read_models(models_restricted, models, models_error) else { return };
         let (Ok(name), Ok(rate_limit_per_minute), Ok(daily_token_limit)) = (valid_name, rate_limit_per_minute, daily_token_limit) else {
             return;
         };

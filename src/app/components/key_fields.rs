@@ -3,7 +3,35 @@
 
 use leptos::prelude::*;
 
-use crate::app::server_fns::served_models;
+use crate::app::{components::key_format::parse_token_budget, server_fns::served_models};
+
+/// Reads the model picker: `Some(None)` for every model, `Some(Some(list))` for the chosen
+/// ones, `None` — with the error shown beside the picker — when "Only selected models" has
+/// none chosen.
+pub fn read_models(
+    restricted: RwSignal<bool>,
+    chosen: RwSignal<Vec<String>>,
+    error: RwSignal<Option<String>>,
+) -> Option<Option<Vec<String>>> {
+    if !restricted.get_untracked() {
+        error.set(None);
+        return Some(None);
+    }
+    let list = chosen.get_untracked();
+    if list.is_empty() {
+        error.set(Some("Choose at least one model, or allow all models.".into()));
+        return None;
+    }
+    error.set(None);
+    Some(Some(list))
+}
+
+/// Reads the daily token budget field, showing its error (if any) beside it.
+pub fn read_budget(value: RwSignal<String>, error: RwSignal<Option<String>>) -> Result<Option<u64>, String> {
+    let budget = parse_token_budget(&value.get_untracked());
+    error.set(budget.as_ref().err().cloned());
+    budget
+}
 
 /// The class of a text input, red when invalid.
 pub fn input_class(invalid: bool) -> String {

@@ -157,30 +157,11 @@ pub fn plain_message(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::permissions::Permissions;
 
     const NOW: i64 = 1_795_815_900_000; // Nov 27, 2026, 21:45 UTC
 
     fn key() -> ApiKeyView {
-        ApiKeyView {
-            id: 1,
-            name: "k".into(),
-            hint: "h".into(),
-            permissions: Permissions::All,
-            created_at: 0,
-            last_used_at: None,
-            revoked_at: None,
-            expires_at: None,
-            requests_24h: 0,
-            tokens_24h: 0,
-            models: None,
-            daily_token_limit: None,
-            tokens_today: None,
-            rate_limit_per_minute: None,
-            last_used_ip: None,
-            last_used_user_agent: None,
-            replaced_by: None,
-        }
+        ApiKeyView { id: 1, name: "k".into(), hint: "h".into(), ..Default::default() }
     }
 
     #[test]

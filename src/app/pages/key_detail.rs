@@ -11,7 +11,7 @@ use crate::{
             key_table::compact_count,
             usage_chart::{Period, UsageChart},
         },
-        pages::{security_log::EventRow, sessions::go_to_login},
+        pages::{security_log::EventTable, sessions::go_to_login},
         server_fns::api_key_detail,
     },
     display::{describe_user_agent, format_date, format_date_time, format_relative},
@@ -221,20 +221,7 @@ fn KeyDetail(detail: KeyDetailView) -> impl IntoView {
                 view! { <p class="px-4 py-4 text-sm text-slate-600 sm:px-5">"No changes to this key have been recorded."</p> }.into_any()
             } else {
                 view! {
-                    <table class="w-full table-fixed text-left text-sm">
-                        <caption class="sr-only">"Changes to this key, newest first"</caption>
-                        <thead class="whitespace-nowrap border-b border-slate-200 bg-slate-50 text-xs font-semibold uppercase tracking-wide text-slate-500">
-                            <tr>
-                                <th scope="col" class="w-32 px-4 py-3 sm:w-52">"When"</th>
-                                <th scope="col" class="px-4 py-3">"Event"</th>
-                                <th scope="col" class="hidden w-36 px-4 py-3 lg:table-cell">"IP address"</th>
-                                <th scope="col" class="hidden w-44 px-4 py-3 lg:table-cell">"Browser"</th>
-                            </tr>
-                        </thead>
-                        <tbody class="divide-y divide-slate-100">
-                            {events.into_iter().map(|event| view! { <EventRow event now_ms /> }).collect_view()}
-                        </tbody>
-                    </table>
+                    <EventTable events now_ms caption="Changes to this key, newest first" />
                 }
                 .into_any()
             }}

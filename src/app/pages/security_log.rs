@@ -62,20 +62,7 @@ fn LogPage(page: SecurityLogView) -> impl IntoView {
     let count = page.events.len();
     view! {
         <div class="mt-6 overflow-hidden rounded-xl border border-slate-200 bg-white shadow-xs">
-            <table class="w-full table-fixed text-left text-sm">
-                <caption class="sr-only">"Security events, newest first"</caption>
-                <thead class="whitespace-nowrap border-b border-slate-200 bg-slate-50 text-xs font-semibold uppercase tracking-wide text-slate-500">
-                    <tr>
-                        <th scope="col" class="w-32 px-4 py-3 sm:w-52">"When"</th>
-                        <th scope="col" class="px-4 py-3">"Event"</th>
-                        <th scope="col" class="hidden w-36 px-4 py-3 lg:table-cell">"IP address"</th>
-                        <th scope="col" class="hidden w-44 px-4 py-3 lg:table-cell">"Browser"</th>
-                    </tr>
-                </thead>
-                <tbody class="divide-y divide-slate-100">
-                    {page.events.into_iter().map(|event| view! { <EventRow event now_ms /> }).collect_view()}
-                </tbody>
-            </table>
+            <EventTable events=page.events now_ms caption="Security events, newest first" />
             <nav aria-label="Security log pages" class="flex items-center justify-between gap-3 border-t border-slate-200 bg-slate-50/60 px-4 py-3">
                 <p class="text-xs text-slate-500">{if count == 1 { "1 event".to_owned() } else { format!("{count} events") }}" on this page"</p>
                 <div class="flex gap-2">
@@ -98,7 +85,28 @@ fn PageLink(href: Option<String>, label: &'static str) -> impl IntoView {
     }
 }
 
-/// One event: when (absolute and relative), what in words, from where.
+/// A table of audit events (the security log's, or one key's), one [`EventRow`] each.
+#[component]
+pub fn EventTable(events: Vec<AuditEventView>, now_ms: i64, caption: &'static str) -> impl IntoView {
+    view! {
+        <table class="w-full table-fixed text-left text-sm">
+            <caption class="sr-only">{caption}</caption>
+            <thead class="whitespace-nowrap border-b border-slate-200 bg-slate-50 text-xs font-semibold uppercase tracking-wide text-slate-500">
+                <tr>
+                    <th scope="col" class="w-32 px-4 py-3 sm:w-52">"When"</th>
+                    <th scope="col" class="px-4 py-3">"Event"</th>
+                    <th scope="col" class="hidden w-36 px-4 py-3 lg:table-cell">"IP address"</th>
+                    <th scope="col" class="hidden w-44 px-4 py-3 lg:table-cell">"Browser"</th>
+                </tr>
+            </thead>
+            <tbody class="divide-y divide-slate-100">
+                {events.into_iter().map(|event| view! { <EventRow event now_ms /> }).collect_view()}
+            </tbody>
+        </table>
+    }
+}
+
+/// One event: when (relative and absolute), what happened in words, from where.
 #[component]
 pub fn EventRow(event: AuditEventView, now_ms: i64) -> impl IntoView {
     let what = describe_event(&event.action, event.target.as_deref(), event.detail.as_ref());
