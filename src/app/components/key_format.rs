@@ -2,10 +2,18 @@
 //! dialogs. Pure functions of their arguments (the time is passed in), unit-tested.
 
 use crate::{
-    app::components::key_table::compact_count,
     display::{format_date, format_date_time},
     wire::ApiKeyView,
 };
+
+/// "1.2k", "3.4M": compact counts for the usage column.
+pub fn compact_count(n: u64) -> String {
+    match n {
+        0..=999 => n.to_string(),
+        1_000..=999_999 => format!("{:.1}k", n as f64 / 1_000.0).replace(".0k", "k"),
+        _ => format!("{:.1}M", n as f64 / 1_000_000.0).replace(".0M", "M"),
+    }
+}
 
 const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 60 * MINUTE_MS;
@@ -157,6 +165,15 @@ pub fn plain_message(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_are_compact() {
+        assert_eq!(compact_count(0), "0");
+        assert_eq!(compact_count(999), "999");
+        assert_eq!(compact_count(1000), "1k");
+        assert_eq!(compact_count(1530), "1.5k");
+        assert_eq!(compact_count(2_000_000), "2M");
+    }
 
     const NOW: i64 = 1_795_815_900_000; // Nov 27, 2026, 21:45 UTC
 

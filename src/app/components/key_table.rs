@@ -5,19 +5,10 @@
 use leptos::prelude::*;
 
 use crate::{
-    app::components::key_format::{Tone, expiry_text, guardrails},
+    app::components::key_format::{Tone, compact_count, expiry_text, guardrails},
     display::{format_date, format_date_time},
     wire::ApiKeyView,
 };
-
-/// "1.2k", "3.4M": compact counts for the usage column.
-pub fn compact_count(n: u64) -> String {
-    match n {
-        0..=999 => n.to_string(),
-        1_000..=999_999 => format!("{:.1}k", n as f64 / 1_000.0).replace(".0k", "k"),
-        _ => format!("{:.1}M", n as f64 / 1_000_000.0).replace(".0M", "M"),
-    }
-}
 
 #[component]
 fn StatusBadge(key: ApiKeyView, now_ms: i64) -> impl IntoView {
@@ -178,19 +169,5 @@ pub fn KeyTable(
                 </tbody>
             </table>
         </div>
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::compact_count;
-
-    #[test]
-    fn counts_are_compact() {
-        assert_eq!(compact_count(0), "0");
-        assert_eq!(compact_count(999), "999");
-        assert_eq!(compact_count(1000), "1k");
-        assert_eq!(compact_count(1530), "1.5k");
-        assert_eq!(compact_count(2_000_000), "2M");
     }
 }

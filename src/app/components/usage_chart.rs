@@ -5,7 +5,7 @@
 
 use leptos::prelude::*;
 
-use crate::{app::components::key_table::compact_count, wire::UsageBucketView};
+use crate::{app::components::key_format::compact_count, wire::UsageBucketView};
 
 /// How the buckets of a chart are labelled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use leptos_router::{components::A, hooks::use_params_map};
 use crate::{
     app::{
         components::{
-            key_table::compact_count,
+            key_format::compact_count,
             usage_chart::{Period, UsageChart},
         },
         pages::{security_log::EventTable, sessions::go_to_login},
