@@ -104,7 +104,8 @@ impl From<crate::domain::api_keys::ApiKeyError> for PortalError {
     }
 }
 
-/// The signed-in user's keys, newest first.
+/// The first page (50) of the signed-in user's keys, newest first: what the list page showed
+/// before it had filters and paging. The page itself calls [`list_api_key_page`].
 #[server(prefix = "/api", endpoint = "list_api_keys")]
 pub async fn list_api_keys() -> Result<Vec<ApiKeyView>, PortalError> {
     Ok(list_api_key_page(KeyListQuery { page: 1, ..Default::default() }).await?.keys)
