@@ -50,7 +50,20 @@ async fn serve() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    telemetry::init(config.log_format);
+    let telemetry = match telemetry::init(config.log_format) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("workjet: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let code = run(config).await;
+    // The last spans leave before the process does.
+    let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;
+    code
+}
+
+async fn run(config: Config) -> ExitCode {
     let shutdown = match ShutdownSignal::install() {
         Ok(s) => s,
         Err(e) => {
@@ -91,7 +104,10 @@ async fn migrate() -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    telemetry::init(config.log_format);
+    if let Err(e) = telemetry::init(config.log_format) {
+        eprintln!("workjet: configuration error: {e}");
+        return ExitCode::from(2);
+    }
     let db = match database::connect(&config).await {
         Ok(db) => db,
         Err(e) => {

@@ -7,6 +7,7 @@ pub mod database;
 pub mod error;
 pub mod health;
 pub mod listener;
+pub mod metrics;
 pub mod security;
 pub mod site;
 pub mod startup;

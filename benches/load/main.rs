@@ -336,6 +336,34 @@ async fn main() {
     }
     report.guardrails(&guardrails);
 
+    eprintln!("-- 1c. metrics on the cached path");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let mut metered_env = common(&sqlite);
+    metered_env.push(("WJ_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
+    let metered = Server::start(&metered_env).await;
+    let mut metrics_runs = Vec::new();
+    for c in [1, 64] {
+        let run = |label: &'static str, addr: SocketAddr| {
+            let key = hot.clone();
+            measure(&plan, label, addr, c, Arc::new(move |_, _| get("/v1/models", Some(&key))), StatusCode::OK)
+        };
+        // Off, on, off again: the ratio is taken against the mean of the two baselines, so a
+        // drift of the machine during the section does not count as the metrics' cost.
+        let before = run("GET /v1/models, hot key, metrics off", server.addr).await;
+        let on = run("GET /v1/models, hot key, WJ_METRICS_ADDR set", metered.addr).await;
+        let after = run("GET /v1/models, hot key, metrics off (again)", server.addr).await;
+        metrics_runs.push((before, on, after));
+    }
+    let scraped = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.expect("scrape").text().await.expect("text");
+    let recorded: f64 = scraped
+        .lines()
+        .filter(|l| l.starts_with("workjet_http_requests_total{") && l.contains("route=\"/v1/models\""))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum();
+    assert!(recorded > 0.0, "the metered server recorded its requests");
+    report.metrics_cost(&metrics_runs, recorded as u64);
+    drop(metered);
+
     eprintln!("-- 3. junk keys");
     let junk_bad: Arc<Vec<String>> = Arc::new((0..1000).map(|_| format!("{}x", &seed::fake_key()[..43])).collect());
     let junk_unknown: Arc<Vec<String>> = Arc::new((0..1000).map(|_| seed::fake_key()).collect());

@@ -127,6 +127,24 @@ impl Report {
         self.body.push('\n');
     }
 
+    pub fn metrics_cost(&mut self, runs: &[(Row, Row, Row)], recorded: u64) {
+        self.body.push_str(&format!("### 1c. Metrics on the cached path\n\nThe same cached request on a second server with `WJ_METRICS_ADDR` set (every request counted by route, method and status, timed into a histogram, its authentication decision and cache lookup counted), between two runs on the server without: the ratio is against the mean of the two. The metered server had recorded {recorded} `/v1/models` requests when scraped afterwards.\n\n"));
+        self.body.push_str(ROW_HEADER);
+        for (before, on, after) in runs {
+            self.body.push_str(&row(before, None));
+            self.body.push_str(&row(on, Some(before)));
+            self.body.push_str(&row(after, Some(before)));
+            let baseline = (before.throughput + after.throughput) / 2.0;
+            self.target(
+                &format!("cached /v1 with metrics recorded, c={}", on.concurrency),
+                "costs at most 2% (≥ 0.98×)".into(),
+                format!("{:.3}×", on.throughput / baseline),
+                on.throughput >= baseline * 0.98,
+            );
+        }
+        self.body.push('\n');
+    }
+
     pub fn junk(&mut self, valid: &Row, bad: &Row, unknown: &Row, repeated: &Row) {
         self.body.push_str("## 3. Junk keys\n\nThrottling disabled for the measurement (`WJ_AUTH_FAILURES_PER_MINUTE` at its maximum), so each junk request is really checked. A well-formed key that turns out unknown costs one database read, then is remembered (a bounded negative cache): repeating it costs no read. With the default throttle, an address gets 429 for never-seen keys after 30 unknown ones a minute; keys it already sent (valid, revoked, remembered unknown) are answered as before.\n\n");
         self.body.push_str(ROW_HEADER);

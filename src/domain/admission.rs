@@ -17,11 +17,12 @@ use std::net::IpAddr;
 use crate::{
     domain::{
         api_keys::{ApiKeyService, AuthFailure, KeyPrincipal, Known, PlainApiKey, last_used::UseSite},
-        auth_cache::{Generations, bucket_of},
+        auth_cache::{FinalRefusal, Generations, bucket_of},
         limits::Limits,
         rate_limit::{Decision, Quota},
         users::UserService,
     },
+    observe::{self, AuthOutcome, CacheLookup, Credential},
     permissions::Permissions,
 };
 
@@ -57,8 +58,13 @@ pub struct Admitted {
 /// Why a request is not admitted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// The credential does not work (401); the message is safe to show.
+    /// The credential is missing or unusable as sent (401); the message is safe to show.
     Unauthorized(&'static str),
+    /// A well-formed key that does not work (401 [`INVALID_KEY`]); why is for metrics and
+    /// logs, never for the answer.
+    InvalidKey(AuthOutcome),
+    /// The session's person is disabled (401 [`SESSION_ENDED`]).
+    SessionEnded,
     /// A never-seen key turned out unknown (401): it was counted against the address's
     /// failed-authentication budget, which `Decision` describes.
     UnknownKey(Decision),
@@ -70,6 +76,21 @@ pub enum Refusal {
     Unavailable,
     /// The database failed (503 when unavailable, else 500): nobody is let in unverified.
     Database(sea_orm::DbErr),
+}
+
+impl Refusal {
+    /// How the authentication ended, for a `credential` of this kind.
+    pub fn outcome(&self, credential: Credential) -> AuthOutcome {
+        match self {
+            Self::Unauthorized(_) if credential == Credential::Key => AuthOutcome::Malformed,
+            Self::Unauthorized(_) | Self::UnknownKey(_) => AuthOutcome::Unknown,
+            Self::InvalidKey(outcome) => *outcome,
+            Self::SessionEnded => AuthOutcome::Disabled,
+            Self::Throttled(_) => AuthOutcome::Throttled,
+            Self::RateLimited(..) => AuthOutcome::RateLimited,
+            Self::Unavailable | Self::Database(_) => AuthOutcome::Error,
+        }
+    }
 }
 
 /// The single message for keys that are well-formed but do not work (unknown, revoked,
@@ -144,20 +165,29 @@ impl Admission {
         // `counted`: the throttle bucket, for a never-seen key (what the throttle counts).
         let (spent, generation, counted) = match self.keys.known(&hash) {
             Known::Refused(reason) => {
+                observe::auth_cache_lookup(CacheLookup::Hit);
                 tracing::info!(?reason, "API key refused (known)");
-                return Err(Refusal::Unauthorized(INVALID_KEY));
+                return Err(Refusal::InvalidKey(match reason {
+                    FinalRefusal::Unknown => AuthOutcome::Unknown,
+                    FinalRefusal::Revoked => AuthOutcome::Revoked,
+                    FinalRefusal::Expired => AuthOutcome::Expired,
+                }));
             }
             Known::Valid(hint) => {
                 // Fast path: one check spends the budget and yields the generation.
                 let (rate_key, quota) = self.budget(&hint);
                 let gate = self.limits.gate(Some((&rate_key, quota)), bucket, None, &self.generations).await;
                 if let Some(key) = gate.generation.and_then(|g| self.keys.cached(&hash, g, site)) {
+                    observe::auth_cache_lookup(CacheLookup::Hit);
                     let decision = gate.decision.unwrap_or_else(|| self.limits.local_check(&rate_key, quota));
                     return Self::admitted(key, decision);
                 }
+                // With the cache off (`WJ_AUTH_CACHE`), every lookup is a database read.
+                observe::auth_cache_lookup(if self.keys.serves_cached() { CacheLookup::Stale } else { CacheLookup::Miss });
                 (gate.decision, gate.generation, None)
             }
             Known::Never => {
+                observe::auth_cache_lookup(CacheLookup::Miss);
                 let throttle = failure_bucket(client);
                 let gate = self.limits.gate(None, bucket, Some(&throttle), &self.generations).await;
                 if let Some(wait) = gate.throttled {
@@ -182,7 +212,13 @@ impl Admission {
                 if let (Some(throttle), AuthFailure::Unknown) = (&counted, &failure) {
                     return Err(Refusal::UnknownKey(self.limits.spend_failure(throttle).await));
                 }
-                return Err(Refusal::Unauthorized(INVALID_KEY));
+                return Err(Refusal::InvalidKey(match failure {
+                    AuthFailure::Revoked => AuthOutcome::Revoked,
+                    AuthFailure::Expired => AuthOutcome::Expired,
+                    AuthFailure::OwnerDisabled => AuthOutcome::Disabled,
+                    AuthFailure::Malformed(_) => AuthOutcome::Malformed,
+                    AuthFailure::Unknown | AuthFailure::Unavailable(_) => AuthOutcome::Unknown,
+                }));
             }
         };
         let (rate_key, quota) = self.budget(&key);
@@ -197,7 +233,7 @@ impl Admission {
     pub async fn admit_session(&self, user_id: i64) -> Result<Admitted, Refusal> {
         match self.users.is_enabled(user_id).await {
             Ok(true) => {}
-            Ok(false) => return Err(Refusal::Unauthorized(SESSION_ENDED)),
+            Ok(false) => return Err(Refusal::SessionEnded),
             Err(error) => return Err(Refusal::Database(error)),
         }
         let decision = self.limits.check(&format!("user:{user_id}"), self.default_quota).await;

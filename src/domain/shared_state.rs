@@ -309,6 +309,7 @@ impl SharedState {
 
     /// One round trip: the throttle (when `throttle` is given), the rate bucket (spent when
     /// `rate` is given) and the generation of `generation_bucket`.
+    #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis gate", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA gate"))]
     pub async fn gate(
         &self,
         rate: Option<(&str, Quota)>,
@@ -355,6 +356,7 @@ impl SharedState {
     }
 
     /// Spends one from a bucket (`rl` budgets, `af` failed authentications).
+    #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis spend", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA spend"))]
     pub async fn spend(&self, kind: &str, bucket: &str, quota: Quota) -> Result<Decision, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<Vec<i64>> =
@@ -364,6 +366,7 @@ impl SharedState {
     }
 
     /// The generation of a bucket (`None` while a revocation in it is in progress).
+    #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis generation", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA generation"))]
     pub async fn generation(&self, bucket: u8) -> Result<Option<SharedGeneration>, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<Vec<i64>> = self
@@ -381,6 +384,7 @@ impl SharedState {
     /// Before a revocation is committed: marks `scope` as being revoked for at most
     /// `lifetime` (no instance uses or fills a cache for it meanwhile) and moves its
     /// generation on. `token` names this revocation for [`SharedState::finish_revocation`].
+    #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis begin", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA begin"))]
     pub async fn begin_revocation(&self, scope: Scope, token: &str, lifetime: Duration) -> Result<(), SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<i64> = self
@@ -396,6 +400,7 @@ impl SharedState {
     }
 
     /// After the commit: moves the generation on again and removes this revocation's mark.
+    #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis finish", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA finish"))]
     pub async fn finish_revocation(&self, scope: Scope, token: &str) -> Result<(), SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<i64> = self
@@ -410,6 +415,7 @@ impl SharedState {
     }
 
     /// A counter's value (`None` when Redis does not hold it).
+    #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis GET", otel.kind = "client", db.system.name = "redis", db.operation.name = "GET"))]
     pub async fn counter(&self, name: &str) -> Result<Option<u64>, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<Option<i64>> = redis::cmd("GET").arg(self.key("count", name)).query_async(&mut c).await;
@@ -419,6 +425,7 @@ impl SharedState {
     }
 
     /// Sets a missing counter to `value` (kept for `lifetime`) and answers the counter's value.
+    #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis seed", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA seed"))]
     pub async fn seed_counter(&self, name: &str, value: u64, lifetime: Duration) -> Result<u64, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<i64> =
@@ -430,6 +437,7 @@ impl SharedState {
 
     /// Adds `amount` to a counter Redis holds; `None` when it holds none (then the next read
     /// seeds it from the database).
+    #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis add", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA add"))]
     pub async fn add_to_counter(&self, name: &str, amount: u64) -> Result<Option<u64>, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<i64> = self.add.key(self.key("count", name)).arg(amount).invoke_async(&mut c).await;

@@ -84,13 +84,17 @@ impl Meter {
     }
 
     fn record_usage(self, status: u16, usage: crate::domain::providers::Usage) {
+        let elapsed = self.started.elapsed();
+        if let Some(provider) = &self.provider {
+            crate::observe::upstream_request(provider, &self.model, status, elapsed, usage.prompt_tokens, usage.completion_tokens);
+        }
         self.recorder.record(UsageRecord {
             user_id: self.user_id,
             api_key_id: self.key_id,
             model: self.model,
             provider: self.provider,
             status,
-            latency_ms: self.started.elapsed().as_millis().min(u128::from(u32::MAX)) as u32,
+            latency_ms: elapsed.as_millis().min(u128::from(u32::MAX)) as u32,
             prompt_tokens: usage.prompt_tokens,
             completion_tokens: usage.completion_tokens,
             streamed: self.streamed,

@@ -109,6 +109,8 @@ pub struct Config {
     /// The longest a request body may go without sending data (slow uploads get 408).
     pub body_timeout: Duration,
     pub log_format: LogFormat,
+    /// Where Prometheus scrapes `/metrics` (`WJ_METRICS_ADDR`); no metrics when unset.
+    pub metrics_addr: Option<SocketAddr>,
     /// Providers and upstream timeouts from `workjet.toml`.
     pub providers: FileConfig,
     /// Where `providers` came from.
@@ -264,6 +266,16 @@ impl Config {
             Some("json") => LogFormat::Json,
             Some(_) => return Err(ConfigError::new("WJ_LOG_FORMAT", "must be text or json")),
         };
+        let metrics_addr = match env.get("WJ_METRICS_ADDR")? {
+            None => None,
+            Some(addr) => Some(
+                addr.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::new("WJ_METRICS_ADDR", "must be an address and port, such as 127.0.0.1:9464"))?,
+            ),
+        };
+        if metrics_addr.is_some_and(|m| m == listen_addr) {
+            return Err(ConfigError::new("WJ_METRICS_ADDR", "must differ from WJ_LISTEN_ADDR: /metrics has a listener of its own"));
+        }
         // Providers: the file WJ_CONFIG names, else ./workjet.toml if there is one, else the
         // providers' own variables (ANTHROPIC_API_KEY, OPENAI_API_KEY).
         let config_file = match env.get("WJ_CONFIG")? {
@@ -321,6 +333,7 @@ impl Config {
             shutdown_grace,
             body_timeout,
             log_format,
+            metrics_addr,
             providers,
             providers_source,
             provider_secrets,

@@ -25,7 +25,15 @@ pub async fn connect(config: &Config) -> Result<DatabaseConnection, DbErr> {
                 .foreign_keys(true)
                 .busy_timeout(Duration::from_secs(5))
         });
-    Database::connect(options).await
+    let mut db = Database::connect(options).await?;
+    if crate::observe::trace::enabled() {
+        // Each statement becomes a span under the request that ran it.
+        let system = if config.is_sqlite() { "sqlite" } else { "postgresql" };
+        db.set_metric_callback(move |info| {
+            crate::observe::trace::db_statement(system, &info.statement.sql, info.elapsed, info.failed);
+        });
+    }
+    Ok(db)
 }
 
 /// Runs every pending migration. On PostgreSQL the run holds a transaction-scoped advisory
@@ -55,3 +63,20 @@ pub async fn ping(db: &DatabaseConnection, timeout: Duration) -> Result<(), Stri
 }
 
 pub use crate::domain::describe_db_error;
+
+/// The pool's connections right now: (idle, in use).
+pub fn pool_connections(db: &DatabaseConnection) -> (u32, u32) {
+    let (size, idle) = match db.get_database_backend() {
+        DbBackend::Postgres => {
+            let pool = db.get_postgres_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        DbBackend::Sqlite => {
+            let pool = db.get_sqlite_connection_pool();
+            (pool.size(), pool.num_idle())
+        }
+        _ => (0, 0),
+    };
+    let idle = u32::try_from(idle).unwrap_or(u32::MAX).min(size);
+    (idle, size - idle)
+}

@@ -96,6 +96,8 @@ pub struct Application {
     listener: ServerListener,
     router: Router,
     state: AppState,
+    /// `/metrics`, when `WJ_METRICS_ADDR` is set.
+    metrics: Option<(TcpListener, metrics_exporter_prometheus::PrometheusHandle)>,
 }
 
 impl Application {
@@ -114,6 +116,12 @@ impl Application {
         let db = database::connect(&config).await.map_err(|e| StartupError::Database(e.to_string()))?;
         database::migrate(&db).await.map_err(|e| StartupError::Migration(e.to_string()))?;
         let listener = ServerListener::new(listener, tls).map_err(|source| StartupError::Bind { addr: config.listen_addr, source })?;
+        let metrics = match config.metrics_addr {
+            Some(addr) => {
+                Some((TcpListener::bind(addr).await.map_err(|source| StartupError::Bind { addr, source })?, crate::observe::install()))
+            }
+            None => None,
+        };
         let shared = match &config.redis_url {
             Some(url) => Some(SharedState::connect(url, &config.redis_prefix).await.map_err(|e| StartupError::Redis(e.to_string()))?),
             None => None,
@@ -121,7 +129,12 @@ impl Application {
         let (state, dev_idp) = build_state(config, db, leptos_options, registry, shared);
         spawn_maintenance(&state);
         let router = router(state.clone(), dev_idp);
-        Ok(Self { listener, router, state })
+        Ok(Self { listener, router, state, metrics })
+    }
+
+    /// The address `/metrics` is served on, if any (useful with port 0).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|(listener, _)| listener.local_addr().ok())
     }
 
     /// The address actually bound (useful with port 0).
@@ -141,6 +154,19 @@ impl Application {
         let addr = self.local_addr();
         tracing::info!(%addr, public_url = %self.state.config.public_url, tls = self.state.config.tls.is_some(), "workjet listening");
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        if let Some((listener, handle)) = self.metrics {
+            tracing::info!(addr = %listener.local_addr()?, "metrics at /metrics");
+            let mut stopped = stop_rx.clone();
+            let state = self.state.clone();
+            tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stopped.wait_for(|stopped| *stopped).await;
+                };
+                if let Err(error) = crate::server::metrics::serve(listener, state, handle, shutdown).await {
+                    tracing::error!(%error, "the metrics listener failed");
+                }
+            });
+        }
         let serve =
             axum::serve(self.listener, self.router.into_make_service_with_connect_info::<PeerAddr>()).with_graceful_shutdown(async move {
                 shutdown.await;
@@ -335,7 +361,7 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
     if let Some(idp) = dev_idp {
         outer = outer.nest_service(dev_idp::MOUNT, dev_idp::router(idp));
     }
-    outer
+    let outer = outer
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .nest_service("/pkg", ServeDir::new(pkg_dir))
@@ -349,15 +375,31 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), security::request_guard))
         .layer(middleware::from_fn_with_state(state.clone(), security::security_headers))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(crate::server::error::ApiError::internal())))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
-            let request_id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
-            // The path only: a query string could carry a secret someone pasted there.
-            tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path())
-        }))
+        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
+            |response: &axum::response::Response, latency: Duration, span: &tracing::Span| {
+                tower_http::trace::OnResponse::on_response(tower_http::trace::DefaultOnResponse::default(), response, latency, span);
+                if crate::observe::trace::enabled() {
+                    crate::observe::trace::record_status(span, response.status());
+                }
+            },
+        ))
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
         .layer(SetRequestIdLayer::new(HeaderName::from_static("x-request-id"), MakeRequestUuid))
-        .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, header::PROXY_AUTHORIZATION]))
-        .with_state(state)
+        .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, header::PROXY_AUTHORIZATION]));
+    // Outermost, so that the recorded duration is the whole answer's.
+    let outer = if state.config.metrics_addr.is_some() { outer.layer(crate::server::metrics::HttpMetricsLayer) } else { outer };
+    outer.with_state(state)
+}
+
+/// The span of a request (the path only: a query string could carry a secret someone
+/// pasted there); with traces exported, the OpenTelemetry server span.
+fn request_span(request: &Request) -> tracing::Span {
+    let request_id = request.extensions().get::<RequestId>().and_then(|id| id.header_value().to_str().ok()).unwrap_or("-");
+    if crate::observe::trace::enabled() {
+        let route = request.extensions().get::<axum::extract::MatchedPath>().map(axum::extract::MatchedPath::as_str);
+        return crate::observe::trace::server_span(request.method(), route, request.uri().path(), request_id, request.headers());
+    }
+    tracing::info_span!("request", id = %request_id, method = %request.method(), path = %request.uri().path())
 }
 
 /// Context for every server-side render and server function: the request's CSP nonce.

@@ -1,17 +1,40 @@
-//! Structured logging with `tracing`: `RUST_LOG` picks levels, `WJ_LOG_FORMAT` picks text or JSON.
+//! Structured logging with `tracing` (`RUST_LOG` picks levels, `WJ_LOG_FORMAT` text or JSON)
+//! and, when the standard `OTEL_*` variables ask for it, OpenTelemetry traces
+//! ([`crate::observe::trace`]).
 
-use tracing_subscriber::{EnvFilter, fmt, layer::SubscriberExt, util::SubscriberInitExt};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing_subscriber::{EnvFilter, Layer as _, fmt, layer::SubscriberExt, util::SubscriberInitExt};
 
-use crate::server::config::LogFormat;
+use crate::{observe::trace, server::config::LogFormat};
+
+/// What must be flushed before the process exits.
+#[must_use = "call shutdown() before exiting, or the last spans are lost"]
+pub struct Telemetry {
+    traces: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still buffered (blocking: call it off the async workers).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.traces {
+            trace::shutdown(provider);
+        }
+    }
+}
 
 /// Installs the global subscriber. Calling it twice is harmless (the second call is ignored),
-/// so tests can start several servers in one process.
-pub fn init(format: LogFormat) {
+/// so tests can start several servers in one process. Fails only when the `OTEL_*`
+/// variables ask for something this build cannot do.
+pub fn init(format: LogFormat) -> Result<Telemetry, trace::TraceConfigError> {
+    let traces = trace::start()?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,sea_orm=warn"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match format {
-        LogFormat::Text => registry.with(fmt::layer().with_target(true)).try_init(),
-        LogFormat::Json => registry.with(fmt::layer().json().flatten_event(true).with_current_span(true)).try_init(),
-    };
+    // Each layer has its own filter: the log's (RUST_LOG), and the traces' (Workjet's spans).
+    let logs = match format {
+        LogFormat::Text => fmt::layer().with_target(true).boxed(),
+        LogFormat::Json => fmt::layer().json().flatten_event(true).with_current_span(true).boxed(),
+    }
+    .with_filter(filter);
+    let result = tracing_subscriber::registry().with(logs).with(traces.as_ref().map(trace::layer)).try_init();
     drop(result);
+    Ok(Telemetry { traces })
 }

@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod helpers;
 pub mod idp;
+pub mod process;
 pub mod upstream;
 
 mod api;
@@ -17,6 +18,7 @@ mod hygiene;
 mod key_lifecycle;
 mod local_sign_in;
 mod openapi;
+mod operations;
 mod providers;
 mod scale_out;
 mod sdk;

@@ -418,6 +418,11 @@ impl ApiKeyService {
         Some(KeyPrincipal::from_cached(&entry, guardrails))
     }
 
+    /// Whether lookups may be answered from the in-process cache (`WJ_AUTH_CACHE`).
+    pub fn serves_cached(&self) -> bool {
+        self.serve_cached
+    }
+
     /// What this instance knows of `hash` (no I/O).
     pub fn known(&self, hash: &ApiKeyHash) -> Known {
         if let Some(entry) = self.cache.peek(hash) {

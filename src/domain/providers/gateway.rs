@@ -12,6 +12,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use reqwest::header::{self, HeaderValue};
 use serde_json::Value;
+use tracing::Instrument as _;
 
 use super::{
     Registry, Route,
@@ -114,7 +115,15 @@ impl Registry {
             if last_failure.is_some() {
                 tracing::info!(provider = %route.provider.name, model = call.model, "failing over to the next provider");
             }
-            match self.send(route, request, call.stream).await {
+            let span = tracing::debug_span!(
+                "upstream",
+                otel.name = %format_args!("POST {}", route.provider.name),
+                otel.kind = "client",
+                provider = %route.provider.name,
+                model = call.model,
+                http.response.status_code = tracing::field::Empty,
+            );
+            match self.send(route, request, call.stream).instrument(span).await {
                 Ok(response) => {
                     route.provider.answered();
                     return if call.stream {
@@ -143,6 +152,8 @@ impl Registry {
         for (name, value) in &provider.auth_headers {
             headers.insert(name, value.clone());
         }
+        // The upstream call's span is the provider's parent.
+        crate::observe::trace::inject(&mut headers);
         let sent = provider
             .client
             .post(request.url)
@@ -151,6 +162,7 @@ impl Registry {
             .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
             .body(request.body)
             .send();
+        let started = std::time::Instant::now();
         let response = match tokio::time::timeout(first_byte, sent).await {
             Err(_) => {
                 tracing::warn!(provider = %provider.name, "upstream did not answer in time");
@@ -169,6 +181,8 @@ impl Registry {
             }
             Ok(Ok(response)) => response,
         };
+        crate::observe::upstream_first_byte(&provider.name, started.elapsed());
+        tracing::Span::current().record("http.response.status_code", response.status().as_u16());
         if response.status().is_success() { Ok(response) } else { Err(upstream_failure(route, response).await) }
     }
 

@@ -14,9 +14,10 @@ use tower_sessions::Session;
 
 use crate::{
     domain::{
-        admission::{Admitted, INVALID_KEY, Policy, Refusal},
+        admission::{Admitted, INVALID_KEY, Policy, Refusal, SESSION_ENDED},
         api_keys::{KeyPrincipal, guardrails::Guardrails, last_used::UseSite},
     },
+    observe::{self, AuthOutcome, Credential},
     permissions::{Permission, Permissions},
     server::{
         auth::typed_session::TypedSession,
@@ -162,20 +163,29 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
         return next.run(request).await;
     }
     let ip = request.extensions().get::<ClientIp>().copied().unwrap_or(ClientIp(None));
-    let outcome = match api_key(request.headers()) {
-        BearerToken::Invalid(message) => Err(Refusal::Unauthorized(message)),
+    let (credential, outcome) = match api_key(request.headers()) {
+        BearerToken::Invalid(message) => (Credential::Key, Err(Refusal::Unauthorized(message))),
         BearerToken::Token(token) => {
             let user_agent = request.headers().get(header::USER_AGENT).and_then(|v| v.to_str().ok());
-            state.admission.admit_key(token, UseSite { ip: ip.0, user_agent }).await
+            (Credential::Key, state.admission.admit_key(token, UseSite { ip: ip.0, user_agent }).await)
         }
-        BearerToken::Absent => match session_user(request.extensions().get::<Session>().cloned().map(TypedSession::new)).await {
-            Ok(user_id) => state.admission.admit_session(user_id).await,
-            Err(refusal) => Err(refusal),
-        },
+        BearerToken::Absent => (
+            Credential::Session,
+            match session_user(request.extensions().get::<Session>().cloned().map(TypedSession::new)).await {
+                Ok(user_id) => state.admission.admit_session(user_id).await,
+                Err(refusal) => Err(refusal),
+            },
+        ),
     };
     let admitted = match outcome {
-        Ok(admitted) => admitted,
-        Err(refusal) => return refused(refusal).into_response(),
+        Ok(admitted) => {
+            observe::auth_decision(credential, AuthOutcome::Ok);
+            admitted
+        }
+        Err(refusal) => {
+            observe::auth_decision(credential, refusal.outcome(credential));
+            return refused(refusal).into_response();
+        }
     };
     if admitted.key.is_none() && !cross_origin_allowed(request.method(), request.headers(), &state.config.allowed_origins) {
         return ApiError::forbidden("Cross-site requests authenticated by the session cookie are not allowed.").into_response();
@@ -199,6 +209,8 @@ fn principal(admitted: Admitted) -> Principal {
 fn refused(refusal: Refusal) -> ApiError {
     match refusal {
         Refusal::Unauthorized(message) => ApiError::unauthorized(message),
+        Refusal::InvalidKey(_) => ApiError::unauthorized(INVALID_KEY),
+        Refusal::SessionEnded => ApiError::unauthorized(SESSION_ENDED),
         Refusal::UnknownKey(failures) => {
             ApiError::unauthorized(INVALID_KEY).with_headers(&limits::headers(&failures, Policy::AuthFailures.as_str()))
         }

@@ -1,0 +1,338 @@
+//! What Workjet measures, in one place: every Prometheus metric's name, labels and help
+//! text, and the functions the rest of the code records through. Nothing else names a
+//! metric.
+//!
+//! Recording goes through the [`metrics`] facade: until [`install`] runs (no
+//! `WJ_METRICS_ADDR`) every call is a no-op. Label values are closed sets (outcomes, route
+//! templates, configured provider and model names, status codes): never a user, a key, an
+//! address or a raw path.
+
+pub mod trace;
+
+use std::{
+    sync::{Arc, LazyLock, OnceLock, RwLock},
+    time::Duration,
+};
+
+use dashmap::DashMap;
+use metrics::{Counter, Histogram, SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "workjet_http_requests_total";
+pub const HTTP_DURATION: &str = "workjet_http_request_duration_seconds";
+pub const AUTH_DECISIONS: &str = "workjet_auth_decisions_total";
+pub const AUTH_CACHE_LOOKUPS: &str = "workjet_auth_cache_lookups_total";
+pub const UPSTREAM_REQUESTS: &str = "workjet_upstream_requests_total";
+pub const UPSTREAM_FIRST_BYTE: &str = "workjet_upstream_first_byte_seconds";
+pub const UPSTREAM_DURATION: &str = "workjet_upstream_duration_seconds";
+pub const TOKENS: &str = "workjet_tokens_total";
+pub const DB_POOL_CONNECTIONS: &str = "workjet_db_pool_connections";
+pub const REDIS_UP: &str = "workjet_redis_up";
+pub const BUILD_INFO: &str = "workjet_build_info";
+
+/// Latency buckets (seconds) of every histogram: sub-millisecond for the cached API,
+/// up to minutes for long completions.
+const BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+
+static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+
+/// Installs the process-wide recorder (once; later calls return the same handle, so tests
+/// may start several servers in one process) and describes every metric.
+pub fn install() -> PrometheusHandle {
+    HANDLE
+        .get_or_init(|| {
+            let recorder = PrometheusBuilder::new()
+                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), BUCKETS)
+                .expect("the buckets are not empty")
+                .build_recorder();
+            let handle = recorder.handle();
+            if metrics::set_global_recorder(recorder).is_err() {
+                tracing::warn!("another metrics recorder was installed first: /metrics shows nothing recorded");
+            }
+            describe();
+            gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            handle
+        })
+        .clone()
+}
+
+fn describe() {
+    describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status.");
+    describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "Time to a response's headers, by route template.");
+    describe_counter!(AUTH_DECISIONS, "/v1 authentication decisions, by credential (key, session) and outcome.");
+    describe_counter!(AUTH_CACHE_LOOKUPS, "API key lookups in the in-process cache: hit, miss (a database read) or stale.");
+    describe_counter!(UPSTREAM_REQUESTS, "Gateway requests, by the provider that answered, public model name and status.");
+    describe_histogram!(UPSTREAM_FIRST_BYTE, metrics::Unit::Seconds, "Time to a provider's response headers, by provider.");
+    describe_histogram!(UPSTREAM_DURATION, metrics::Unit::Seconds, "Gateway requests from start to end (the stream's end), by provider.");
+    describe_counter!(TOKENS, "Tokens, by provider, public model name and kind (prompt, completion).");
+    describe_gauge!(DB_POOL_CONNECTIONS, "Database pool connections, by state (idle, in_use, max).");
+    describe_gauge!(REDIS_UP, "1 when Redis (WJ_REDIS_URL) answers, 0 when it does not; absent without Redis.");
+    describe_gauge!(BUILD_INFO, "Always 1; the version label names the running build.");
+}
+
+/// The exposition text, after `refresh` has set the gauges read at scrape time.
+pub fn render(handle: &PrometheusHandle) -> String {
+    handle.render()
+}
+
+/// Drains histogram samples into their buckets; run every few seconds (and before a render).
+pub fn upkeep(handle: &PrometheusHandle) {
+    handle.run_upkeep();
+}
+
+/// The handles of one route, resolved once: a request pays a map lookup by its route
+/// template and an atomic add, not a label set built, hashed and looked up per metric.
+struct RouteMetrics {
+    duration: Histogram,
+    /// By (method label, status).
+    requests: RwLock<Vec<(&'static str, u16, Counter)>>,
+}
+
+static ROUTES: LazyLock<DashMap<Box<str>, Arc<RouteMetrics>>> = LazyLock::new(DashMap::new);
+
+/// One answered HTTP request. `route` is the route template (never the raw path: the
+/// templates are a closed set, so the map stays small).
+pub fn http_request(route: &str, method: &'static str, status: u16, elapsed: Duration) {
+    let metrics = match ROUTES.get(route) {
+        Some(found) => Arc::clone(found.value()),
+        None => Arc::clone(
+            ROUTES
+                .entry(route.into())
+                .or_insert_with(|| {
+                    let label = SharedString::from(route.to_owned());
+                    Arc::new(RouteMetrics { duration: histogram!(HTTP_DURATION, "route" => label), requests: RwLock::default() })
+                })
+                .value(),
+        ),
+    };
+    metrics.duration.record(elapsed.as_secs_f64());
+    let known =
+        metrics.requests.read().ok().and_then(|r| r.iter().find(|(m, s, _)| *m == method && *s == status).map(|(_, _, c)| c.clone()));
+    let counter = known.unwrap_or_else(|| {
+        let counter = counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status_label(status));
+        if let Ok(mut requests) = metrics.requests.write() {
+            requests.push((method, status, counter.clone()));
+        }
+        counter
+    });
+    counter.increment(1);
+}
+
+/// The method label: the standard methods by name, anything else as `other` (a client
+/// chooses the method, and must not grow the label set).
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// `"100"`…`"599"` without allocating per request.
+fn status_label(status: u16) -> &'static str {
+    static LABELS: LazyLock<Vec<&'static str>> =
+        LazyLock::new(|| (0..600u16).map(|s| &*Box::leak(s.to_string().into_boxed_str())).collect());
+    LABELS.get(usize::from(status)).copied().unwrap_or("other")
+}
+
+/// Who asked `/v1`: the credential type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Credential {
+    Key,
+    Session,
+}
+
+/// How a `/v1` authentication ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthOutcome {
+    Ok,
+    /// No such key, no session, or a session that ended.
+    Unknown,
+    Revoked,
+    Expired,
+    /// The owner of the key (or the session's person) is disabled.
+    Disabled,
+    /// Not a key at all (shape, checksum, header).
+    Malformed,
+    /// Too many unknown keys from the address.
+    Throttled,
+    /// The caller's request budget is spent.
+    RateLimited,
+    /// The database or the session store could not answer.
+    Error,
+}
+
+impl AuthOutcome {
+    const ALL: [AuthOutcome; 9] = [
+        Self::Ok,
+        Self::Unknown,
+        Self::Revoked,
+        Self::Expired,
+        Self::Disabled,
+        Self::Malformed,
+        Self::Throttled,
+        Self::RateLimited,
+        Self::Error,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::Unknown => "unknown",
+            Self::Revoked => "revoked",
+            Self::Expired => "expired",
+            Self::Disabled => "disabled",
+            Self::Malformed => "malformed",
+            Self::Throttled => "throttled",
+            Self::RateLimited => "rate_limited",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// The counters of every (credential, outcome) pair, resolved once: the cached `/v1` path
+/// pays one atomic add per decision, no label lookup.
+struct AuthCounters {
+    key: Vec<Counter>,
+    session: Vec<Counter>,
+}
+
+static AUTH: LazyLock<AuthCounters> = LazyLock::new(|| {
+    let of = |credential: &'static str| {
+        AuthOutcome::ALL.iter().map(|o| counter!(AUTH_DECISIONS, "method" => credential, "outcome" => o.as_str())).collect()
+    };
+    AuthCounters { key: of("key"), session: of("session") }
+});
+
+/// One `/v1` authentication decision.
+pub fn auth_decision(credential: Credential, outcome: AuthOutcome) {
+    if HANDLE.get().is_none() {
+        return;
+    }
+    let counters = match credential {
+        Credential::Key => &AUTH.key,
+        Credential::Session => &AUTH.session,
+    };
+    let index = AuthOutcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
+    counters[index].increment(1);
+}
+
+/// What the in-process key cache answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CacheLookup {
+    /// Answered from memory (a working key, or one known not to work).
+    Hit,
+    /// Never seen: the database was read.
+    Miss,
+    /// Seen, but a revocation or edit since (or its age) sent it to the database.
+    Stale,
+}
+
+static CACHE: LazyLock<[Counter; 3]> =
+    LazyLock::new(|| ["hit", "miss", "stale"].map(|result| counter!(AUTH_CACHE_LOOKUPS, "result" => result)));
+
+pub fn auth_cache_lookup(result: CacheLookup) {
+    if HANDLE.get().is_none() {
+        return;
+    }
+    CACHE[result as usize].increment(1);
+}
+
+/// A provider's response headers arrived after `elapsed`.
+pub fn upstream_first_byte(provider: &str, elapsed: Duration) {
+    if HANDLE.get().is_none() {
+        return;
+    }
+    histogram!(UPSTREAM_FIRST_BYTE, "provider" => provider.to_owned()).record(elapsed.as_secs_f64());
+}
+
+/// A gateway request ended (however it ended) with `status`, answered by `provider` for
+/// the public `model`; its duration and tokens. Only configured providers and models reach
+/// here (a request for an unknown model never has a provider).
+pub fn upstream_request(provider: &str, model: &str, status: u16, elapsed: Duration, prompt_tokens: u64, completion_tokens: u64) {
+    if HANDLE.get().is_none() {
+        return;
+    }
+    let provider = SharedString::from(provider.to_owned());
+    let model = SharedString::from(model.to_owned());
+    counter!(UPSTREAM_REQUESTS, "provider" => provider.clone(), "model" => model.clone(), "status" => status_label(status)).increment(1);
+    histogram!(UPSTREAM_DURATION, "provider" => provider.clone()).record(elapsed.as_secs_f64());
+    if prompt_tokens > 0 {
+        counter!(TOKENS, "provider" => provider.clone(), "model" => model.clone(), "kind" => "prompt").increment(prompt_tokens);
+    }
+    if completion_tokens > 0 {
+        counter!(TOKENS, "provider" => provider, "model" => model, "kind" => "completion").increment(completion_tokens);
+    }
+}
+
+/// The database pool right now.
+pub fn db_pool(idle: u32, in_use: u32, max: u32) {
+    gauge!(DB_POOL_CONNECTIONS, "state" => "idle").set(f64::from(idle));
+    gauge!(DB_POOL_CONNECTIONS, "state" => "in_use").set(f64::from(in_use));
+    gauge!(DB_POOL_CONNECTIONS, "state" => "max").set(f64::from(max));
+}
+
+/// Whether Redis answers right now.
+pub fn redis_up(up: bool) {
+    gauge!(REDIS_UP).set(if up { 1.0 } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_labels_are_the_numbers_and_bounded() {
+        assert_eq!(status_label(200), "200");
+        assert_eq!(status_label(503), "503");
+        assert_eq!(status_label(600), "other");
+        assert_eq!(status_label(u16::MAX), "other");
+    }
+
+    #[test]
+    fn unusual_methods_share_one_label() {
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
+        assert_eq!(method_label(&http::Method::from_bytes(b"FROBNICATE").expect("method")), "other");
+    }
+
+    #[test]
+    fn the_grafana_dashboard_is_built_on_these_names() {
+        let dashboard = include_str!("../deploy/grafana/workjet-dashboard.json");
+        let parsed: serde_json::Value = serde_json::from_str(dashboard).expect("the dashboard is JSON");
+        assert!(parsed["panels"].as_array().is_some_and(|p| p.len() >= 10));
+        let known = [
+            HTTP_REQUESTS,
+            HTTP_DURATION,
+            AUTH_DECISIONS,
+            AUTH_CACHE_LOOKUPS,
+            UPSTREAM_REQUESTS,
+            UPSTREAM_FIRST_BYTE,
+            UPSTREAM_DURATION,
+            TOKENS,
+            DB_POOL_CONNECTIONS,
+            REDIS_UP,
+            BUILD_INFO,
+        ];
+        let mut used = std::collections::BTreeSet::new();
+        for (at, _) in dashboard.match_indices("workjet_") {
+            let name: String = dashboard[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+            let base = ["_bucket", "_count", "_sum"].iter().find_map(|s| name.strip_suffix(s)).unwrap_or(&name).to_owned();
+            assert!(known.contains(&base.as_str()), "the dashboard uses {name}, which Workjet does not export");
+            used.insert(base);
+        }
+        assert_eq!(used.len(), known.len(), "every metric has a panel: {used:?}");
+    }
+
+    #[test]
+    fn outcome_labels_are_the_documented_ones() {
+        let labels: Vec<&str> = AuthOutcome::ALL.iter().map(|o| o.as_str()).collect();
+        for documented in ["ok", "unknown", "revoked", "expired", "malformed", "throttled", "rate_limited"] {
+            assert!(labels.contains(&documented), "{documented}");
+        }
+    }
+}
