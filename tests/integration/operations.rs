@@ -419,3 +419,26 @@ async fn spans_reach_an_otlp_receiver_with_the_right_parents_and_no_secrets() {
 async fn spans_include_redis_calls_with_redis() {
     traces_reach_the_receiver(Some(crate::helpers::required_env("WJ_TEST_REDIS_URL"))).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs Redis (WJ_TEST_REDIS_URL)"]
+async fn metrics_say_whether_redis_is_up_with_redis() {
+    let metrics_port = free_port();
+    let server = Process::start(&[
+        ("WJ_REDIS_URL", crate::helpers::required_env("WJ_TEST_REDIS_URL")),
+        ("WJ_REDIS_PREFIX", format!("wj-metrics-{}:", std::process::id())),
+        ("WJ_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+    ])
+    .await;
+    let client = client();
+    let up = crate::helpers::eventually(Duration::from_secs(10), || {
+        let client = client.clone();
+        async move {
+            let text =
+                client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.expect("scrape").text().await.expect("text");
+            value(&samples(&text), "workjet_redis_up", &[]) == 1.0
+        }
+    })
+    .await;
+    assert!(up, "workjet_redis_up is 1 while Redis answers: {}", server.output());
+}
