@@ -273,9 +273,14 @@ async fn main() {
     let seed_user = seed::seed_user(&db).await;
     let mut pool = seed::seed_keys(&db, seed_user.id, plan.sizes[0], plan.sizes[0].min(1_000)).await;
 
+    // `WJ_BENCH_ONLY=auth|guardrails|metrics`: that section of the cached path alone, written to
+    // `bench-<section>.md` (BENCHMARKS.md is left as it is).
+    let only = std::env::var("WJ_BENCH_ONLY").ok().filter(|v| !v.is_empty());
+    let wants = |section: &str| only.as_deref().is_none_or(|o| o == section);
+
     eprintln!("-- 1. authentication overhead");
     let mut auth = Vec::new();
-    for c in [1, 64] {
+    for c in [1, 64].into_iter().filter(|_| wants("auth")) {
         let base =
             measure(&plan, "GET /healthz (no auth, baseline)", server.addr, c, Arc::new(|_, _| get("/healthz", None)), StatusCode::OK)
                 .await;
@@ -301,7 +306,9 @@ async fn main() {
         .await;
         auth.push((base, hot_row, random));
     }
-    report.auth_overhead(&auth);
+    if wants("auth") {
+        report.auth_overhead(&auth);
+    }
 
     eprintln!("-- 1b. guardrails on the cached path");
     let (_, guarded) = create_key_with(
@@ -311,7 +318,7 @@ async fn main() {
     )
     .await;
     let mut guardrails = Vec::new();
-    for c in [1, 64] {
+    for c in [1, 64].into_iter().filter(|_| wants("guardrails")) {
         let plain_key = hot.clone();
         let plain = measure(
             &plan,
@@ -334,7 +341,9 @@ async fn main() {
         .await;
         guardrails.push((plain, with));
     }
-    report.guardrails(&guardrails);
+    if wants("guardrails") {
+        report.guardrails(&guardrails);
+    }
 
     eprintln!("-- 1c. metrics on the cached path");
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
@@ -342,7 +351,7 @@ async fn main() {
     metered_env.push(("WJ_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
     let metered = Server::start(&metered_env).await;
     let mut metrics_runs = Vec::new();
-    for c in [1, 64] {
+    for c in [1, 64].into_iter().filter(|_| wants("metrics")) {
         let run = |label: &'static str, addr: SocketAddr| {
             let key = hot.clone();
             measure(&plan, label, addr, c, Arc::new(move |_, _| get("/v1/models", Some(&key))), StatusCode::OK)
@@ -360,9 +369,17 @@ async fn main() {
         .filter(|l| l.starts_with("workjet_http_requests_total{") && l.contains("route=\"/v1/models\""))
         .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
         .sum();
-    assert!(recorded > 0.0, "the metered server recorded its requests");
-    report.metrics_cost(&metrics_runs, recorded as u64);
+    if wants("metrics") {
+        assert!(recorded > 0.0, "the metered server recorded its requests");
+        report.metrics_cost(&metrics_runs, recorded as u64);
+    }
     drop(metered);
+    if let Some(section) = &only {
+        let path = format!("bench-{section}.md");
+        report.write(&path, &format!("bench-{section}.svg"));
+        eprintln!("wrote {path}");
+        return;
+    }
 
     eprintln!("-- 3. junk keys");
     let junk_bad: Arc<Vec<String>> = Arc::new((0..1000).map(|_| format!("{}x", &seed::fake_key()[..43])).collect());
