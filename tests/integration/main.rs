@@ -7,6 +7,7 @@ pub mod helpers;
 pub mod idp;
 pub mod upstream;
 
+mod admin;
 mod api;
 mod binary;
 mod faults;
