@@ -8,7 +8,7 @@ use crate::{
     app::{
         components::dialog::Modal,
         pages::sessions::go_to_login,
-        server_fns::{AdminRevokeKey, AdminSetDisabled, admin_find_keys, admin_log, admin_people},
+        server_fns::{AdminRevokeKey, AdminSetDisabled, admin_find_keys, admin_log, admin_people, current_user},
     },
     display::{describe_event, format_date, format_date_time, format_relative},
     wire::{AdminEventView, AdminKeyView, AdminPersonView, PortalError},
@@ -37,11 +37,11 @@ fn badge(text: &'static str, tone: &'static str) -> impl IntoView {
     view! { <span class=format!("rounded-full px-2 py-0.5 text-xs font-medium ring-1 {colours}")>{text}</span> }
 }
 
-/// The Admin page.
+/// The Admin page: its sections for administrators, a notice for anyone else (every server
+/// function asks again).
 #[component]
 pub fn AdminPage() -> impl IntoView {
-    let set_disabled = ServerAction::<AdminSetDisabled>::new();
-    let revoke = ServerAction::<AdminRevokeKey>::new();
+    let me = Resource::new(|| (), |()| current_user());
     view! {
         <Title text="Admin" />
         <div>
@@ -50,6 +50,26 @@ pub fn AdminPage() -> impl IntoView {
                 "People, anyone's API keys and everyone's security log. Disabling a person signs them out everywhere and refuses their API keys at once, on every Workjet server; they are told by their security log. Every action here is recorded with your name."
             </p>
         </div>
+        <Suspense fallback=|| view! { <div class=CARD><p class="p-6 text-sm text-slate-500">"Loading…"</p></div> }>
+            {move || Suspend::new(async move {
+                match me.await {
+                    Ok(Some(user)) if user.admin => view! { <Sections /> }.into_any(),
+                    Ok(Some(_)) => view! {
+                        <div class=CARD><p role="alert" class="p-6 text-sm text-slate-700">{PortalError::NotAdmin.to_string()}" This page is for the administrators named in WJ_ADMIN_EMAILS."</p></div>
+                    }.into_any(),
+                    Ok(None) => failure(PortalError::Unauthorized),
+                    Err(e) => failure(e),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Sections() -> impl IntoView {
+    let set_disabled = ServerAction::<AdminSetDisabled>::new();
+    let revoke = ServerAction::<AdminRevokeKey>::new();
+    view! {
         <People set_disabled />
         <FindKey revoke />
         <EveryonesLog set_disabled revoke />
