@@ -273,6 +273,46 @@ backend_tests! {
         assert!(!own.contains(r#"href="/admin""#), "no Admin link for anyone else");
     }
 
+    async fn the_portal_s_server_functions_ask_the_same_question_first(backend) {
+        let (app, idp) = app_with_idp(backend, &admin_settings()).await;
+        let mut admin = sign_in_as(&app.base_url, &idp, ADMIN).await;
+        let mut gina = sign_in_as(&app.base_url, &idp, "gina@example.com").await;
+        let gina_id = app.state.users.find_by_email("gina@example.com").await.expect("q").expect("gina").id;
+        let root_id = app.state.users.find_by_email(ADMIN).await.expect("q").expect("root").id;
+        let (gina_key_id, gina_key) = make_key(&app, gina_id).await;
+        for (name, body) in [
+            ("admin_people", "search=".to_owned()),
+            ("admin_set_disabled", format!("user_id={root_id}&disabled=true")),
+            ("admin_find_keys", format!("query={gina_key_id}")),
+            ("admin_revoke_key", format!("id={gina_key_id}")),
+            ("admin_log", String::new()),
+        ] {
+            let refused = gina.server_fn(&app, name, &body).await;
+            assert_eq!(refused.status(), 403, "{name}");
+            assert_eq!(refused.json::<Value>().await.expect("json"), json!("NotAdmin"), "{name}");
+        }
+        assert_eq!(with_key(&app.base_url, &gina_key, Method::GET, "/v1/me").await.0, 200, "nothing happened");
+
+        let people: Value = admin.server_fn(&app, "admin_people", "search=GINA").await.json().await.expect("json");
+        assert_eq!(people["people"].as_array().expect("people").len(), 1, "{people}");
+        assert_eq!(people["people"][0]["email"], "gina@example.com");
+        let me = admin.server_fn(&app, "admin_set_disabled", &format!("user_id={root_id}&disabled=true")).await;
+        assert_eq!(me.status(), 409, "not oneself");
+        let found: Value = admin.server_fn(&app, "admin_find_keys", &format!("query=%23{gina_key_id}")).await.json().await.expect("json");
+        assert_eq!(found[0]["owner"]["email"], "gina@example.com", "{found}");
+        let revoked = admin.server_fn(&app, "admin_revoke_key", &format!("id={gina_key_id}")).await;
+        assert_eq!(revoked.status(), 200);
+        assert_eq!(with_key(&app.base_url, &gina_key, Method::GET, "/v1/me").await.0, 401);
+        let disabled: Value = admin.server_fn(&app, "admin_set_disabled", &format!("user_id={gina_id}&disabled=true")).await.json().await.expect("json");
+        assert_eq!(disabled["disabled"], true, "{disabled}");
+        assert_eq!(gina.server_fn(&app, "admin_people", "search=").await.status(), 401, "gina is signed out");
+        let log: Value = admin.server_fn(&app, "admin_log", "").await.json().await.expect("json");
+        let actions: Vec<&str> = log["events"].as_array().expect("events").iter().map(|e| e["event"]["action"].as_str().expect("action")).collect();
+        assert_eq!(&actions[..2], ["admin.user_disable", "admin.key_revoke"], "{log}");
+        assert_eq!(log["events"][0]["actor_email"], ADMIN);
+        assert_eq!(log["events"][0]["subject_email"], "gina@example.com");
+    }
+
     async fn an_administrator_finds_anyones_key_by_id_or_hint_and_revokes_it(backend) {
         let app = spawn_app_with(backend, &admin_settings()).await.expect("app");
         let base = app.base_url.clone();
