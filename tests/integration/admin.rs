@@ -292,6 +292,8 @@ backend_tests! {
             assert_eq!(refused.json::<Value>().await.expect("json"), json!("NotAdmin"), "{name}");
         }
         assert_eq!(with_key(&app.base_url, &gina_key, Method::GET, "/v1/me").await.0, 200, "nothing happened");
+        let signed_out = Browser::new().get(&app.url("/admin")).await;
+        assert_eq!(location(&signed_out), "/login?return_to=/admin", "signed out: sign in first");
 
         let people: Value = admin.server_fn(&app, "admin_people", "search=GINA").await.json().await.expect("json");
         assert_eq!(people["people"].as_array().expect("people").len(), 1, "{people}");
