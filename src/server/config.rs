@@ -557,6 +557,15 @@ mod tests {
         assert_eq!(err.name, "WJ_COOKIE_DOMAIN");
         let err = config(&[("WJ_TLS_CERT", "cert.pem")]).unwrap_err();
         assert_eq!(err.name, "WJ_TLS_KEY");
+        let err = config(&[("WJ_ADMIN_EMAILS", "root@example.com, not an email")]).unwrap_err();
+        assert_eq!(err.name, "WJ_ADMIN_EMAILS");
+    }
+
+    #[test]
+    fn administrators_are_a_comma_list_of_emails_in_lower_case() {
+        assert!(config(&[]).expect("valid").admin_emails.is_empty(), "nobody by default");
+        let c = config(&[("WJ_ADMIN_EMAILS", " Root@Example.com,,ops@example.com ")]).expect("valid");
+        assert_eq!(c.admin_emails, ["root@example.com", "ops@example.com"]);
     }
 
     #[test]
