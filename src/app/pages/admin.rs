@@ -393,11 +393,11 @@ fn LogRow(e: AdminEventView, now_ms: i64) -> impl IntoView {
             </td>
             <td class="break-words px-4 py-3">
                 <span class="font-medium text-slate-900">{what}</span>
-                <p class="mt-0.5 text-xs text-slate-500 md:hidden">{who.clone()}</p>
+                <p class="mt-0.5 truncate text-xs text-slate-500 md:hidden">{who.clone()}</p>
             </td>
-            <td class="hidden break-words px-4 py-3 text-slate-700 md:table-cell">
-                {who}
-                {whom.map(|w| view! { <span class="block text-xs text-slate-500">{w}</span> })}
+            <td class="hidden px-4 py-3 text-slate-700 md:table-cell">
+                <span class="block truncate" title=who.clone()>{who.clone()}</span>
+                {whom.map(|w| view! { <span class="block truncate text-xs text-slate-500" title=w.clone()>{w}</span> })}
             </td>
             <td class="hidden truncate px-4 py-3 font-mono text-xs text-slate-600 lg:table-cell">{e.event.ip.clone().unwrap_or_else(|| "—".into())}</td>
         </tr>
