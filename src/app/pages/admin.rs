@@ -397,7 +397,7 @@ fn LogRow(e: AdminEventView, now_ms: i64) -> impl IntoView {
             </td>
             <td class="hidden px-4 py-3 text-slate-700 md:table-cell">
                 <span class="block truncate" title=who.clone()>{who.clone()}</span>
-                {whom.map(|w| view! { <span class="block truncate text-xs text-slate-500" title=w.clone()>{w}</span> })}
+                {whom.map(|w| view! { <span class="block truncate text-xs text-slate-500" title=w.clone()>{w.clone()}</span> })}
             </td>
             <td class="hidden truncate px-4 py-3 font-mono text-xs text-slate-600 lg:table-cell">{e.event.ip.clone().unwrap_or_else(|| "—".into())}</td>
         </tr>
