@@ -57,6 +57,8 @@ export default defineConfig({
       ANTHROPIC_API_KEY: "sk-ant-e2e-placeholder",
       ANTHROPIC_BASE_URL: "http://127.0.0.1:9",
       RUST_LOG: process.env.RUST_LOG ?? "warn",
+      // The administrator of admin.spec.ts (no other spec signs in with this address).
+      WJ_ADMIN_EMAILS: "e2e-admin@admin.example.org",
     },
   },
 });

@@ -15,8 +15,8 @@ use leptos_router::{
 use crate::app::{
     components::layout::{AppHeader, SettingsLayout},
     pages::{
-        api_keys::ApiKeysPage, key_detail::KeyDetailPage, login::LoginPage, not_found::NotFound, security_log::SecurityLogPage,
-        sessions::SessionsPage,
+        admin::AdminPage, api_keys::ApiKeysPage, key_detail::KeyDetailPage, login::LoginPage, not_found::NotFound,
+        security_log::SecurityLogPage, sessions::SessionsPage,
     },
 };
 
@@ -68,6 +68,9 @@ pub fn App() -> impl IntoView {
                         <Route path=path!("api-keys/:id") view=KeyDetailPage ssr=SsrMode::Async />
                         <Route path=path!("sessions") view=SessionsPage />
                         <Route path=path!("security-log") view=SecurityLogPage />
+                    </ParentRoute>
+                    <ParentRoute path=path!("/admin") view=SettingsLayout>
+                        <Route path=path!("") view=AdminPage />
                     </ParentRoute>
                 </Routes>
             </main>

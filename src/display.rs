@@ -53,6 +53,9 @@ pub fn describe_event(action: &str, target: Option<&str>, detail: Option<&serde_
         "api_key.create" => format!("Created {}", key()),
         "api_key.revoke" => format!("Revoked {}", key()),
         "api_key.roll" => format!("Rolled {}", key()),
+        "admin.key_revoke" => format!("{} revoked by an administrator", key()),
+        "admin.user_disable" => format!("Account {}disabled by an administrator", account(detail)),
+        "admin.user_enable" => format!("Account {}enabled again by an administrator", account(detail)),
         "api_key.edit" => {
             let changed: Vec<String> = detail
                 .and_then(|d| d.get("changed"))
@@ -63,6 +66,11 @@ pub fn describe_event(action: &str, target: Option<&str>, detail: Option<&serde_
         }
         other => other.to_owned(),
     }
+}
+
+/// The account an administrator's event names (`ada@example.com `), or nothing.
+fn account(detail: Option<&serde_json::Value>) -> String {
+    detail.and_then(|d| d.get("email")).and_then(|e| e.as_str()).map(|e| format!("{e} ")).unwrap_or_default()
 }
 
 /// The id of the API key an audit event's target names (`api_key:42` → 42).
@@ -150,6 +158,15 @@ mod event_tests {
     fn events_are_told_in_words() {
         assert_eq!(describe_event("session.sign_in", Some("session:7"), None), "Signed in");
         assert_eq!(describe_event("session.sign_out", None, None), "Signed out");
+        assert_eq!(
+            describe_event("admin.key_revoke", Some("api_key:4"), Some(&json!({"name": "CI", "owner_user_id": 2}))),
+            "API key “CI” revoked by an administrator"
+        );
+        assert_eq!(
+            describe_event("admin.user_disable", Some("user:2"), Some(&json!({"email": "bob@example.com"}))),
+            "Account bob@example.com disabled by an administrator"
+        );
+        assert_eq!(describe_event("admin.user_enable", Some("user:2"), None), "Account enabled again by an administrator");
         assert_eq!(describe_event("session.revoke", Some("session:8"), None), "Signed out another session");
         assert_eq!(describe_event("session.sign_out_everywhere", None, None), "Signed out everywhere");
         let ci = json!({"name": "CI"});

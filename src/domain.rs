@@ -1,6 +1,7 @@
 //! The rules (feature `ssr`): API keys, users, sessions, rate limits, upstream providers.
 //! No axum and no Leptos here: both doors (portal server functions and `/v1`) call these.
 
+pub mod admin;
 pub mod admission;
 pub mod api_keys;
 pub mod audit;

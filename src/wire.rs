@@ -11,6 +11,8 @@ pub struct UserView {
     pub name: String,
     pub email: String,
     pub picture: Option<String>,
+    /// An administrator (the portal shows them the Admin page).
+    pub admin: bool,
 }
 
 /// One API key in the list (never the key itself).
@@ -204,6 +206,61 @@ pub struct KeyDetailView {
     pub now_ms: i64,
 }
 
+/// A person, as the Admin page shows them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminPersonView {
+    pub id: i64,
+    pub email: String,
+    pub name: String,
+    pub disabled: bool,
+    /// An administrator.
+    pub admin: bool,
+    /// This is the administrator looking.
+    pub me: bool,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub last_sign_in_at: i64,
+}
+
+/// A page of people, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminPeopleView {
+    pub people: Vec<AdminPersonView>,
+    /// The cursor of the next (older) page, if any.
+    pub older: Option<i64>,
+}
+
+/// Anyone's key with its owner, as the Admin page shows it (never the key itself).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminKeyView {
+    pub id: i64,
+    pub name: String,
+    pub hint: String,
+    /// `active`, `revoked` or `expired`.
+    pub status: String,
+    /// Unix milliseconds.
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub owner: Option<AdminPersonView>,
+}
+
+/// One event of everyone's security log, with whose it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminEventView {
+    pub event: AuditEventView,
+    pub actor_email: Option<String>,
+    pub subject_email: Option<String>,
+}
+
+/// A page of everyone's security log, newest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdminLogView {
+    pub events: Vec<AdminEventView>,
+    /// The cursor of the next (older) page, if any.
+    pub older: Option<i64>,
+    pub now_ms: i64,
+}
+
 /// Errors the portal's server functions answer with.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum PortalError {
@@ -216,6 +273,12 @@ pub enum PortalError {
     /// No such object for this user.
     #[error("{0}")]
     NotFound(String),
+    /// Administrators only.
+    #[error("Only an administrator may do this.")]
+    NotAdmin,
+    /// The request contradicts the object's state (e.g. disabling oneself).
+    #[error("{0}")]
+    Conflict(String),
     /// A field is invalid; shown beside the field.
     #[error("{message}")]
     Invalid { field: String, message: String },

@@ -1,5 +1,6 @@
 //! One page per file.
 
+pub mod admin;
 pub mod api_keys;
 pub mod key_detail;
 pub mod login;

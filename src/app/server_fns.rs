@@ -3,11 +3,13 @@
 //! wire type.
 
 pub mod account;
+pub mod admin;
 pub mod api_keys;
 pub mod security_log;
 pub mod sessions;
 
 pub use account::*;
+pub use admin::*;
 pub use api_keys::*;
 pub use security_log::*;
 pub use sessions::*;

@@ -15,6 +15,12 @@ pub mod action {
     pub const API_KEY_REVOKE: &str = "api_key.revoke";
     pub const API_KEY_EDIT: &str = "api_key.edit";
     pub const API_KEY_ROLL: &str = "api_key.roll";
+    /// An administrator disabled a user (target `user:{id}`).
+    pub const ADMIN_USER_DISABLE: &str = "admin.user_disable";
+    /// An administrator enabled a disabled user again (target `user:{id}`).
+    pub const ADMIN_USER_ENABLE: &str = "admin.user_enable";
+    /// An administrator revoked someone's key (target `api_key:{id}`).
+    pub const ADMIN_KEY_REVOKE: &str = "admin.key_revoke";
 }
 
 /// The longest user agent kept in an audit event (or as a key's last use).
@@ -62,7 +68,21 @@ pub async fn record_detailed<C: ConnectionTrait>(
     target: Option<String>,
     detail: Option<serde_json::Value>,
 ) -> Result<(), DbErr> {
+    record_about(db, ctx, action, target, detail, None).await
+}
+
+/// Writes one audit event that concerns `subject`, another user than the actor (their
+/// account or key): it shows in the subject's security log too.
+pub async fn record_about<C: ConnectionTrait>(
+    db: &C,
+    ctx: &AuditContext,
+    action: &str,
+    target: Option<String>,
+    detail: Option<serde_json::Value>,
+    subject: Option<i64>,
+) -> Result<(), DbErr> {
     audit_events::ActiveModel {
+        subject_user_id: Set(subject),
         actor_user_id: Set(ctx.actor_user_id),
         action: Set(action.to_owned()),
         target: Set(target),
@@ -81,6 +101,10 @@ pub async fn record_detailed<C: ConnectionTrait>(
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditEventRecord {
     pub id: i64,
+    /// Who acted (`None`: nobody known, or a deleted user).
+    pub actor_user_id: Option<i64>,
+    /// Whose account or key it concerned, when not the actor's.
+    pub subject_user_id: Option<i64>,
     pub action: String,
     pub target: Option<String>,
     pub ip: Option<String>,
@@ -94,6 +118,8 @@ impl From<audit_events::Model> for AuditEventRecord {
     fn from(m: audit_events::Model) -> Self {
         Self {
             id: m.id,
+            actor_user_id: m.actor_user_id,
+            subject_user_id: m.subject_user_id,
             action: m.action,
             target: m.target,
             ip: m.ip,
@@ -116,7 +142,9 @@ pub struct AuditPage {
     pub has_more: bool,
 }
 
-/// Reads the audit trail, always one user's own events (those they acted in).
+/// Reads the audit trail, always one user's own events: those they acted in, and those
+/// that concerned their account or keys (an administrator's actions, shown without the
+/// administrator's address and browser).
 #[derive(Clone)]
 pub struct AuditLog {
     db: sea_orm::DatabaseConnection,
@@ -150,7 +178,7 @@ impl AuditLog {
 
     async fn fetch(&self, user_id: i64, before_id: Option<i64>, limit: u64, target: Option<&str>) -> Result<Vec<AuditEventRecord>, DbErr> {
         use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
-        let mut query = audit_events::Entity::find().filter(audit_events::Column::ActorUserId.eq(user_id));
+        let mut query = audit_events::Entity::find().filter(users_events(user_id));
         if let Some(before) = before_id {
             query = query.filter(audit_events::Column::Id.lt(before));
         }
@@ -158,7 +186,7 @@ impl AuditLog {
             query = query.filter(audit_events::Column::Target.eq(target));
         }
         let rows = query.order_by_desc(audit_events::Column::Id).limit(limit).all(&self.db).await?;
-        Ok(rows.into_iter().map(AuditEventRecord::from).collect())
+        Ok(rows.into_iter().map(AuditEventRecord::from).map(|e| e.seen_by(user_id)).collect())
     }
 
     /// Where the page of `page` events just newer than the page before `before_id` starts:
@@ -169,7 +197,7 @@ impl AuditLog {
         let mut query = audit_events::Entity::find()
             .select_only()
             .column(audit_events::Column::Id)
-            .filter(audit_events::Column::ActorUserId.eq(user_id))
+            .filter(users_events(user_id))
             .filter(audit_events::Column::Id.gte(before_id));
         if let Some(target) = target {
             query = query.filter(audit_events::Column::Target.eq(target));
@@ -177,6 +205,24 @@ impl AuditLog {
         let page = page.clamp(1, MAX_PAGE);
         let ids: Vec<i64> = query.order_by_asc(audit_events::Column::Id).limit(page + 1).into_tuple().all(&self.db).await?;
         Ok(newer_cursor(&ids, page))
+    }
+}
+
+/// The events of `user_id`'s security log: those they acted in or that concerned them.
+fn users_events(user_id: i64) -> sea_orm::Condition {
+    use sea_orm::ColumnTrait;
+    sea_orm::Condition::any().add(audit_events::Column::ActorUserId.eq(user_id)).add(audit_events::Column::SubjectUserId.eq(user_id))
+}
+
+impl AuditEventRecord {
+    /// The event as `user_id` may see it: where someone else (an administrator) acted from
+    /// is theirs, not the user's.
+    fn seen_by(mut self, user_id: i64) -> Self {
+        if self.actor_user_id != Some(user_id) {
+            self.ip = None;
+            self.user_agent = None;
+        }
+        self
     }
 }
 
@@ -211,6 +257,7 @@ mod tests {
             created_at: Utc::now(),
             user_agent: None,
             detail: Some("not json".into()),
+            subject_user_id: None,
         };
         assert_eq!(AuditEventRecord::from(model.clone()).detail, None);
         let with = audit_events::Model { detail: Some(r#"{"name":"CI"}"#.into()), ..model };

@@ -15,6 +15,9 @@ pub struct Model {
     pub user_agent: Option<String>,
     /// What changed, as JSON (e.g. the fields an edit set); never a secret.
     pub detail: Option<String>,
+    /// The user whose account or key the action concerned, when not the actor (an
+    /// administrator's action): their security log shows it too.
+    pub subject_user_id: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

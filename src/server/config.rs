@@ -95,6 +95,8 @@ pub struct Config {
     /// The key that seals the `wj_signin` cookie (`WJ_SECRET_KEY`, or derived: see [`SecretKey`]).
     pub secret_key: SecretKey,
     pub allowed_domains: Vec<String>,
+    /// Administrators' email addresses, lowercased (`WJ_ADMIN_EMAILS`): see [`crate::domain::admin`].
+    pub admin_emails: Vec<String>,
     pub cookie_domain: Option<String>,
     pub allowed_origins: Vec<String>,
     pub tls: Option<TlsConfig>,
@@ -199,6 +201,10 @@ impl Config {
         };
 
         let allowed_domains = env.list("WJ_ALLOWED_DOMAINS")?.into_iter().map(|d| d.to_ascii_lowercase()).collect();
+        let admin_emails: Vec<String> = env.list("WJ_ADMIN_EMAILS")?.into_iter().map(|e| e.to_lowercase()).collect();
+        if let Some(bad) = admin_emails.iter().find(|e| !e.contains('@') || e.contains(char::is_whitespace)) {
+            return Err(ConfigError::new("WJ_ADMIN_EMAILS", format!("{bad:?} is not an email address (a comma-separated list of them)")));
+        }
         let cookie_domain = env.get("WJ_COOKIE_DOMAIN")?;
         if let Some(domain) = &cookie_domain {
             let bare = domain.trim_start_matches('.');
@@ -321,6 +327,7 @@ impl Config {
             sign_in,
             secret_key,
             allowed_domains,
+            admin_emails,
             cookie_domain,
             allowed_origins,
             tls,
@@ -563,6 +570,15 @@ mod tests {
         assert_eq!(err.name, "WJ_COOKIE_DOMAIN");
         let err = config(&[("WJ_TLS_CERT", "cert.pem")]).unwrap_err();
         assert_eq!(err.name, "WJ_TLS_KEY");
+        let err = config(&[("WJ_ADMIN_EMAILS", "root@example.com, not an email")]).unwrap_err();
+        assert_eq!(err.name, "WJ_ADMIN_EMAILS");
+    }
+
+    #[test]
+    fn administrators_are_a_comma_list_of_emails_in_lower_case() {
+        assert!(config(&[]).expect("valid").admin_emails.is_empty(), "nobody by default");
+        let c = config(&[("WJ_ADMIN_EMAILS", " Root@Example.com,,ops@example.com ")]).expect("valid");
+        assert_eq!(c.admin_emails, ["root@example.com", "ops@example.com"]);
     }
 
     #[test]

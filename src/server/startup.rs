@@ -242,6 +242,18 @@ fn build_state(
     let users = UserService::new(db.clone());
     let keys = ApiKeyService::new(db.clone(), cache_enabled(&config), generations.clone());
     let limits = Limits::new(shared.clone(), config.auth_failures_per_minute);
+    let sessions = {
+        let store = SeaOrmSessionStore::new(db.clone(), config.session_touch_interval);
+        if cache_enabled(&config) { store.with_cache(generations.clone()) } else { store }
+    };
+    let admin = crate::domain::admin::AdminService::new(
+        db.clone(),
+        crate::domain::admin::Admins::new(&config.admin_emails),
+        users.clone(),
+        keys.clone(),
+        sessions.clone(),
+        generations.clone(),
+    );
     let state = AppState::new(Services {
         admission: Admission::new(
             keys.clone(),
@@ -260,10 +272,8 @@ fn build_state(
         gateway: Arc::new(registry),
         usage: UsageRecorder::start(db.clone()),
         audit: crate::domain::audit::AuditLog::new(db.clone()),
-        sessions: {
-            let store = SeaOrmSessionStore::new(db.clone(), config.session_touch_interval);
-            if cache_enabled(&config) { store.with_cache(generations) } else { store }
-        },
+        sessions,
+        admin,
         sign_in: Arc::new(sign_in),
         sign_in_cookies: SignInCookies::new(&config.secret_key, config.secure_cookies()),
         config: Arc::new(config),

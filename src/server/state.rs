@@ -58,6 +58,8 @@ pub struct Services {
     /// Redis, when several instances share state.
     pub shared: Option<Arc<crate::domain::shared_state::SharedState>>,
     pub sessions: SeaOrmSessionStore,
+    /// Administrators and what only they may do.
+    pub admin: crate::domain::admin::AdminService,
     /// The OpenID Connect relying party (Google, or the development provider).
     pub sign_in: Arc<OidcClient>,
     /// Seals and opens the `wj_signin` cookie of a sign-in in progress.

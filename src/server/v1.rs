@@ -2,6 +2,7 @@
 //! [`auth::authenticate`] (fail closed: unknown paths too), answers errors in OpenAI's shape,
 //! and never lets a response be cached.
 
+pub mod admin;
 pub mod audit;
 pub mod auth;
 pub mod body;
@@ -59,6 +60,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/keys/{id}", delete(keys::revoke).get(keys::get).patch(keys::update))
         .route("/v1/keys/{id}/roll", post(keys::roll))
         .route("/v1/audit-events", get(audit::list))
+        .route("/v1/admin/users", get(admin::list_users))
+        .route("/v1/admin/users/{id}/disable", post(admin::disable_user))
+        .route("/v1/admin/users/{id}/enable", post(admin::enable_user))
+        .route("/v1/admin/keys", get(admin::find_keys))
+        .route("/v1/admin/keys/{id}", get(admin::get_key).delete(admin::revoke_key))
+        .route("/v1/admin/audit-events", get(admin::list_events))
         .route(openapi::PATH, get(openapi::openapi))
         .route("/v1", any(unknown_route))
         .route("/v1/", any(unknown_route))

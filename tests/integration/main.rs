@@ -8,6 +8,7 @@ pub mod idp;
 pub mod process;
 pub mod upstream;
 
+mod admin;
 mod api;
 mod binary;
 mod faults;

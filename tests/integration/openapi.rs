@@ -40,6 +40,13 @@ async fn the_openapi_document_is_public_and_true_to_the_server() {
     assert_eq!(
         ids,
         [
+            "adminDisableUser",
+            "adminEnableUser",
+            "adminFindKeys",
+            "adminGetKey",
+            "adminListAuditEvents",
+            "adminListUsers",
+            "adminRevokeKey",
             "createChatCompletion",
             "createKey",
             "createMessage",

@@ -59,3 +59,15 @@ pub fn ShieldIcon(#[prop(default = "h-5 w-5")] class: &'static str) -> impl Into
         </svg>
     }
 }
+
+/// People (the Admin page).
+#[component]
+pub fn PeopleIcon(#[prop(default = "h-5 w-5")] class: &'static str) -> impl IntoView {
+    view! {
+        <svg class=class viewBox="0 0 24 24" fill="none" stroke="currentColor" stroke-width="1.8" stroke-linecap="round" stroke-linejoin="round" aria-hidden="true">
+            <circle cx="9" cy="8" r="3.5" />
+            <path d="M2.5 20c.6-3.4 3.3-5.5 6.5-5.5s5.9 2.1 6.5 5.5" />
+            <path d="M16 4.7a3.5 3.5 0 0 1 0 6.6M18.5 14.8c1.6.8 2.7 2.5 3 5.2" />
+        </svg>
+    }
+}

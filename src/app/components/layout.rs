@@ -5,7 +5,7 @@ use leptos_router::components::{A, Outlet};
 
 use crate::{
     app::{
-        components::icons::{DeviceIcon, KeyIcon, LogoMark, ShieldIcon},
+        components::icons::{DeviceIcon, KeyIcon, LogoMark, PeopleIcon, ShieldIcon},
         server_fns::current_user,
     },
     wire::UserView,
@@ -71,6 +71,8 @@ fn UserMenu(user: UserView) -> impl IntoView {
 /// Settings pages: a sidebar of sections, then the section.
 #[component]
 pub fn SettingsLayout() -> impl IntoView {
+    // The Admin link, for administrators only (the page itself asks the server again).
+    let me = Resource::new(|| (), |()| current_user());
     let link = "flex items-center gap-2.5 rounded-md px-3 py-2 text-sm font-medium text-slate-600 hover:bg-slate-100 hover:text-slate-900 aria-[current=page]:bg-white aria-[current=page]:text-slate-900 aria-[current=page]:shadow-sm aria-[current=page]:ring-1 aria-[current=page]:ring-slate-200";
     view! {
         <div class="flex flex-col gap-6 md:flex-row md:gap-10">
@@ -95,6 +97,18 @@ pub fn SettingsLayout() -> impl IntoView {
                             "Security log"
                         </A>
                     </li>
+                    <Transition fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            matches!(me.await, Ok(Some(user)) if user.admin).then(|| view! {
+                                <li>
+                                    <A href="/admin" attr:class=link>
+                                        <PeopleIcon class="h-4 w-4" />
+                                        "Admin"
+                                    </A>
+                                </li>
+                            })
+                        })}
+                    </Transition>
                 </ul>
             </nav>
             <div class="min-w-0 flex-1">

@@ -7,9 +7,10 @@ use crate::wire::{PortalError, QuickStartView, SignInSettings, UserView};
 /// The signed-in user, or `None`.
 #[server(prefix = "/api", endpoint = "current_user")]
 pub async fn current_user() -> Result<Option<UserView>, PortalError> {
-    use crate::server::auth::portal::CurrentUser;
+    use crate::server::{auth::portal::CurrentUser, state::AppState};
     let user = use_context::<axum::http::request::Parts>().and_then(|parts| parts.extensions.get::<CurrentUser>().cloned());
-    Ok(user.map(|u| UserView { name: u.user.name, email: u.user.email, picture: u.user.picture }))
+    let admin = user.as_ref().is_some_and(|u| expect_context::<AppState>().admin.is_admin(&u.user));
+    Ok(user.map(|u| UserView { name: u.user.name, email: u.user.email, picture: u.user.picture, admin }))
 }
 
 /// Whether sign-in goes through Google or the built-in development identity provider.

@@ -13,7 +13,7 @@ pub const LOG_PAGE: u64 = 50;
 pub const KEY_EVENTS: u64 = 20;
 
 #[cfg(feature = "ssr")]
-fn event_view(record: crate::domain::audit::AuditEventRecord) -> crate::wire::AuditEventView {
+pub(crate) fn event_view(record: crate::domain::audit::AuditEventRecord) -> crate::wire::AuditEventView {
     crate::wire::AuditEventView {
         id: record.id,
         action: record.action,

@@ -13,6 +13,7 @@ use sea_orm::{
 
 use crate::{
     domain::{
+        admin::Admin,
         api_keys::{
             KeyName,
             format::{ApiKeyHash, KeyFormatError, PlainApiKey},
@@ -28,6 +29,16 @@ use crate::{
     entities::{api_keys, users},
     permissions::Permissions,
 };
+
+/// Who revokes a key: its owner, or an administrator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Revoker {
+    Owner,
+    Admin,
+}
+
+/// The most keys a look-up by hint answers.
+pub const MAX_HINT_MATCHES: u64 = 20;
 
 /// At most this many active (neither revoked nor expired) keys per user.
 pub const MAX_ACTIVE_KEYS: u64 = 100;
@@ -766,6 +777,36 @@ impl ApiKeyService {
     /// [`ApiKeyError::NotShared`] and nothing changes. Returns the record and whether this
     /// call revoked it.
     pub async fn revoke(&self, owner: i64, id: i64, ctx: &AuditContext) -> Result<(ApiKeyRecord, bool), ApiKeyError> {
+        self.revoke_as(owner, id, ctx, Revoker::Owner).await
+    }
+
+    /// Any user's key (an administrator's look-up: `admin` is the proof that the caller is one).
+    pub async fn find_any(&self, _admin: &Admin, id: i64) -> Result<Option<ApiKeyRecord>, DbErr> {
+        let row = api_keys::Entity::find_by_id(id).one(&self.db).await?;
+        Ok(row.map(|m| self.with_pending_use(ApiKeyRecord::from_model(m))))
+    }
+
+    /// The keys, anyone's, whose hint (as lists show it: `wj_live_a1b2…x9y8`; `...` for `…`
+    /// is fine) is `hint`, newest first, at most [`MAX_HINT_MATCHES`].
+    pub async fn find_by_hint(&self, _admin: &Admin, hint: &str) -> Result<Vec<ApiKeyRecord>, DbErr> {
+        let hint = hint.trim().replace("...", "…");
+        let rows = api_keys::Entity::find()
+            .filter(api_keys::Column::Hint.eq(hint))
+            .order_by_desc(api_keys::Column::Id)
+            .limit(MAX_HINT_MATCHES)
+            .all(&self.db)
+            .await?;
+        Ok(rows.into_iter().map(|m| self.with_pending_use(ApiKeyRecord::from_model(m))).collect())
+    }
+
+    /// Revokes anyone's key, as [`Self::revoke`] does for an owner; audited as the
+    /// administrator's action, shown in the owner's security log too.
+    pub async fn revoke_as_admin(&self, _admin: &Admin, id: i64, ctx: &AuditContext) -> Result<(ApiKeyRecord, bool), ApiKeyError> {
+        let owner = api_keys::Entity::find_by_id(id).one(&self.db).await?.ok_or(ApiKeyError::NotFound)?.user_id;
+        self.revoke_as(owner, id, ctx, Revoker::Admin).await
+    }
+
+    async fn revoke_as(&self, owner: i64, id: i64, ctx: &AuditContext, by: Revoker) -> Result<(ApiKeyRecord, bool), ApiKeyError> {
         let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&self.db).await?;
         let row = row.ok_or(ApiKeyError::NotFound)?;
         let hash = ApiKeyHash::from_slice(&row.key_hash);
@@ -774,7 +815,7 @@ impl ApiKeyService {
         }
         let hash = hash.expect("checked above");
         let name = row.name.clone();
-        let (row, revoked_now) = self.changing(&hash, self.commit_revocation(owner, id, &name, ctx)).await?;
+        let (row, revoked_now) = self.changing(&hash, self.commit_revocation(owner, id, &name, ctx, by)).await?;
         self.refused.insert(&hash, FinalRefusal::Revoked);
         let record = row.map(ApiKeyRecord::from_model).ok_or(ApiKeyError::NotFound)?;
         Ok((self.with_pending_use(record), revoked_now))
@@ -786,6 +827,7 @@ impl ApiKeyService {
         id: i64,
         name: &str,
         ctx: &AuditContext,
+        by: Revoker,
     ) -> Result<(Option<api_keys::Model>, bool), DbErr> {
         let txn = self.db.begin().await?;
         let result = api_keys::Entity::update_many()
@@ -797,8 +839,17 @@ impl ApiKeyService {
             .await?;
         let revoked_now = result.rows_affected > 0;
         if revoked_now {
-            let detail = serde_json::json!({ "name": name });
-            audit::record_detailed(&txn, ctx, audit::action::API_KEY_REVOKE, Some(format!("api_key:{id}")), Some(detail)).await?;
+            let target = Some(format!("api_key:{id}"));
+            match by {
+                Revoker::Owner => {
+                    let detail = serde_json::json!({ "name": name });
+                    audit::record_detailed(&txn, ctx, audit::action::API_KEY_REVOKE, target, Some(detail)).await?;
+                }
+                Revoker::Admin => {
+                    let detail = serde_json::json!({ "name": name, "owner_user_id": owner });
+                    audit::record_about(&txn, ctx, audit::action::ADMIN_KEY_REVOKE, target, Some(detail), Some(owner)).await?;
+                }
+            }
         }
         let row = api_keys::Entity::find_by_id(id).filter(api_keys::Column::UserId.eq(owner)).one(&txn).await?;
         txn.commit().await?;

@@ -35,7 +35,7 @@ fn unavailable_page() -> Response {
 }
 
 /// Finds the signed-in user, then applies the page guards: `/` and `/login` send signed-in
-/// people to their keys; `/settings/*` sends everyone else to `/login?return_to=…`.
+/// people to their keys; `/settings/*` and `/admin` send everyone else to `/login?return_to=…`.
 pub async fn resolve_user(State(state): State<AppState>, session: TypedSession, mut request: Request, next: Next) -> Response {
     let path = request.uri().path().to_owned();
     let current = match session.user_id().await {
@@ -64,7 +64,7 @@ pub async fn resolve_user(State(state): State<AppState>, session: TypedSession, 
     match (&current, path.as_str()) {
         (Some(_), "/" | "/login") if is_get => return Redirect::to(HOME).into_response(),
         (None, "/") if is_get => return Redirect::to("/login").into_response(),
-        (None, p) if is_get && (p == "/settings" || p.starts_with("/settings/")) => {
+        (None, p) if is_get && (p == "/settings" || p.starts_with("/settings/") || p == "/admin") => {
             let target = match request.uri().query() {
                 Some(q) => format!("{p}?{q}"),
                 None => p.to_owned(),

@@ -25,8 +25,10 @@ pub struct AuditEventObject {
     /// Always `audit_event`.
     pub object: &'static str,
     /// What happened: `session.sign_in`, `session.sign_out`, `session.revoke`,
-    /// `session.sign_out_everywhere`, `api_key.create`, `api_key.edit`, `api_key.roll` or
-    /// `api_key.revoke`.
+    /// `session.sign_out_everywhere`, `api_key.create`, `api_key.edit`, `api_key.roll`,
+    /// `api_key.revoke`, or an administrator's `admin.user_disable`, `admin.user_enable`,
+    /// `admin.key_revoke` (about the caller's account or key: then without `ip` and
+    /// `user_agent`, which are the administrator's).
     pub action: String,
     /// What it happened to, e.g. `api_key:42` or `session:7`.
     pub target: Option<String>,
@@ -111,8 +113,8 @@ fn parse_query(raw: Option<&str>) -> Result<PageQuery, ApiError> {
 /// The caller's security log, newest first.
 ///
 /// Every sign-in, sign-out and API key change the caller made, with the address and
-/// browser (User-Agent) it came from. Page with `after`: pass the previous page's
-/// `last_id` while `has_more` is true.
+/// browser (User-Agent) it came from, and what an administrator did to the caller's account
+/// or keys. Page with `after`: pass the previous page's `last_id` while `has_more` is true.
 #[utoipa::path(get, path = "/v1/audit-events", operation_id = "listAuditEvents", tag = "account",
     params(
         ("limit" = Option<u64>, Query, description = "Events per page, 1–100 (default 20).", minimum = 1, maximum = 100),

@@ -175,7 +175,8 @@ impl Modify for Conventions {
     paths(
         super::models::list, super::models::get, super::chat::chat_completions, super::messages::create,
         super::keys::list, super::keys::create, super::keys::get, super::keys::update, super::keys::roll, super::keys::revoke,
-        super::me::me, super::audit::list, openapi
+        super::me::me, super::audit::list, super::admin::list_users, super::admin::disable_user, super::admin::enable_user,
+        super::admin::find_keys, super::admin::get_key, super::admin::revoke_key, super::admin::list_events, openapi
     ),
     components(schemas(ErrorBody, ErrorDetail, super::schema::PermissionsSchema, super::messages::AnthropicErrorBody, super::messages::AnthropicErrorDetail)),
     tags(
@@ -183,6 +184,8 @@ impl Modify for Conventions {
             (permission `inference`)."),
         (name = "keys", description = "Create, list, inspect and revoke your API keys (`keys:read`, `keys:write`)."),
         (name = "account", description = "Who is calling, and their security log (`keys:read`)."),
+        (name = "admin", description = "For administrators (`WJ_ADMIN_EMAILS`), signed in or with a key that has every \
+            permission: people, anyone's keys, everyone's security log. Anyone else gets 403 `forbidden`."),
         (name = "meta", description = "This document.")
     ),
     modifiers(&Conventions)
