@@ -9,7 +9,7 @@ mod m20261127_000001_create_schema;
 mod m20261128_000001_create_usage_events;
 mod m20261130_000001_add_usage_provider;
 mod m20261130_000002_add_key_guardrails;
-mod m20261201_000001_add_audit_subject;
+mod m20261130_000003_add_audit_subject;
 
 /// Runs Workjet's migrations in order.
 pub struct Migrator;
@@ -22,7 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261128_000001_create_usage_events::Migration),
             Box::new(m20261130_000001_add_usage_provider::Migration),
             Box::new(m20261130_000002_add_key_guardrails::Migration),
-            Box::new(m20261201_000001_add_audit_subject::Migration),
+            Box::new(m20261130_000003_add_audit_subject::Migration),
         ]
     }
 }
