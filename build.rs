@@ -48,10 +48,12 @@ fn site_to_embed() -> Option<Vec<(String, String)>> {
     let site_root = env::var_os("LEPTOS_SITE_ROOT").filter(|v| !v.is_empty())?;
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR")?);
     let root = manifest_dir.join(site_root);
+    // Watched even while missing (cargo then reruns this script until it appears), so that a
+    // site built after a first server build is not missed.
+    println!("cargo::rerun-if-changed={}", root.display());
     if !root.is_dir() {
         return None;
     }
-    println!("cargo::rerun-if-changed={}", root.display());
     let mut files = Vec::new();
     walk(&root, &root, &mut files);
     files.sort();
