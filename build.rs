@@ -44,7 +44,10 @@ fn site_to_embed() -> Option<Vec<(String, String)>> {
     if env::var("PROFILE").ok()? != "release" {
         return None;
     }
-    println!("cargo::rerun-if-env-changed=LEPTOS_SITE_ROOT");
+    // No rerun-if-env-changed=LEPTOS_SITE_ROOT: its spelling differs between cargo-leptos
+    // (the absolute `<target dir>/site`) and scripts/test's `cargo test` (`target/site`), and
+    // tracking it would rebuild the server there (and replace the release binary by one
+    // without the site). The directory itself is watched below.
     let site_root = env::var_os("LEPTOS_SITE_ROOT").filter(|v| !v.is_empty())?;
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR")?);
     let root = manifest_dir.join(site_root);
