@@ -69,7 +69,8 @@ fn walk(root: &Path, dir: &Path, files: &mut Vec<(String, String)>) {
     for entry in entries.flatten() {
         let path = entry.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if name.starts_with('.') {
+        // Hidden files, and the TypeScript declarations wasm-bindgen writes (no browser asks).
+        if name.starts_with('.') || name.contains(".d.ts") {
             continue;
         }
         if path.is_dir() {
