@@ -15,6 +15,12 @@ use workjet::server::{
     telemetry,
 };
 
+/// `EMBEDDED_SITE`: the site cargo-leptos built, when this is a release build made with
+/// `cargo leptos build --release --precompress` (see build.rs); empty otherwise.
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/embedded_site.rs"));
+}
+
 const USAGE: &str = "usage: workjet [serve | migrate | --version]\n\nConfiguration comes from WJ_* environment variables; see README.md.";
 
 #[tokio::main]
@@ -71,14 +77,14 @@ async fn run(config: Config) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let options = match site::leptos_options(Path::new("Leptos.toml")) {
-        Ok(o) => o,
+    let site = match site::load(Path::new("Leptos.toml"), embedded::EMBEDDED_SITE) {
+        Ok(site) => site,
         Err(e) => {
             eprintln!("workjet: configuration error: {e}");
             return ExitCode::from(2);
         }
     };
-    let app = match Application::build(config, options).await {
+    let app = match Application::build(config, site).await {
         Ok(app) => app,
         Err(e @ workjet::server::startup::StartupError::Providers(_)) => {
             eprintln!("workjet: {e}");

@@ -1,6 +1,7 @@
 //! The axum server (feature `ssr`): configuration, start-up, middleware, and the HTTP doors
 //! (sign-in routes, the `/v1` API) onto the domain services.
 
+pub mod assets;
 pub mod auth;
 pub mod config;
 pub mod database;

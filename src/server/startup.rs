@@ -10,15 +10,14 @@ use axum::{
     middleware,
     routing::get,
 };
-use leptos::{config::LeptosOptions, prelude::*};
-use leptos_axum::{LeptosRoutes, file_and_error_handler_with_context, generate_route_list};
+use leptos::prelude::*;
+use leptos_axum::{LeptosRoutes, generate_route_list, render_app_to_stream_in_order_with_context};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower_http::{
     catch_panic::CatchPanicLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     sensitive_headers::SetSensitiveHeadersLayer,
-    services::{ServeDir, ServeFile},
     trace::TraceLayer,
 };
 
@@ -39,6 +38,7 @@ use crate::{
         users::UserService,
     },
     server::{
+        assets,
         auth::{
             self,
             dev_idp::{self, DevIdp},
@@ -49,6 +49,7 @@ use crate::{
         database, health,
         listener::{PeerAddr, ServerListener, TlsError, tls_acceptor},
         security::{self, CspNonce},
+        site::Site,
         state::{AppState, Services},
         v1,
     },
@@ -101,16 +102,18 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to the database, runs pending migrations, and binds the listener.
-    pub async fn build(config: Config, leptos_options: LeptosOptions) -> Result<Self, StartupError> {
+    /// Connects to the database, runs pending migrations, and binds the listener. `site` is
+    /// the Leptos options (the files then come from their site root on disk) or a [`Site`].
+    pub async fn build(config: Config, site: impl Into<Site>) -> Result<Self, StartupError> {
         let listener =
             TcpListener::bind(config.listen_addr).await.map_err(|source| StartupError::Bind { addr: config.listen_addr, source })?;
-        Self::build_with_listener(config, leptos_options, listener).await
+        Self::build_with_listener(config, site, listener).await
     }
 
     /// Like [`Application::build`], on a listener the caller bound (tests bind port 0 first,
     /// so that `WJ_PUBLIC_URL` can name the real port).
-    pub async fn build_with_listener(config: Config, leptos_options: LeptosOptions, listener: TcpListener) -> Result<Self, StartupError> {
+    pub async fn build_with_listener(config: Config, site: impl Into<Site>, listener: TcpListener) -> Result<Self, StartupError> {
+        let site = site.into();
         let tls = config.tls.as_ref().map(tls_acceptor).transpose()?;
         let registry = load_providers(&config)?;
         let db = database::connect(&config).await.map_err(|e| StartupError::Database(e.to_string()))?;
@@ -126,7 +129,7 @@ impl Application {
             Some(url) => Some(SharedState::connect(url, &config.redis_prefix).await.map_err(|e| StartupError::Redis(e.to_string()))?),
             None => None,
         };
-        let (state, dev_idp) = build_state(config, db, leptos_options, registry, shared);
+        let (state, dev_idp) = build_state(config, db, site, registry, shared);
         spawn_maintenance(&state);
         let router = router(state.clone(), dev_idp);
         Ok(Self { listener, router, state, metrics })
@@ -206,7 +209,7 @@ pub fn cache_enabled(config: &Config) -> bool {
 fn build_state(
     config: Config,
     db: DatabaseConnection,
-    leptos_options: LeptosOptions,
+    site: Site,
     registry: Registry,
     shared: Option<Arc<SharedState>>,
 ) -> (AppState, Option<Arc<DevIdp>>) {
@@ -278,7 +281,8 @@ fn build_state(
         sign_in_cookies: SignInCookies::new(&config.secret_key, config.secure_cookies()),
         config: Arc::new(config),
         db,
-        leptos_options,
+        leptos_options: site.options,
+        assets: site.assets,
     });
     (state, dev_idp)
 }
@@ -355,15 +359,28 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
     let leptos_options = state.leptos_options.clone();
     let routes = generate_route_list(App);
     let context = leptos_context;
-    let site_root = std::path::PathBuf::from(leptos_options.site_root.as_ref());
-    let pkg_dir = site_root.join(leptos_options.site_pkg_dir.as_ref());
+    // Unknown pages: the portal's own "Page not found", rendered (never a file from disk:
+    // the site's files have their own routes below).
+    let not_found = render_app_to_stream_in_order_with_context(
+        {
+            let state = state.clone();
+            move || {
+                provide_context(state.clone());
+                context();
+            }
+        },
+        {
+            let options = leptos_options.clone();
+            move || shell(options.clone())
+        },
+    );
     let portal = Router::new()
         .leptos_routes_with_context(&state, routes, context, {
             let options = leptos_options.clone();
             move || shell(options.clone())
         })
         .merge(auth::routes::router())
-        .fallback(file_and_error_handler_with_context::<AppState, _>(context, shell))
+        .fallback(move |request: Request| not_found(request))
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::resolve_user))
         .layer(session_layer(&state));
     let api = v1::router(&state).layer(session_layer(&state));
@@ -371,12 +388,17 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
     if let Some(idp) = dev_idp {
         outer = outer.nest_service(dev_idp::MOUNT, dev_idp::router(idp));
     }
+    // The site's files, outside the session layer (no cookie is read or set for them): the
+    // bundle under /pkg (a plain 404 for anything missing there, never the portal), and
+    // each public file (favicon.svg, robots.txt, …) as a route of its own.
+    let pkg_dir = format!("/{}", leptos_options.site_pkg_dir.trim_matches('/'));
+    outer = outer.nest_service(&pkg_dir, get(assets::serve_bundle).with_state(state.clone()));
+    for file in state.assets.public_files(&leptos_options.site_pkg_dir) {
+        outer = outer.route(&format!("/{file}"), get(assets::serve_public));
+    }
     let outer = outer
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
-        .nest_service("/pkg", ServeDir::new(pkg_dir))
-        .route_service("/favicon.svg", ServeFile::new(site_root.join("favicon.svg")))
-        .route_service("/robots.txt", ServeFile::new(site_root.join("robots.txt")))
         .merge(api)
         .merge(portal)
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::cross_origin_guard))

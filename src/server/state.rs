@@ -41,6 +41,8 @@ pub struct Services {
     /// services, which own them and their audit records.
     pub db: DatabaseConnection,
     pub leptos_options: LeptosOptions,
+    /// The site's static files (embedded, or a directory).
+    pub assets: crate::server::assets::Assets,
     pub users: UserService,
     pub keys: ApiKeyService,
     /// Who may call `/v1`, and how much.

@@ -262,3 +262,103 @@ fn without_providers_the_start_up_log_says_how_to_add_one() {
     assert_eq!(log.matches("no model provider is configured").count(), 1, "said once: {log}");
     assert!(log.contains("ANTHROPIC_API_KEY") && log.contains("OPENAI_API_KEY") && log.contains("workjet.toml"), "{log}");
 }
+
+/// `LEPTOS_SITE_ROOT` names the site the binary serves, whatever its working directory (and
+/// whether or not the binary embeds a site): the bundle and the public files come from there
+/// with their media types, a missing bundle file is a plain 404, and nothing outside the
+/// site is reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leptos_site_root_names_the_site_served_from_any_directory() {
+    let parent = tempfile::tempdir().expect("site");
+    std::fs::write(parent.path().join("secret.txt"), "not for the web").expect("write");
+    let site = parent.path().join("site");
+    std::fs::create_dir_all(site.join("pkg")).expect("mkdir");
+    std::fs::write(site.join("pkg/workjet.js"), "export default function init() {}\n").expect("write");
+    std::fs::write(site.join("pkg/workjet.wasm"), b"\0asm\x01\0\0\0").expect("write");
+    std::fs::write(site.join("favicon.svg"), "<svg xmlns=\"http://www.w3.org/2000/svg\"/>").expect("write");
+    let dir = tempfile::tempdir().expect("working directory");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let _server = start_in(dir.path(), port, &[("LEPTOS_SITE_ROOT", site.display().to_string())]);
+    let client = reqwest::Client::new();
+    let get = |path: &str| client.get(format!("http://127.0.0.1:{port}{path}")).send();
+
+    let js = get("/pkg/workjet.js").await.expect("js");
+    assert_eq!(js.status(), 200);
+    assert_eq!(js.headers()["content-type"], "text/javascript; charset=utf-8");
+    assert_eq!(js.headers()["cache-control"], "no-cache");
+    assert_eq!(js.headers()["x-content-type-options"], "nosniff", "the security headers apply to files too");
+    assert!(js.headers().get("set-cookie").is_none(), "files get no session cookie");
+    let etag = js.headers()["etag"].to_str().expect("etag").to_owned();
+    assert_eq!(js.text().await.expect("body"), "export default function init() {}\n");
+    let again = client.get(format!("http://127.0.0.1:{port}/pkg/workjet.js")).header("if-none-match", &etag).send().await.expect("again");
+    assert_eq!(again.status(), 304);
+
+    let wasm = get("/pkg/workjet.wasm").await.expect("wasm");
+    assert_eq!((wasm.status().as_u16(), wasm.headers()["content-type"].to_str().expect("type")), (200, "application/wasm"));
+    let favicon = get("/favicon.svg").await.expect("favicon");
+    assert_eq!((favicon.status().as_u16(), favicon.headers()["content-type"].to_str().expect("type")), (200, "image/svg+xml"));
+
+    // (Clients resolve `..` and `%2e%2e` before sending; hardening.rs sends those raw.)
+    for path in ["/pkg/missing.js", "/pkg/..%2f..%2fsecret.txt", "/pkg/%2E%2E%2F%2E%2E%2Fsecret.txt", "/pkg/", "/pkg"] {
+        let response = get(path).await.expect("response");
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8", "{path}: a plain 404, not the portal");
+    }
+    assert_eq!(get("/secret.txt").await.expect("response").status(), 404, "outside the site");
+}
+
+/// The unit in deploy/ keeps the hardening the README promises, and stops later than the
+/// server's grace period.
+#[test]
+fn the_systemd_unit_is_hardened() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/workjet.service")).expect("deploy/workjet.service");
+    let settings: Vec<(&str, &str)> = unit
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#') && !l.starts_with('['))
+        .filter_map(|l| l.split_once('='))
+        .collect();
+    let value = |key: &str| settings.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
+    for (key, expected) in [
+        ("DynamicUser", "yes"),
+        ("StateDirectory", "workjet"),
+        ("WorkingDirectory", "%S/workjet"),
+        ("EnvironmentFile", "-/etc/workjet/workjet.env"),
+        ("ProtectSystem", "strict"),
+        ("ProtectHome", "yes"),
+        ("PrivateTmp", "yes"),
+        ("PrivateDevices", "yes"),
+        ("NoNewPrivileges", "yes"),
+        ("ProtectKernelTunables", "yes"),
+        ("ProtectKernelModules", "yes"),
+        ("ProtectControlGroups", "yes"),
+        ("RestrictAddressFamilies", "AF_INET AF_INET6 AF_UNIX"),
+        ("RestrictNamespaces", "yes"),
+        ("LockPersonality", "yes"),
+        ("MemoryDenyWriteExecute", "yes"),
+        ("SystemCallFilter", "@system-service"),
+        ("CapabilityBoundingSet", ""),
+        ("Restart", "on-failure"),
+        ("ExecStart", "/usr/local/bin/workjet serve"),
+        ("KillSignal", "SIGTERM"),
+    ] {
+        assert_eq!(value(key), Some(expected), "{key}");
+    }
+    let stop: u64 = value("TimeoutStopSec").expect("TimeoutStopSec").parse().expect("seconds");
+    let defaults = workjet::server::config::Config::from_vars(&Default::default()).expect("defaults");
+    assert!(stop > defaults.shutdown_grace.as_secs(), "TimeoutStopSec {stop} must exceed WJ_SHUTDOWN_GRACE_SECS");
+}
+
+/// `systemd-analyze verify` accepts the unit (the binary path swapped for this build's).
+#[test]
+#[ignore = "needs systemd-analyze (scripts/test runs it when it is installed)"]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let unit = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/workjet.service")).expect("unit");
+    let dir = tempfile::tempdir().expect("dir");
+    let path = dir.path().join("workjet.service");
+    let binary = crate::helpers::workjet_binary();
+    std::fs::write(&path, unit.replace("/usr/local/bin/workjet", &binary.display().to_string())).expect("write");
+    let output = Command::new("systemd-analyze").arg("verify").arg(&path).output().expect("systemd-analyze (install systemd)");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
+}
