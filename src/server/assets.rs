@@ -29,8 +29,6 @@ use axum::{
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
-use crate::server::state::AppState;
-
 /// The site's files, cheap to clone.
 #[derive(Clone)]
 pub struct Assets(Arc<Source>);
@@ -207,17 +205,26 @@ impl Assets {
     }
 }
 
+/// What `GET /pkg/*` serves: the bundle, under `pkg_dir`, with its caching.
+#[derive(Clone)]
+pub struct Bundle {
+    pub assets: Assets,
+    /// `site-pkg-dir` (`pkg`), without slashes.
+    pub pkg_dir: String,
+    /// Whether the bundle's file names are hashed (`LEPTOS_HASH_FILES`): then immutable.
+    pub hashed: bool,
+}
+
 /// `GET /pkg/*` (mounted with `nest_service`, which strips the prefix): the bundle.
-pub async fn serve_bundle(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    let options = &state.leptos_options;
-    let path = format!("{}/{}", options.site_pkg_dir.trim_matches('/'), uri.path().trim_start_matches('/'));
-    let caching = if options.hash_files { Caching::Immutable } else { Caching::Revalidate };
-    state.assets.serve(&path, &headers, caching).await
+pub async fn serve_bundle(State(bundle): State<Bundle>, uri: Uri, headers: HeaderMap) -> Response {
+    let path = format!("{}/{}", bundle.pkg_dir, uri.path().trim_start_matches('/'));
+    let caching = if bundle.hashed { Caching::Immutable } else { Caching::Revalidate };
+    bundle.assets.serve(&path, &headers, caching).await
 }
 
 /// `GET /favicon.svg` and the other public files (each registered as a route).
-pub async fn serve_public(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
-    state.assets.serve(uri.path().trim_start_matches('/'), &headers, Caching::Revalidate).await
+pub async fn serve_public(State(assets): State<Assets>, uri: Uri, headers: HeaderMap) -> Response {
+    assets.serve(uri.path().trim_start_matches('/'), &headers, Caching::Revalidate).await
 }
 
 fn not_found() -> Response {

@@ -392,9 +392,14 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
     // bundle under /pkg (a plain 404 for anything missing there, never the portal), and
     // each public file (favicon.svg, robots.txt, …) as a route of its own.
     let pkg_dir = format!("/{}", leptos_options.site_pkg_dir.trim_matches('/'));
-    outer = outer.nest_service(&pkg_dir, get(assets::serve_bundle).with_state(state.clone()));
+    let bundle = assets::Bundle {
+        assets: state.assets.clone(),
+        pkg_dir: leptos_options.site_pkg_dir.trim_matches('/').to_owned(),
+        hashed: leptos_options.hash_files,
+    };
+    outer = outer.nest_service(&pkg_dir, get(assets::serve_bundle).with_state(bundle));
     for file in state.assets.public_files(&leptos_options.site_pkg_dir) {
-        outer = outer.route(&format!("/{file}"), get(assets::serve_public));
+        outer = outer.route(&format!("/{file}"), get(assets::serve_public).with_state(state.assets.clone()));
     }
     let outer = outer
         .route("/healthz", get(health::healthz))
