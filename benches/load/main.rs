@@ -350,6 +350,9 @@ async fn main() {
     let mut metered_env = common(&sqlite);
     metered_env.push(("WJ_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
     let metered = Server::start(&metered_env).await;
+    // The A/A control: a second server exactly like the first (no metrics), to size what
+    // merely being another process costs or gains.
+    let control = Server::start(&common(&sqlite)).await;
     let mut metrics_runs = Vec::new();
     for c in [1, 64].into_iter().filter(|_| wants("metrics")) {
         let run = |label: &'static str, addr: SocketAddr| {
@@ -360,8 +363,9 @@ async fn main() {
         // drift of the machine during the section does not count as the metrics' cost.
         let before = run("GET /v1/models, hot key, metrics off", server.addr).await;
         let on = run("GET /v1/models, hot key, WJ_METRICS_ADDR set", metered.addr).await;
+        let same = run("GET /v1/models, hot key, metrics off, another server (A/A)", control.addr).await;
         let after = run("GET /v1/models, hot key, metrics off (again)", server.addr).await;
-        metrics_runs.push((before, on, after));
+        metrics_runs.push((before, on, same, after));
     }
     let scraped = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.expect("scrape").text().await.expect("text");
     let recorded: f64 = scraped
@@ -373,7 +377,7 @@ async fn main() {
         assert!(recorded > 0.0, "the metered server recorded its requests");
         report.metrics_cost(&metrics_runs, recorded as u64);
     }
-    drop(metered);
+    drop((metered, control));
     if let Some(section) = &only {
         let path = format!("bench-{section}.md");
         report.write(&path, &format!("bench-{section}.svg"));
