@@ -13,7 +13,7 @@ use sea_orm::{
 
 use crate::{
     domain::{
-        api_keys::{ApiKeyError, ApiKeyRecord, ApiKeyService},
+        api_keys::{ApiKeyError, ApiKeyRecord, ApiKeyService, service::escape_like},
         audit::{self, AuditContext, AuditEventRecord},
         auth_cache::Generations,
         sessions::{SeaOrmSessionStore, SessionError},
@@ -316,18 +316,6 @@ impl AdminService {
             .collect();
         Ok(EventsPage { events, has_more })
     }
-}
-
-/// `text` with LIKE's wildcards and the escape character escaped (by `\`).
-fn escape_like(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            escaped.push('\\');
-        }
-        escaped.push(c);
-    }
-    escaped
 }
 
 #[cfg(test)]

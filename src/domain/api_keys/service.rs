@@ -252,7 +252,7 @@ fn status_condition(status: KeyStatus, now: DateTime<Utc>) -> Condition {
 }
 
 /// `text` with LIKE's wildcards and the escape character escaped (by `\`).
-fn escape_like(text: &str) -> String {
+pub(crate) fn escape_like(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {
