@@ -5,7 +5,7 @@ pub mod pages;
 pub mod server_fns;
 
 use leptos::prelude::*;
-use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_meta::{MetaTags, Title, provide_meta_context};
 use leptos_router::{
     SsrMode,
     components::{ParentRoute, Route, Router, Routes},
@@ -31,6 +31,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
                 <meta name="color-scheme" content="light" />
                 <meta name="referrer" content="strict-origin-when-cross-origin" />
                 <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <link rel="stylesheet" id="leptos" href=format!("/{}/{}.css", options.site_pkg_dir, options.output_name) />
                 <HydrationScripts options />
                 <MetaTags />
             </head>
@@ -54,7 +55,6 @@ pub fn App() -> impl IntoView {
     });
 
     view! {
-        <Stylesheet id="leptos" href="/pkg/workjet.css" />
         <Title formatter=|text: String| if text.is_empty() { "Workjet".to_owned() } else { format!("{text} · Workjet") } />
         <Router>
             <AppHeader />

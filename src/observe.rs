@@ -10,11 +10,11 @@
 pub mod trace;
 
 use std::{
-    sync::{Arc, LazyLock, OnceLock, RwLock},
+    cell::RefCell,
+    sync::{LazyLock, OnceLock},
     time::Duration,
 };
 
-use dashmap::DashMap;
 use metrics::{Counter, Histogram, SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
@@ -80,42 +80,80 @@ pub fn upkeep(handle: &PrometheusHandle) {
     handle.run_upkeep();
 }
 
-/// The handles of one route, resolved once: a request pays a map lookup by its route
-/// template and an atomic add, not a label set built, hashed and looked up per metric.
-struct RouteMetrics {
-    duration: Histogram,
-    /// By (method label, status).
-    requests: RwLock<Vec<(&'static str, u16, Counter)>>,
+/// A route template as a `&'static str`: each distinct template is stored once for the
+/// process (they are a closed set: the router's routes and `unmatched`), so a request
+/// carries a plain pointer instead of a reference-counted string, and the handles below are
+/// found by that pointer.
+pub fn route_label(route: &str) -> &'static str {
+    static INTERNED: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    thread_local! {
+        /// (address of the router's copy of the template, the interned template).
+        static SEEN: RefCell<Vec<(usize, &'static str)>> = const { RefCell::new(Vec::new()) };
+    }
+    SEEN.with_borrow_mut(|seen| {
+        let at = route.as_ptr() as usize;
+        // The address first (the same allocation for every request of a route), then the
+        // text: another router (tests start many) may reuse an address for another route.
+        if let Some((_, interned)) = seen.iter().find(|(a, interned)| *a == at && *interned == route) {
+            return *interned;
+        }
+        let interned = {
+            let mut all = INTERNED.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match all.iter().find(|s| **s == route) {
+                Some(s) => *s,
+                None => {
+                    let s: &'static str = Box::leak(route.into());
+                    all.push(s);
+                    s
+                }
+            }
+        };
+        match seen.iter_mut().find(|(_, s)| std::ptr::eq(*s, interned)) {
+            Some(entry) => entry.0 = at,
+            None => seen.push((at, interned)),
+        }
+        interned
+    })
 }
 
-static ROUTES: LazyLock<DashMap<Box<str>, Arc<RouteMetrics>>> = LazyLock::new(DashMap::new);
+/// The handles of one route on one thread, resolved on the thread's first request of the
+/// route: a request then pays a pointer comparison and two atomic adds, no label set built,
+/// hashed or looked up, and no lock. The recorder's registry hands every thread the same
+/// underlying counter and histogram.
+struct RouteMetrics {
+    route: &'static str,
+    duration: Histogram,
+    /// By (method label, status).
+    requests: Vec<(&'static str, u16, Counter)>,
+}
 
-/// One answered HTTP request. `route` is the route template (never the raw path: the
-/// templates are a closed set, so the map stays small).
-pub fn http_request(route: &str, method: &'static str, status: u16, elapsed: Duration) {
-    let metrics = match ROUTES.get(route) {
-        Some(found) => Arc::clone(found.value()),
-        None => Arc::clone(
-            ROUTES
-                .entry(route.into())
-                .or_insert_with(|| {
-                    let label = SharedString::from(route.to_owned());
-                    Arc::new(RouteMetrics { duration: histogram!(HTTP_DURATION, "route" => label), requests: RwLock::default() })
-                })
-                .value(),
-        ),
-    };
-    metrics.duration.record(elapsed.as_secs_f64());
-    let known =
-        metrics.requests.read().ok().and_then(|r| r.iter().find(|(m, s, _)| *m == method && *s == status).map(|(_, _, c)| c.clone()));
-    let counter = known.unwrap_or_else(|| {
-        let counter = counter!(HTTP_REQUESTS, "route" => route.to_owned(), "method" => method, "status" => status_label(status));
-        if let Ok(mut requests) = metrics.requests.write() {
-            requests.push((method, status, counter.clone()));
+thread_local! {
+    static ROUTES: RefCell<Vec<RouteMetrics>> = const { RefCell::new(Vec::new()) };
+}
+
+/// One answered HTTP request. `route` is the route template from [`route_label`] (never the
+/// raw path).
+pub fn http_request(route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
+    let seconds = elapsed.as_secs_f64();
+    ROUTES.with_borrow_mut(|routes| {
+        let index = match routes.iter().position(|r| std::ptr::eq(r.route, route)) {
+            Some(index) => index,
+            None => {
+                routes.push(RouteMetrics { route, duration: histogram!(HTTP_DURATION, "route" => route), requests: Vec::new() });
+                routes.len() - 1
+            }
+        };
+        let metrics = &mut routes[index];
+        metrics.duration.record(seconds);
+        match metrics.requests.iter().find(|(m, s, _)| *m == method && *s == status) {
+            Some((_, _, counter)) => counter.increment(1),
+            None => {
+                let counter = counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status_label(status));
+                counter.increment(1);
+                metrics.requests.push((method, status, counter));
+            }
         }
-        counter
     });
-    counter.increment(1);
 }
 
 /// The method label: the standard methods by name, anything else as `other` (a client
@@ -218,8 +256,7 @@ pub fn auth_decision(credential: Credential, outcome: AuthOutcome) {
         Credential::Key => &AUTH.key,
         Credential::Session => &AUTH.session,
     };
-    let index = AuthOutcome::ALL.iter().position(|o| *o == outcome).unwrap_or(0);
-    counters[index].increment(1);
+    counters[outcome as usize].increment(1);
 }
 
 /// What the in-process key cache answered.
@@ -326,6 +363,28 @@ mod tests {
             used.insert(base);
         }
         assert_eq!(used.len(), known.len(), "every metric has a panel: {used:?}");
+    }
+
+    #[test]
+    fn outcomes_index_their_counters_in_order() {
+        for (i, outcome) in AuthOutcome::ALL.iter().enumerate() {
+            assert_eq!(*outcome as usize, i, "{outcome:?}");
+        }
+    }
+
+    #[test]
+    fn route_templates_are_interned_once_by_their_text() {
+        let first = String::from("/v1/test-interning/{id}");
+        let again = String::from("/v1/test-interning/{id}");
+        let a = route_label(&first);
+        let b = route_label(&again);
+        assert!(std::ptr::eq(a, b), "one copy per template");
+        assert_eq!(a, "/v1/test-interning/{id}");
+        // The same address later holding another template is told apart by the text.
+        drop((first, again));
+        let other = String::from("/v1/test-interning/{other}");
+        assert_eq!(route_label(&other), "/v1/test-interning/{other}");
+        assert!(std::ptr::eq(route_label(&other), route_label("/v1/test-interning/{other}")));
     }
 
     #[test]

@@ -19,6 +19,9 @@ pub type MakeRequest = Arc<dyn Fn(usize, u64) -> Request<Full<Bytes>> + Send + S
 #[derive(Clone, Debug, Default)]
 pub struct Sample {
     pub requests: u64,
+    /// Every request answered, the warm-up's included (for figures per request taken over
+    /// the whole run, such as the server's CPU time).
+    pub all_requests: u64,
     pub unexpected: u64,
     pub elapsed: Duration,
     pub latencies_us: Vec<u32>,
@@ -91,6 +94,7 @@ pub async fn run(
                 let status = response.status();
                 let _ = response.into_body().collect().await;
                 let latency = t0.elapsed();
+                sample.all_requests += 1;
                 if t0 >= start {
                     sample.requests += 1;
                     sample.latencies_us.push(latency.as_micros().min(u128::from(u32::MAX)) as u32);
@@ -106,6 +110,7 @@ pub async fn run(
     for w in workers {
         let s = w.await.expect("worker");
         total.requests += s.requests;
+        total.all_requests += s.all_requests;
         total.unexpected += s.unexpected;
         total.latencies_us.extend(s.latencies_us);
     }

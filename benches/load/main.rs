@@ -6,6 +6,7 @@
 
 mod client;
 mod fake;
+mod metrics_cost;
 mod report;
 mod seed;
 
@@ -98,6 +99,10 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("workjet did not start");
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Resident memory of the server process, in KiB.
@@ -346,38 +351,49 @@ async fn main() {
     }
 
     eprintln!("-- 1c. metrics on the cached path");
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
-    let mut metered_env = common(&sqlite);
-    metered_env.push(("WJ_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
-    let metered = Server::start(&metered_env).await;
-    // The A/A control: a second server exactly like the first (no metrics), to size what
-    // merely being another process costs or gains.
-    let control = Server::start(&common(&sqlite)).await;
-    let mut metrics_runs = Vec::new();
-    for c in [1, 64].into_iter().filter(|_| wants("metrics")) {
-        let run = |label: &'static str, addr: SocketAddr| {
-            let key = hot.clone();
-            measure(&plan, label, addr, c, Arc::new(move |_, _| get("/v1/models", Some(&key))), StatusCode::OK)
-        };
-        // Off, on, off again: the ratio is taken against the mean of the two baselines, so a
-        // drift of the machine during the section does not count as the metrics' cost.
-        let before = run("GET /v1/models, hot key, metrics off", server.addr).await;
-        let on = run("GET /v1/models, hot key, WJ_METRICS_ADDR set", metered.addr).await;
-        let same = run("GET /v1/models, hot key, metrics off, another server (A/A)", control.addr).await;
-        let after = run("GET /v1/models, hot key, metrics off (again)", server.addr).await;
-        metrics_runs.push((before, on, same, after));
-    }
-    let scraped = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.expect("scrape").text().await.expect("text");
-    let recorded: f64 = scraped
-        .lines()
-        .filter(|l| l.starts_with("workjet_http_requests_total{") && l.contains("route=\"/v1/models\""))
-        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
-        .sum();
     if wants("metrics") {
+        let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let mut metered_env = common(&sqlite);
+        metered_env.push(("WJ_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")));
+        let metered = Server::start(&metered_env).await;
+        // The A/A control: a third server exactly like the first (no metrics), to size what
+        // merely being another process costs or gains.
+        let control = Server::start(&common(&sqlite)).await;
+        let arms = [
+            metrics_cost::Arm { label: "GET /v1/models, hot key, metrics off", addr: server.addr, pid: server.pid(), _server: &server },
+            metrics_cost::Arm {
+                label: "GET /v1/models, hot key, WJ_METRICS_ADDR set",
+                addr: metered.addr,
+                pid: metered.pid(),
+                _server: &metered,
+            },
+            metrics_cost::Arm {
+                label: "GET /v1/models, hot key, metrics off, another server (A/A)",
+                addr: control.addr,
+                pid: control.pid(),
+                _server: &control,
+            },
+        ];
+        let rounds = if plan.repeats > 1 { 5 } else { 1 };
+        let mut comparisons = Vec::new();
+        for c in [1, 64] {
+            let key = hot.clone();
+            comparisons.push(metrics_cost::compare(&plan, &arms, c, rounds, Arc::new(move |_, _| get("/v1/models", Some(&key)))).await);
+        }
+        let scraped = reqwest::get(format!("http://127.0.0.1:{metrics_port}/metrics")).await.expect("scrape").text().await.expect("text");
+        let recorded: f64 = scraped
+            .lines()
+            .filter(|l| l.starts_with("workjet_http_requests_total{") && l.contains("route=\"/v1/models\""))
+            .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+            .sum();
         assert!(recorded > 0.0, "the metered server recorded its requests");
-        report.metrics_cost(&metrics_runs, recorded as u64);
+        let recording = metrics_cost::recording();
+        eprintln!(
+            "  recording alone: {:.0} ns per request on one thread, {:.0} ns on two at once",
+            recording.one_thread_ns, recording.two_threads_ns
+        );
+        report.metrics_cost(&comparisons, recording, recorded as u64);
     }
-    drop((metered, control));
     if let Some(section) = &only {
         let path = format!("bench-{section}.md");
         report.write(&path, &format!("bench-{section}.svg"));

@@ -40,7 +40,7 @@ test.describe("the release archive, started from an empty directory", () => {
 
   test("the bundle is served with its media type, a validator and the right caching", async ({ request }) => {
     const html = await (await request.get("/login")).text();
-    const wasmPath = html.match(/\/pkg\/[\w.-]+\.wasm/)?.[0];
+    const wasmPath = html.match(/\/pkg\/(?:[0-9a-f]{16}\/)?[\w.-]+\.wasm/)?.[0];
     expect(wasmPath, "the page names its wasm bundle").toBeTruthy();
 
     const wasm = await request.get(wasmPath!, { headers: { "accept-encoding": "br, gzip" } });
@@ -50,10 +50,21 @@ test.describe("the release archive, started from an empty directory", () => {
     // cargo-leptos --precompress wrote .br variants, embedded with the rest.
     expect(headers["content-encoding"]).toBe("br");
     expect(headers["vary"]).toBe("accept-encoding");
-    // A content-hashed name (cargo-leptos hash-files: name.<hash>.wasm) may be cached for a
-    // year; a plain name must be revalidated.
-    const hashed = /^\/pkg\/[^/.]+\.[\w-]{8,}\.wasm$/.test(wasmPath!);
-    expect(headers["cache-control"]).toBe(hashed ? "public, max-age=31536000, immutable" : "no-cache");
+    // The embedded bundle is linked from its content address (/pkg/<16 hex digits>/…, a hash
+    // of every bundle file): a new build is a new path, so the browser may keep it for a year.
+    expect(wasmPath!, "the packaged binary links its content-addressed bundle").toMatch(/^\/pkg\/[0-9a-f]{16}\//);
+    expect(headers["cache-control"]).toBe("public, max-age=31536000, immutable");
+    // The stylesheet is linked from the same address; the plain name is still served, revalidated.
+    const cssPath = html.match(/\/pkg\/[0-9a-f]{16}\/[\w.-]+\.css/)?.[0];
+    expect(cssPath, "the page links its stylesheet from the bundle's address").toBeTruthy();
+    const css = await request.get(cssPath!);
+    expect(css.status()).toBe(200);
+    expect(css.headers()["cache-control"]).toBe("public, max-age=31536000, immutable");
+    const plain = await request.get(wasmPath!.replace(/\/[0-9a-f]{16}\//, "/"));
+    expect(plain.status()).toBe(200);
+    expect(plain.headers()["cache-control"]).toBe("no-cache");
+    const otherBuild = await request.get(wasmPath!.replace(/\/[0-9a-f]{16}\//, "/0123456789abcdef/"));
+    expect(otherBuild.status()).toBe(404);
     const etag = headers["etag"];
     expect(etag).toMatch(/^"[0-9a-f]{32}"$/);
     const again = await request.get(wasmPath!, { headers: { "accept-encoding": "br, gzip", "if-none-match": etag } });

@@ -7,7 +7,11 @@
 //! - Every answer carries a strong `ETag` (a SHA-256 prefix of the bytes sent), and
 //!   `If-None-Match` gets `304 Not Modified`.
 //! - `Cache-Control: no-cache` (store, but revalidate) for every file, except the bundle
-//!   when its file names carry a content hash (`LEPTOS_HASH_FILES`), which is `immutable`.
+//!   under a content-addressed path, which is `immutable` (a year): an embedded site's
+//!   bundle is linked as `/pkg/<version>/…`, where the version is a hash of every bundle
+//!   file ([`Assets::bundle_version`]), so a new build is a new path; or file names that
+//!   carry a content hash themselves (`LEPTOS_HASH_FILES`). The plain `/pkg/…` names
+//!   stay served, revalidated (the local sign-in page links the stylesheet that way).
 //! - A precompressed variant (`<file>.br`, `<file>.gz`, which `cargo leptos build
 //!   --precompress` writes) is sent when the client accepts that encoding.
 //! - Request paths are never decoded: only plain names (letters, digits, `.`, `-`, `_`,
@@ -119,6 +123,26 @@ impl Assets {
         }
     }
 
+    /// The content address of the bundle under `pkg_dir`: 16 hex digits of a SHA-256 over
+    /// every bundle file's path and tag (itself a hash of its bytes), for an embedded site
+    /// only (a directory may change under a running server, as in development).
+    pub fn bundle_version(&self, pkg_dir: &str) -> Option<String> {
+        let Source::Memory(files) = &*self.0 else { return None };
+        let prefix = format!("{}/", pkg_dir.trim_matches('/'));
+        let mut bundle: Vec<(&String, &File)> = files.iter().filter(|(path, _)| path.starts_with(&prefix)).collect();
+        if bundle.is_empty() {
+            return None;
+        }
+        bundle.sort_by(|a, b| a.0.cmp(b.0));
+        let mut hasher = Sha256::new();
+        for (path, file) in bundle {
+            hasher.update(path.as_bytes());
+            hasher.update([0]);
+            hasher.update(file.etag.as_bytes());
+        }
+        Some(hasher.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect())
+    }
+
     /// Whether this is an in-memory (embedded) site.
     pub fn is_embedded(&self) -> bool {
         matches!(&*self.0, Source::Memory(_))
@@ -213,13 +237,31 @@ pub struct Bundle {
     pub pkg_dir: String,
     /// Whether the bundle's file names are hashed (`LEPTOS_HASH_FILES`): then immutable.
     pub hashed: bool,
+    /// [`Assets::bundle_version`]: `/pkg/<version>/<file>` is the bundle's file, immutable.
+    pub version: Option<String>,
+}
+
+impl Bundle {
+    /// The URL directory the pages link the bundle from: `pkg/<version>` when the bundle
+    /// has a content address, else `pkg`.
+    pub fn public_dir(&self) -> String {
+        match &self.version {
+            Some(version) => format!("{}/{version}", self.pkg_dir),
+            None => self.pkg_dir.clone(),
+        }
+    }
 }
 
 /// `GET /pkg/*` (mounted with `nest_service`, which strips the prefix): the bundle.
 pub async fn serve_bundle(State(bundle): State<Bundle>, uri: Uri, headers: HeaderMap) -> Response {
-    let path = format!("{}/{}", bundle.pkg_dir, uri.path().trim_start_matches('/'));
-    let caching = if bundle.hashed { Caching::Immutable } else { Caching::Revalidate };
-    bundle.assets.serve(&path, &headers, caching).await
+    let requested = uri.path().trim_start_matches('/');
+    let versioned = bundle.version.as_deref().and_then(|v| requested.strip_prefix(v)).and_then(|rest| rest.strip_prefix('/'));
+    let (file, caching) = match versioned {
+        Some(file) => (file, Caching::Immutable),
+        None if bundle.hashed => (requested, Caching::Immutable),
+        None => (requested, Caching::Revalidate),
+    };
+    bundle.assets.serve(&format!("{}/{file}", bundle.pkg_dir), &headers, caching).await
 }
 
 /// `GET /favicon.svg` and the other public files (each registered as a route).
@@ -482,5 +524,41 @@ mod tests {
     fn cache_headers() {
         assert_eq!(Caching::Immutable.header(), "public, max-age=31536000, immutable");
         assert_eq!(Caching::Revalidate.header(), "no-cache");
+    }
+
+    #[tokio::test]
+    async fn an_embedded_bundle_has_a_content_address_served_for_a_year() {
+        let assets = site();
+        let version = assets.bundle_version("pkg").expect("an embedded bundle has a version");
+        assert_eq!(version.len(), 16);
+        assert!(version.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_eq!(assets.bundle_version("/pkg/"), Some(version.clone()), "slashes do not matter");
+        assert_eq!(assets.bundle_version("nothing-here"), None);
+        // Any change to any bundle file is a new address; a public file is not part of it.
+        let changed = Assets::in_memory([("pkg/workjet.js", "export default 2;"), ("pkg/workjet.css", "body{}")]);
+        let same = Assets::in_memory([("pkg/workjet.js", "export default 1;"), ("pkg/workjet.css", "body{}")]);
+        let with_public = Assets::in_memory([("pkg/workjet.js", "export default 1;"), ("pkg/workjet.css", "body{}"), ("favicon.svg", "x")]);
+        assert_ne!(changed.bundle_version("pkg"), same.bundle_version("pkg"));
+        assert_eq!(with_public.bundle_version("pkg"), same.bundle_version("pkg"));
+        assert_eq!(Assets::directory("/nonexistent").bundle_version("pkg"), None, "a directory may change: no address");
+
+        let bundle = Bundle { assets, pkg_dir: "pkg".into(), hashed: false, version: Some(version.clone()) };
+        assert_eq!(bundle.public_dir(), format!("pkg/{version}"));
+        let fetch = |path: String| {
+            let bundle = bundle.clone();
+            async move {
+                let response = serve_bundle(State(bundle), path.parse().expect("uri"), HeaderMap::new()).await;
+                let cache = response.headers().get(header::CACHE_CONTROL).map(|v| v.to_str().expect("ascii").to_owned());
+                (response.status(), cache)
+            }
+        };
+        let year = Some("public, max-age=31536000, immutable".to_owned());
+        assert_eq!(fetch(format!("/{version}/workjet.js")).await, (StatusCode::OK, year.clone()));
+        assert_eq!(fetch(format!("/{version}/workjet.wasm")).await, (StatusCode::OK, year));
+        assert_eq!(fetch("/workjet.js".into()).await, (StatusCode::OK, Some("no-cache".into())), "the plain name is revalidated");
+        assert_eq!(fetch("/0123456789abcdef/workjet.js".into()).await.0, StatusCode::NOT_FOUND, "another build's address");
+        assert_eq!(fetch(format!("/{version}/missing.js")).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(fetch(format!("/{version}/../workjet.js")).await.0, StatusCode::NOT_FOUND);
+        assert_eq!(fetch(format!("/{version}")).await.0, StatusCode::NOT_FOUND);
     }
 }

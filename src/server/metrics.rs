@@ -55,7 +55,7 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let route = request.extensions().get::<MatchedPath>().cloned();
+        let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| observe::route_label(m.as_str()));
         let method = observe::method_label(request.method());
         Recorded { inner: self.inner.call(request), started: Instant::now(), route, method, done: false }
     }
@@ -67,7 +67,7 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: F,
         started: Instant,
-        route: Option<MatchedPath>,
+        route: &'static str,
         method: &'static str,
         done: bool,
     }
@@ -84,8 +84,7 @@ where
         let result = std::task::ready!(this.inner.poll(cx));
         if let (Ok(response), false) = (&result, *this.done) {
             *this.done = true;
-            let route = this.route.as_ref().map_or("unmatched", MatchedPath::as_str);
-            observe::http_request(route, this.method, response.status().as_u16(), this.started.elapsed());
+            observe::http_request(this.route, this.method, response.status().as_u16(), this.started.elapsed());
         }
         Poll::Ready(result)
     }

@@ -356,7 +356,17 @@ fn session_layer(state: &AppState) -> SessionManagerLayer<SeaOrmSessionStore> {
 /// and the built-in development identity provider when `dev_idp` is given (local development
 /// only: otherwise its paths are not routes at all).
 pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
-    let leptos_options = state.leptos_options.clone();
+    let pkg = state.leptos_options.site_pkg_dir.trim_matches('/').to_owned();
+    let bundle = assets::Bundle {
+        assets: state.assets.clone(),
+        version: if state.leptos_options.hash_files { None } else { state.assets.bundle_version(&pkg) },
+        pkg_dir: pkg.clone(),
+        hashed: state.leptos_options.hash_files,
+    };
+    // The pages link the bundle from its content-addressed directory (`/pkg/<version>`),
+    // which the browser may keep for a year; the routes below still serve `/pkg`.
+    let mut leptos_options = state.leptos_options.clone();
+    leptos_options.site_pkg_dir = bundle.public_dir().into();
     let routes = generate_route_list(App);
     let context = leptos_context;
     // Unknown pages: the portal's own "Page not found", rendered (never a file from disk:
@@ -391,14 +401,8 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
     // The site's files, outside the session layer (no cookie is read or set for them): the
     // bundle under /pkg (a plain 404 for anything missing there, never the portal), and
     // each public file (favicon.svg, robots.txt, …) as a route of its own.
-    let pkg_dir = format!("/{}", leptos_options.site_pkg_dir.trim_matches('/'));
-    let bundle = assets::Bundle {
-        assets: state.assets.clone(),
-        pkg_dir: leptos_options.site_pkg_dir.trim_matches('/').to_owned(),
-        hashed: leptos_options.hash_files,
-    };
-    outer = outer.nest_service(&pkg_dir, get(assets::serve_bundle).with_state(bundle));
-    for file in state.assets.public_files(&leptos_options.site_pkg_dir) {
+    outer = outer.nest_service(&format!("/{pkg}"), get(assets::serve_bundle).with_state(bundle));
+    for file in state.assets.public_files(&pkg) {
         outer = outer.route(&format!("/{file}"), get(assets::serve_public).with_state(state.assets.clone()));
     }
     let outer = outer

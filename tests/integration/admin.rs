@@ -420,10 +420,14 @@ async fn two_instances_on_postgres_and_redis_refuse_a_disabled_person_and_a_revo
     let idp = TestIdp::start().await;
     let mut settings = idp.settings();
     settings.extend(admin_settings());
-    settings.push(("WJ_REDIS_URL", redis));
     settings.push(("WJ_REDIS_PREFIX", format!("admin-test-{}-{}:", std::process::id(), rand_number())));
+    // A reaches Redis through a proxy the test can cut; B directly.
+    let proxy = crate::helpers::CuttableProxy::start(crate::helpers::resolve(&redis, 6379).await).await;
+    let mut settings_a = settings.clone();
+    settings_a.push(("WJ_REDIS_URL", format!("redis://127.0.0.1:{}", proxy.addr.port())));
+    settings.push(("WJ_REDIS_URL", redis));
     let db_url = db.url.clone();
-    let a = spawn_app_on(db, &settings).await;
+    let a = spawn_app_on(db, &settings_a).await;
     let b = second_instance(&db_url, &settings).await;
     let (on_a, on_b) = (a.base_url.clone(), b.base_url.clone());
 
@@ -456,6 +460,26 @@ async fn two_instances_on_postgres_and_redis_refuse_a_disabled_person_and_a_revo
     let again = sign_in_as(&on_a, &idp, "erin@example.com").await;
     assert_eq!(with_session(&on_b, &again, Method::GET, "/v1/me").await.0, 200);
     assert_eq!(with_session(&on_a, &erin_browser, Method::GET, "/v1/me").await.0, 401);
+
+    // A loses Redis: a disable A could not announce to B is refused, and changes nothing.
+    proxy.cut();
+    let (status, body) = with_session(&on_a, &admin, Method::POST, &format!("/v1/admin/users/{}/disable", erin.id)).await;
+    assert_eq!(status, 503, "a disable B might not hear of is refused: {body}");
+    assert_eq!(body["error"]["code"], "service_unavailable", "{body}");
+    let stored = a.state.users.find_by_email("erin@example.com").await.expect("q").expect("erin");
+    assert!(!stored.disabled, "nothing changed");
+    assert_eq!(with_session(&on_b, &again, Method::GET, "/v1/me").await.0, 200, "erin still works on B");
+    // Redis back: the same disable holds on B at once.
+    proxy.restore();
+    let reconnected = crate::helpers::eventually(std::time::Duration::from_secs(10), || {
+        let state = a.state.clone();
+        async move { state.redis_status() == "up" }
+    })
+    .await;
+    assert!(reconnected, "A reconnects to Redis");
+    let (status, body) = with_session(&on_a, &admin, Method::POST, &format!("/v1/admin/users/{}/disable", erin.id)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(with_session(&on_b, &again, Method::GET, "/v1/me").await.0, 401, "erin's session, on B, at once");
     drop(b);
     a.stop().await;
 }

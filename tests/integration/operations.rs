@@ -423,22 +423,34 @@ async fn spans_include_redis_calls_with_redis() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs Redis (WJ_TEST_REDIS_URL)"]
 async fn metrics_say_whether_redis_is_up_with_redis() {
+    // Redis behind a proxy the test can cut, as if Redis stopped, and restore.
+    let url = crate::helpers::required_env("WJ_TEST_REDIS_URL");
+    let proxy = crate::helpers::CuttableProxy::start(crate::helpers::resolve(&url, 6379).await).await;
+    let mut through = url::Url::parse(&url).expect("redis url");
+    through.set_port(Some(proxy.addr.port())).expect("port");
+    through.set_host(Some("127.0.0.1")).expect("host");
     let metrics_port = free_port();
     let server = Process::start(&[
-        ("WJ_REDIS_URL", crate::helpers::required_env("WJ_TEST_REDIS_URL")),
+        ("WJ_REDIS_URL", through.to_string()),
         ("WJ_REDIS_PREFIX", format!("wj-metrics-{}:", std::process::id())),
         ("WJ_METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
     ])
     .await;
     let client = client();
-    let up = crate::helpers::eventually(Duration::from_secs(10), || {
+    let redis_up_is = |expected: f64| {
         let client = client.clone();
-        async move {
-            let text =
-                client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await.expect("scrape").text().await.expect("text");
-            value(&samples(&text), "workjet_redis_up", &[]) == 1.0
-        }
-    })
-    .await;
-    assert!(up, "workjet_redis_up is 1 while Redis answers: {}", server.output());
+        crate::helpers::eventually(Duration::from_secs(10), move || {
+            let client = client.clone();
+            async move {
+                let Ok(response) = client.get(format!("http://127.0.0.1:{metrics_port}/metrics")).send().await else { return false };
+                let text = response.text().await.unwrap_or_default();
+                value(&samples(&text), "workjet_redis_up", &[]) == expected
+            }
+        })
+    };
+    assert!(redis_up_is(1.0).await, "workjet_redis_up is 1 while Redis answers: {}", server.output());
+    proxy.cut();
+    assert!(redis_up_is(0.0).await, "workjet_redis_up falls to 0 when Redis stops answering: {}", server.output());
+    proxy.restore();
+    assert!(redis_up_is(1.0).await, "and is 1 again once Redis is back: {}", server.output());
 }
