@@ -190,7 +190,7 @@ async fn serve(mut tcp: TcpStream) {
     let _ = tcp.shutdown().await;
 }
 
-/// What one stream came to: the delay of each chunk (µs), or why it failed.
+/// What one stream came to: the delay of each chunk delivered (µs), and why it failed.
 struct Outcome {
     delays_us: Vec<u32>,
     error: Option<&'static str>,
@@ -203,22 +203,29 @@ struct Open {
     peak: AtomicUsize,
 }
 
-/// Sends `request` on a connection of its own and reads the streamed answer to its end.
-async fn one_stream(addr: SocketAddr, request: Arc<Vec<u8>>, open: Arc<Open>) -> Outcome {
-    let mut delays_us = Vec::with_capacity(CHUNKS);
-    let fail = |delays_us, error| Outcome { delays_us, error: Some(error) };
+/// Counts a stream as open while it lives (also when the run's deadline drops it).
+struct OpenGuard(Arc<Open>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends `request` on a connection of its own and reads the streamed answer to its end; each
+/// chunk's delay goes to `delays_us` as it arrives (kept if the run's deadline cuts it short).
+async fn one_stream(addr: SocketAddr, request: Arc<Vec<u8>>, open: Arc<Open>, delays_us: &mut Vec<u32>) -> Result<(), &'static str> {
     let Ok(mut tcp) = TcpStream::connect(addr).await else {
-        return fail(delays_us, "connect failed");
+        return Err("connect failed");
     };
     let _ = tcp.set_nodelay(true);
     if tcp.write_all(&request).await.is_err() {
-        return fail(delays_us, "connection broken");
+        return Err("connection broken");
     }
     let n = open.now.fetch_add(1, Ordering::Relaxed) + 1;
     open.peak.fetch_max(n, Ordering::Relaxed);
-    let outcome = read_stream(&mut tcp, &mut delays_us).await;
-    open.now.fetch_sub(1, Ordering::Relaxed);
-    Outcome { delays_us, error: outcome.err() }
+    let _guard = OpenGuard(open);
+    read_stream(&mut tcp, delays_us).await
 }
 
 async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<(), &'static str> {
@@ -281,7 +288,8 @@ pub struct StreamRun {
     pub streams: usize,
     pub peak_open: usize,
     pub errors: BTreeMap<&'static str, usize>,
-    /// Each chunk's delay (arrival − schedule), µs, sorted.
+    /// Each delivered chunk's delay (arrival − schedule), µs, sorted (chunks still due when
+    /// the run's deadline cut a stream are not in it).
     pub delays_us: Vec<u32>,
     pub wall: Duration,
     /// Server memory: RSS before the run, and at the sample with the most streams open (and
@@ -357,10 +365,12 @@ async fn run(label: &str, target: SocketAddr, request: Arc<Vec<u8>>, streams: us
         let (request, open) = (request.clone(), open.clone());
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(at).await;
-            match tokio::time::timeout_at(deadline, one_stream(target, request, open)).await {
-                Ok(outcome) => outcome,
-                Err(_) => Outcome { delays_us: Vec::new(), error: Some("not done in 20 s") },
-            }
+            let mut delays_us = Vec::with_capacity(CHUNKS);
+            let error = match tokio::time::timeout_at(deadline, one_stream(target, request, open, &mut delays_us)).await {
+                Ok(result) => result.err(),
+                Err(_) => Some("not done in 20 s"),
+            };
+            Outcome { delays_us, error }
         }));
     }
     let mut errors = BTreeMap::new();
