@@ -7,8 +7,10 @@
 mod client;
 mod fake;
 mod metrics_cost;
+mod nginx;
 mod report;
 mod seed;
+mod streams;
 
 use std::{
     net::SocketAddr,
@@ -250,6 +252,9 @@ fn workjet_toml(dir: &std::path::Path, fast: SocketAddr, slow: SocketAddr) -> st
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
+    if streams::is_fake_process() {
+        return streams::fake_main().await;
+    }
     let plan = Plan::from_env();
     let _ = rlimit::increase_nofile_limit(1 << 16);
     let mut report = Report::new(std::env::args().skip(1).filter(|a| a != "--bench").collect::<Vec<_>>().join(" "));
@@ -274,6 +279,18 @@ async fn main() {
     let idle_rss = server.rss_kib();
     let cookie = sign_in(&server.base, "bench@example.com").await;
     let (_, hot) = create_key(&server.base, &cookie, 60_000_000).await;
+    // `WJ_BENCH_ONLY=nginx|streams`: section 4c or 4d alone, into `bench-<section>.md`.
+    if let Some(section) = std::env::var("WJ_BENCH_ONLY").ok().filter(|s| s == "nginx" || s == "streams") {
+        if section == "nginx" {
+            nginx::section(&plan, &mut report, fast, &server, &hot).await;
+        } else {
+            drop(server);
+            streams::section_into(&mut report).await;
+        }
+        report.write(&format!("bench-{section}.md"), &format!("bench-{section}.svg"));
+        eprintln!("wrote bench-{section}.md");
+        return;
+    }
     let db = sea_orm::Database::connect(&sqlite).await.expect("bench db");
     let seed_user = seed::seed_user(&db).await;
     let mut pool = seed::seed_keys(&db, seed_user.id, plan.sizes[0], plan.sizes[0].min(1_000)).await;
@@ -542,6 +559,9 @@ async fn main() {
         report.gateway_against_baseline(&pairs);
         drop((baseline, current));
     }
+
+    nginx::section(&plan, &mut report, fast, &server, &hot).await;
+    streams::section_into(&mut report).await;
 
     eprintln!("-- 6. memory");
     let conns_before = server.rss_kib();

@@ -34,6 +34,8 @@ struct Target {
     target: String,
     measured: String,
     met: bool,
+    /// Not measured at all (e.g. nginx missing): neither met nor missed.
+    skipped: bool,
 }
 
 /// The report being assembled.
@@ -79,7 +81,11 @@ impl Report {
     }
 
     fn target(&mut self, what: &str, target: String, measured: String, met: bool) {
-        self.targets.push(Target { what: what.into(), target, measured, met });
+        self.targets.push(Target { what: what.into(), target, measured, met, skipped: false });
+    }
+
+    fn not_measured(&mut self, what: &str, target: String, why: &str) {
+        self.targets.push(Target { what: what.into(), target, measured: format!("not measured ({why})"), met: false, skipped: true });
     }
 
     pub fn auth_overhead(&mut self, runs: &[(Row, Row, Row)]) {
@@ -440,6 +446,156 @@ impl Report {
         self.body.push('\n');
     }
 
+    /// 4c: per connection count, the fake upstream directly, through nginx, through Workjet.
+    pub fn nginx(&mut self, result: &Result<Vec<(Row, Row, Row)>, String>) {
+        self.body.push_str("### 4c. The gateway beside nginx\n\nThe same non-streaming chat completion to the same fake upstream: directly, through nginx as a plain reverse proxy (`proxy_pass` to an `upstream` with a keep-alive pool of 64, HTTP/1.1, `proxy_buffering off`, access log off, `worker_processes auto`), and through Workjet, which also parses the request's JSON, authenticates its key, checks its guardrails and records usage — work nginx does not do. Added p50 = p50 through the proxy − p50 directly.\n\n");
+        let rows = match result {
+            Ok(rows) => rows,
+            Err(why) => {
+                let _ = writeln!(self.body, "Skipped ({why}): no figure.\n");
+                self.not_measured("gateway throughput beside nginx, c=64", "≥ 0.8× nginx".into(), why);
+                self.not_measured("p50 added by the gateway beside nginx's, c=1", "≤ nginx's + 0.05 ms".into(), why);
+                return;
+            }
+        };
+        self.body.push_str(ROW_HEADER);
+        for (direct, nginx, via) in rows {
+            self.body.push_str(&row(direct, None));
+            self.body.push_str(&row(nginx, Some(direct)));
+            self.body.push_str(&row(via, Some(direct)));
+        }
+        self.body.push_str("\n| connections | nginx adds (p50) | Workjet adds (p50) | Workjet ÷ nginx throughput |\n|---|---|---|---|\n");
+        for (direct, nginx, via) in rows {
+            let c = direct.concurrency;
+            let (nginx_added, via_added) = (nginx.p50_ms - direct.p50_ms, via.p50_ms - direct.p50_ms);
+            let ratio = via.throughput / nginx.throughput;
+            let _ = writeln!(self.body, "| {c} | {nginx_added:.3} ms | {via_added:.3} ms | {ratio:.2}× |");
+            self.bars.push((format!("nginx, c={c}"), nginx.throughput / direct.throughput));
+            self.bars.push((format!("gateway beside nginx, c={c}"), via.throughput / direct.throughput));
+            if c == 1 {
+                self.target(
+                    "p50 added by the gateway beside nginx's, c=1",
+                    "≤ nginx's + 0.05 ms".into(),
+                    format!("{via_added:.3} ms vs nginx {nginx_added:.3} ms ({:+.3} ms)", via_added - nginx_added),
+                    via_added <= nginx_added + 0.05,
+                );
+            } else {
+                self.target(
+                    &format!("gateway throughput beside nginx, c={c}"),
+                    "≥ 0.8× nginx".into(),
+                    format!("{ratio:.2}× ({:.0} vs {:.0} req/s)", via.throughput, nginx.throughput),
+                    ratio >= 0.8,
+                );
+            }
+        }
+        self.body.push('\n');
+    }
+
+    /// 4d: concurrent streams, straight to the fake upstream and through Workjet.
+    pub fn streams(&mut self, section: &crate::streams::Section) {
+        use crate::streams::{CHUNKS, GAP};
+        let _ = write!(
+            self.body,
+            "### 4d. Concurrent streams\n\nStreaming chat completions held open together, one connection each (`Connection: close`), opened over 0.2–1.5 s (10,000 a second); the fake upstream sends {CHUNKS} chunks {} ms apart, then usage and `[DONE]`. The fake upstream and the client are hand-written HTTP/1.1 on tokio's TCP (no per-chunk allocation), each in a process of its own (the bench binary, and again as the fake), on the same cores as the server. \
+             **Chunk delay** = a chunk's arrival at the client − the time the fake upstream scheduled it for (its start + i × {} ms, stamped in the chunk, on the clock the client shares), so it counts the fake's own lateness, the transit and, through Workjet, the gateway; the direct run is the baseline, and **added** = through Workjet − directly, percentile by percentile. \
+             An error is a failed connection, a status other than 200, a stream cut short or a wrong chunk count. **Memory per open stream** = (server RSS at the 50 ms sample with the most streams open − its RSS idle after the warm-up) ÷ streams open then. A stream not done within 20 s of the run's start (ten times its schedule) counts as an error; the chunks it delivered until then count in the delays and the CPU per chunk, those still due do not. **CPU** = utime + stime from `/proc` over the run (ramp to last byte), per 1,000 chunks delivered, each stream's set-up included; the client's figure is the bench process's. RLIMIT_NOFILE {}; server RSS idle after a warm-up of 200 streams: {:.1} MiB.\n\n\
+             | run | streams | peak open | errors | chunk delay p50 ms | p99 ms | max ms | chunks/s | wall s | server KiB per open stream | server CPU ms per 1,000 chunks | fake upstream CPU ms per 1,000 | client CPU ms per 1,000 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+            GAP.as_millis(),
+            GAP.as_millis(),
+            section.nofile,
+            section.server_idle_kib as f64 / 1024.0
+        );
+        let dash = || "–".to_owned();
+        for (direct, via) in &section.runs {
+            for r in [direct, via] {
+                let errors = if r.errors.is_empty() {
+                    "0".to_owned()
+                } else {
+                    format!("{} ({})", r.errors_total(), r.errors.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", "))
+                };
+                let _ = writeln!(
+                    self.body,
+                    "| {} | {} | {} | {errors} | {:.2} | {:.2} | {:.2} | {:.0} | {:.1} | {} | {} | {:.2} | {:.2} |",
+                    r.label,
+                    r.streams,
+                    r.peak_open,
+                    r.delay_ms(0.5),
+                    r.delay_ms(0.99),
+                    r.delay_ms(1.0),
+                    r.chunks() as f64 / r.wall.as_secs_f64(),
+                    r.wall.as_secs_f64(),
+                    r.kib_per_stream().map(|k| format!("{k:.1}")).unwrap_or_else(dash),
+                    r.server_cpu.map(|c| format!("{:.2}", r.per_1000_chunks(c))).unwrap_or_else(dash),
+                    r.per_1000_chunks(r.fake_cpu),
+                    r.per_1000_chunks(r.client_cpu),
+                );
+            }
+        }
+        for line in &section.skipped {
+            let _ = writeln!(self.body, "\n{line}.");
+        }
+        self.body.push('\n');
+        for (i, (direct, via)) in section.runs.iter().enumerate() {
+            let n = via.streams;
+            let added_p50 = via.delay_ms(0.5) - direct.delay_ms(0.5);
+            let added_p99 = via.delay_ms(0.99) - direct.delay_ms(0.99);
+            let per_stream = via.kib_per_stream().unwrap_or(f64::NAN);
+            let cpu = via.server_cpu.map(|c| via.per_1000_chunks(c)).unwrap_or(f64::NAN);
+            // What the schedule asks of the server alone, at the CPU cost measured.
+            let demand = n as f64 * (1.0 / GAP.as_secs_f64()) * cpu / 1_000_000.0;
+            let _ = writeln!(
+                self.body,
+                "{n} streams: Workjet adds {added_p50:.2} ms at p50 and {added_p99:.2} ms at p99 per chunk; {} errors (direct: {}); {per_stream:.1} KiB per open stream; {cpu:.2} ms of server CPU per 1,000 chunks, so the schedule ({:.0} chunks/s) asks {demand:.2} cores of the server alone.\n",
+                via.errors_total(),
+                direct.errors_total(),
+                n as f64 / GAP.as_secs_f64(),
+            );
+            let direct_rate = direct.chunks() as f64 / direct.wall.as_secs_f64();
+            let via_rate = via.chunks() as f64 / via.wall.as_secs_f64();
+            self.bars.push((format!("streams, {n}: chunks/s vs direct"), via_rate / direct_rate));
+            if i == 0 {
+                self.target(
+                    &format!("errors, {n} concurrent streams"),
+                    "0".into(),
+                    via.errors_total().to_string(),
+                    via.errors_total() == 0,
+                );
+                self.target(
+                    &format!("p99 delay added per chunk, {n} concurrent streams"),
+                    "≤ 5 ms".into(),
+                    format!("{added_p99:.2} ms ({:.2} vs {:.2} ms direct)", via.delay_ms(0.99), direct.delay_ms(0.99)),
+                    added_p99 <= 5.0,
+                );
+                self.target(
+                    &format!("server memory per open stream, {n} streams"),
+                    "≤ 64 KiB".into(),
+                    format!("{per_stream:.1} KiB ({} open)", via.server_rss.map(|s| s.2).unwrap_or(0)),
+                    per_stream <= 64.0,
+                );
+                self.target(
+                    &format!("server CPU per 1,000 chunks, {n} streams"),
+                    "reported".into(),
+                    format!(
+                        "{cpu:.2} ms (fake upstream {:.2} ms, client {:.2} ms)",
+                        via.per_1000_chunks(via.fake_cpu),
+                        via.per_1000_chunks(via.client_cpu)
+                    ),
+                    true,
+                );
+            } else {
+                self.target(
+                    &format!("{n} concurrent streams (where it bends)"),
+                    "reported".into(),
+                    format!(
+                        "{} errors, p99 added {added_p99:.2} ms, {per_stream:.1} KiB per stream, {cpu:.2} ms CPU per 1,000 chunks",
+                        via.errors_total()
+                    ),
+                    true,
+                );
+            }
+        }
+    }
+
     fn svg(&self) -> String {
         let width = 760.0;
         let bar_height = 26.0;
@@ -464,7 +620,7 @@ impl Report {
             let w = ratio.clamp(0.0, 1.2) * scale;
             // The 0.9 target is for authentication and key-store scale; the gateway's targets are
             // absolute (added latency, req/s), so its bars are neutral.
-            let color = if label.starts_with("gateway") {
+            let color = if label.starts_with("gateway") || label.starts_with("nginx") {
                 "#64748b"
             } else if *ratio >= 0.9 {
                 "#0ea5e9"
@@ -499,7 +655,20 @@ impl Report {
             chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
         );
         for t in &self.targets {
-            let _ = writeln!(md, "| {} | {} | {} | {} |", t.what, t.target, t.measured, if t.met { "met" } else { "**missed**" });
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                t.what,
+                t.target,
+                t.measured,
+                if t.skipped {
+                    "skipped"
+                } else if t.met {
+                    "met"
+                } else {
+                    "**missed**"
+                }
+            );
         }
         md.push('\n');
         md.push_str(&self.body);

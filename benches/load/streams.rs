@@ -1,0 +1,526 @@
+//! 4d. Many concurrent streams: thousands of streaming chat completions held open together
+//! (the fake upstream sends 100 chunks 20 ms apart), through one Workjet and, as the
+//! baseline, straight to the fake upstream.
+//!
+//! The fake upstream and the client are hand-written HTTP/1.1 on tokio's TCP (one connection
+//! per stream, `Connection: close`, no per-chunk allocation), so that on a small machine as
+//! much of the CPU as possible is left to the server measured. The fake stamps each chunk with
+//! the time it was scheduled for (its start + i × 20 ms, on a clock the client shares: both run
+//! in this process); the client's delay for a chunk is its arrival minus that schedule. The
+//! direct run measures what the fake and the client alone add (timer granularity, the
+//! machine's load); the added delay of the gateway is the same percentile through Workjet
+//! minus the direct one.
+
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    sync::{
+        Arc, OnceLock,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+
+use crate::Server;
+
+/// Chunks of each stream, and the gap between them.
+pub const CHUNKS: usize = 100;
+pub const GAP: Duration = Duration::from_millis(20);
+/// A chunk's schedule stamp: `~T` and sixteen digits of microseconds since the Unix epoch.
+const MARK: &[u8] = b"~T";
+const MARK_LEN: usize = 18;
+/// The longest a run may take (ten times a stream's schedule); streams unfinished by then
+/// count as errors.
+const RUN_LIMIT: Duration = Duration::from_secs(20);
+
+/// Microseconds since the Unix epoch: the clock the fake upstream (a process of its own) and
+/// the client share.
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// Clock ticks a second (`getconf CLK_TCK`; 100 on Linux).
+fn ticks_per_second() -> f64 {
+    static TICKS: OnceLock<f64> = OnceLock::new();
+    *TICKS.get_or_init(|| {
+        std::process::Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(100.0)
+    })
+}
+
+/// CPU time (user + system) of a `/proc/…/stat` file, in seconds.
+fn cpu_seconds(stat_path: &str) -> f64 {
+    let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / ticks_per_second()
+}
+
+/// Set in the environment of the fake upstream's process.
+const FAKE_ENV: &str = "WJ_BENCH_FAKE_STREAMS";
+
+/// Whether this process is the fake upstream (the bench binary started again by [`Fake::start`]).
+pub fn is_fake_process() -> bool {
+    std::env::var_os(FAKE_ENV).is_some()
+}
+
+/// The fake upstream's process: prints its address, then serves until killed.
+pub async fn fake_main() {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.set_reuseaddr(true).expect("reuseaddr");
+    socket.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let listener = socket.listen(8192).expect("listen");
+    println!("{}", listener.local_addr().expect("addr"));
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                tokio::spawn(serve(tcp));
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+}
+
+/// The stamping fake upstream, in a process of its own (this bench binary again): each
+/// process may hold only so many sockets, and a stream holds one in the fake and one in the
+/// client.
+pub struct Fake {
+    pub addr: SocketAddr,
+    child: std::process::Child,
+}
+
+impl Fake {
+    pub fn start() -> Self {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(std::env::current_exe().expect("bench binary"))
+            .env(FAKE_ENV, "1")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start the fake upstream");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("fake upstream address");
+        Self { addr: line.trim().parse().expect("fake upstream address"), child }
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        cpu_seconds(&format!("/proc/{}/stat", self.child.id()))
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One streamed chat completion: the request is read (its body must ask for a stream), then
+/// `CHUNKS` chunks on schedule, then a usage chunk and `[DONE]`; the connection is closed.
+async fn serve(mut tcp: TcpStream) {
+    let _ = tcp.set_nodelay(true);
+    let mut buf = Vec::with_capacity(1024);
+    let streamed = loop {
+        match tcp.read_buf(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        if let Some(end) = find(&buf, b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+            let length =
+                head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(0);
+            if buf.len() >= end + 4 + length {
+                break find(&buf[end + 4..end + 4 + length], b"\"stream\":true").is_some();
+            }
+        }
+        if buf.len() > 1 << 20 {
+            return;
+        }
+    };
+    if !streamed {
+        let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\nconnection: close\r\n\r\n").await;
+        return;
+    }
+    let (start, start_us) = (Instant::now(), now_us());
+    let mut out = Vec::with_capacity(512);
+    let mut event = Vec::with_capacity(256);
+    out.extend_from_slice(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    );
+    use std::io::Write;
+    for i in 0..CHUNKS {
+        let due = start + GAP * i as u32;
+        if i > 0 {
+            tokio::time::sleep_until(due.into()).await;
+        }
+        event.clear();
+        let _ = write!(
+            event,
+            "data: {{\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench-stream\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"tok{i} ~T{:016}\"}},\"finish_reason\":null}}]}}\n\n",
+            start_us + GAP.as_micros() as u64 * i as u64
+        );
+        let _ = write!(out, "{:x}\r\n", event.len());
+        out.extend_from_slice(&event);
+        out.extend_from_slice(b"\r\n");
+        if tcp.write_all(&out).await.is_err() {
+            return;
+        }
+        out.clear();
+    }
+    let last: &[u8] = b"data: {\"id\":\"c\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"bench-stream\",\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":100,\"total_tokens\":112}}\n\ndata: [DONE]\n\n";
+    let _ = write!(out, "{:x}\r\n", last.len());
+    out.extend_from_slice(last);
+    out.extend_from_slice(b"\r\n0\r\n\r\n");
+    let _ = tcp.write_all(&out).await;
+    let _ = tcp.shutdown().await;
+}
+
+/// What one stream came to: the delay of each chunk delivered (µs), and why it failed.
+struct Outcome {
+    delays_us: Vec<u32>,
+    error: Option<&'static str>,
+}
+
+/// Open streams now, and the most seen.
+#[derive(Default)]
+struct Open {
+    now: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+/// Counts a stream as open while it lives (also when the run's deadline drops it).
+struct OpenGuard(Arc<Open>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Sends `request` on a connection of its own and reads the streamed answer to its end; each
+/// chunk's delay goes to `delays_us` as it arrives (kept if the run's deadline cuts it short).
+async fn one_stream(addr: SocketAddr, request: Arc<Vec<u8>>, open: Arc<Open>, delays_us: &mut Vec<u32>) -> Result<(), &'static str> {
+    let Ok(mut tcp) = TcpStream::connect(addr).await else {
+        return Err("connect failed");
+    };
+    let _ = tcp.set_nodelay(true);
+    if tcp.write_all(&request).await.is_err() {
+        return Err("connection broken");
+    }
+    let n = open.now.fetch_add(1, Ordering::Relaxed) + 1;
+    open.peak.fetch_max(n, Ordering::Relaxed);
+    let _guard = OpenGuard(open);
+    read_stream(&mut tcp, delays_us).await
+}
+
+async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<(), &'static str> {
+    let mut buf = Vec::with_capacity(2048);
+    let (mut head_done, mut saw_done) = (false, false);
+    loop {
+        match tcp.read_buf(&mut buf).await {
+            Err(_) => return Err("connection broken"),
+            Ok(0) => break,
+            Ok(_) => {}
+        }
+        let arrival = now_us();
+        if !head_done {
+            let Some(end) = find(&buf, b"\r\n\r\n") else {
+                if buf.len() > 64 * 1024 {
+                    return Err("response head too large");
+                }
+                continue;
+            };
+            if !buf.starts_with(b"HTTP/1.1 200 ") {
+                return Err("status not 200");
+            }
+            buf.drain(..end + 4);
+            head_done = true;
+        }
+        let mut at = 0;
+        while let Some(p) = find(&buf[at..], MARK) {
+            let start = at + p;
+            if start + MARK_LEN > buf.len() {
+                break;
+            }
+            let digits = &buf[start + MARK.len()..start + MARK_LEN];
+            let Some(due) = std::str::from_utf8(digits).ok().and_then(|d| d.parse::<u64>().ok()) else {
+                return Err("garbled chunk");
+            };
+            delays_us.push(arrival.saturating_sub(due).min(u64::from(u32::MAX)) as u32);
+            at = start + MARK_LEN;
+        }
+        saw_done |= find(&buf, b"data: [DONE]").is_some();
+        // Keep what may be the start of a stamp cut by this read.
+        let keep_from = at.max(buf.len().saturating_sub(MARK_LEN - 1));
+        buf.drain(..keep_from);
+    }
+    if !head_done {
+        return Err("no response");
+    }
+    if delays_us.len() != CHUNKS {
+        return Err("wrong chunk count");
+    }
+    if !saw_done || !buf.ends_with(b"0\r\n\r\n") {
+        return Err("stream cut short");
+    }
+    Ok(())
+}
+
+/// One run: `streams` streams opened over `ramp`, all read to their end.
+#[derive(Clone, Debug)]
+pub struct StreamRun {
+    pub label: String,
+    pub streams: usize,
+    pub peak_open: usize,
+    pub errors: BTreeMap<&'static str, usize>,
+    /// Each delivered chunk's delay (arrival − schedule), µs, sorted (chunks still due when
+    /// the run's deadline cut a stream are not in it).
+    pub delays_us: Vec<u32>,
+    pub wall: Duration,
+    /// Server memory: RSS before the run, and at the sample with the most streams open (and
+    /// how many were).
+    pub server_rss: Option<(u64, u64, usize)>,
+    /// CPU seconds during the run: the server, the fake upstream, the client.
+    pub server_cpu: Option<f64>,
+    pub fake_cpu: f64,
+    pub client_cpu: f64,
+}
+
+impl StreamRun {
+    pub fn chunks(&self) -> usize {
+        self.delays_us.len()
+    }
+
+    pub fn errors_total(&self) -> usize {
+        self.errors.values().sum()
+    }
+
+    pub fn delay_ms(&self, p: f64) -> f64 {
+        if self.delays_us.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.delays_us.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(self.delays_us[i]) / 1000.0
+    }
+
+    /// KiB of server memory per open stream.
+    pub fn kib_per_stream(&self) -> Option<f64> {
+        self.server_rss.map(|(idle, peak, open)| peak.saturating_sub(idle) as f64 / open.max(1) as f64)
+    }
+
+    /// CPU milliseconds per 1,000 chunks delivered.
+    pub fn per_1000_chunks(&self, cpu_seconds: f64) -> f64 {
+        cpu_seconds * 1000.0 / (self.chunks().max(1) as f64 / 1000.0)
+    }
+}
+
+/// Runs `streams` streams against `target` (a server: its pid, for memory and CPU).
+/// `server`: its pid and its idle RSS (KiB), the baseline of its memory per stream.
+async fn run(label: &str, target: SocketAddr, request: Arc<Vec<u8>>, streams: usize, server: Option<(u32, u64)>, fake: &Fake) -> StreamRun {
+    let ramp = Duration::from_secs_f64((streams as f64 / 10_000.0).clamp(0.2, 1.5));
+    let open = Arc::new(Open::default());
+    let idle_rss = server.map(|(_, idle)| idle);
+    let server = server.map(|(pid, _)| pid);
+    let server_stat = server.map(|pid| format!("/proc/{pid}/stat"));
+    let server_cpu_before = server_stat.as_deref().map(cpu_seconds);
+    let (fake_before, self_before) = (fake.cpu_seconds(), cpu_seconds("/proc/self/stat"));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Samples every 50 ms: the server's RSS when the most streams are open.
+    let sampler = {
+        let (open, done) = (open.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut best = (0u64, 0usize);
+            while !done.load(Ordering::Relaxed) {
+                let now = open.now.load(Ordering::Relaxed);
+                if let Some(pid) = server
+                    && now >= best.1
+                {
+                    best = (crate::rss_kib(pid), now);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            best
+        })
+    };
+    let start = Instant::now();
+    let deadline = tokio::time::Instant::from_std(start + RUN_LIMIT);
+    let mut tasks = Vec::with_capacity(streams);
+    for i in 0..streams {
+        let at = tokio::time::Instant::from_std(start + ramp.mul_f64(i as f64 / streams as f64));
+        let (request, open) = (request.clone(), open.clone());
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let mut delays_us = Vec::with_capacity(CHUNKS);
+            let error = match tokio::time::timeout_at(deadline, one_stream(target, request, open, &mut delays_us)).await {
+                Ok(result) => result.err(),
+                Err(_) => Some("not done in 20 s"),
+            };
+            Outcome { delays_us, error }
+        }));
+    }
+    let mut errors = BTreeMap::new();
+    let mut delays_us = Vec::with_capacity(streams * CHUNKS);
+    for task in tasks {
+        let outcome = task.await.unwrap_or(Outcome { delays_us: Vec::new(), error: Some("client task failed") });
+        if let Some(e) = outcome.error {
+            *errors.entry(e).or_default() += 1;
+        }
+        delays_us.extend_from_slice(&outcome.delays_us);
+    }
+    let wall = start.elapsed();
+    done.store(true, Ordering::Relaxed);
+    let (peak_rss, open_at_peak) = sampler.await.unwrap_or_default();
+    let fake_cpu = fake.cpu_seconds() - fake_before;
+    let client_cpu = cpu_seconds("/proc/self/stat") - self_before;
+    let server_cpu = server_stat.as_deref().map(cpu_seconds).zip(server_cpu_before).map(|(after, before)| after - before);
+    delays_us.sort_unstable();
+    let run = StreamRun {
+        label: label.to_owned(),
+        streams,
+        peak_open: open.peak.load(Ordering::Relaxed),
+        errors,
+        delays_us,
+        wall,
+        server_rss: idle_rss.map(|idle| (idle, peak_rss, open_at_peak)),
+        server_cpu,
+        fake_cpu,
+        client_cpu,
+    };
+    eprintln!(
+        "  {:<28} {:>6} streams: peak open {:>6}, errors {:>5} {:?}, chunk delay p50 {:.2} p99 {:.2} max {:.2} ms, {:.1} s{}{}; CPU: fake {:.2} s, client {:.2} s",
+        run.label,
+        streams,
+        run.peak_open,
+        run.errors_total(),
+        run.errors,
+        run.delay_ms(0.5),
+        run.delay_ms(0.99),
+        run.delay_ms(1.0),
+        wall.as_secs_f64(),
+        run.kib_per_stream().map(|k| format!(", {k:.1} KiB/stream")).unwrap_or_default(),
+        run.server_cpu.map(|c| format!(", server CPU {c:.2} s ({:.2} ms per 1,000 chunks)", run.per_1000_chunks(c))).unwrap_or_default(),
+        run.fake_cpu,
+        run.client_cpu,
+    );
+    run
+}
+
+/// The request, raw.
+fn request(key: Option<&str>) -> Arc<Vec<u8>> {
+    let body = r#"{"model":"bench-stream","messages":[{"role":"user","content":"Hello, world!"}],"stream":true}"#;
+    let auth = key.map(|k| format!("authorization: Bearer {k}\r\n")).unwrap_or_default();
+    Arc::new(
+        format!(
+            "POST /v1/chat/completions HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n{auth}content-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes(),
+    )
+}
+
+/// What the section measured; `Err` says why a count was not run.
+pub struct Section {
+    /// Per stream count: the direct run and the run through Workjet.
+    pub runs: Vec<(StreamRun, StreamRun)>,
+    pub skipped: Vec<String>,
+    pub nofile: u64,
+    pub server_idle_kib: u64,
+}
+
+/// Files a process keeps besides its streams' sockets (listeners, database, logs, epoll…).
+const SPARE_FDS: u64 = 256;
+
+/// Runs each count of `counts` straight to the fake upstream, then through a Workjet of its
+/// own. Each stream holds one socket in the client and one in the fake upstream (processes of
+/// their own), and two in the server. The first count is run only as far as the server's file
+/// limit allows (it is the count to be held); the others are pushed as far as the client's
+/// limit allows, past the server's if need be, to show where it bends.
+pub async fn section(counts: &[usize]) -> Section {
+    let want = counts.iter().copied().max().unwrap_or(0) as u64 * 2 + SPARE_FDS;
+    if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE)
+        && soft < want
+        && rlimit::setrlimit(rlimit::Resource::NOFILE, want.max(soft), want.max(hard)).is_err()
+    {
+        let _ = rlimit::setrlimit(rlimit::Resource::NOFILE, hard, hard);
+    }
+    let nofile = rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft).unwrap_or(0);
+    let fake = Fake::start();
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("streams.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[providers]]\nname = \"stream\"\nkind = \"openai\"\nbase_url = \"http://{}/v1\"\nmodels = [\"bench-stream\"]\n",
+            fake.addr
+        ),
+    )
+    .expect("write streams.toml");
+    let server = Server::start(&[
+        ("WJ_DATABASE_URL", format!("sqlite://{}/streams.db?mode=rwc", dir.path().display())),
+        ("WJ_CONFIG", config.display().to_string()),
+        ("WJ_RATE_LIMIT_PER_MINUTE", "60000000".into()),
+        ("WJ_AUTH_FAILURES_PER_MINUTE", "60000000".into()),
+    ])
+    .await;
+    let cookie = crate::sign_in(&server.base, "streams@example.com").await;
+    let (_, key) = crate::create_key(&server.base, &cookie, 60_000_000).await;
+    let (direct_request, via_request) = (request(None), request(Some(&key)));
+    // Warm-up: the key cached, the upstream client's pool and both runtimes exercised.
+    let before_warm_up = server.rss_kib();
+    let warm = run("warm-up through Workjet", server.addr, via_request.clone(), 200, Some((server.pid(), before_warm_up)), &fake).await;
+    assert_eq!(warm.errors_total(), 0, "warm-up streams through Workjet failed: {:?}", warm.errors);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The baseline of every run's memory per stream (memory a run leaves with the allocator
+    // counts against the next run's streams, not as idle).
+    let server_idle_kib = server.rss_kib();
+    let mut runs = Vec::new();
+    let mut capped = Vec::new();
+    for (i, &asked) in counts.iter().enumerate() {
+        let room = nofile.saturating_sub(SPARE_FDS) as usize;
+        let streams = if i == 0 { asked.min(room / 2) } else { asked.min(room) };
+        if streams < asked {
+            capped.push(format!(
+                "{asked} streams asked, {streams} run: RLIMIT_NOFILE is {nofile} here and {}",
+                if i == 0 { "a stream holds two sockets in the server" } else { "a stream holds one socket in the client" }
+            ));
+        }
+        let direct = run("straight to the fake upstream", fake.addr, direct_request.clone(), streams, None, &fake).await;
+        // Sockets of the last run close (TIME_WAIT stays on the servers' side).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let via = run("through Workjet", server.addr, via_request.clone(), streams, Some((server.pid(), server_idle_kib)), &fake).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        runs.push((direct, via));
+    }
+    Section { runs, skipped: capped, nofile, server_idle_kib }
+}
+
+/// The stream counts: 10,000 then 20,000 (`WJ_BENCH_QUICK=1`: 1,000 and 2,000;
+/// `WJ_BENCH_STREAMS=a,b,…` to choose).
+fn counts() -> Vec<usize> {
+    if let Some(list) = std::env::var("WJ_BENCH_STREAMS").ok().filter(|v| !v.is_empty()) {
+        return list.split(',').filter_map(|v| v.trim().replace('_', "").parse().ok()).collect();
+    }
+    if std::env::var("WJ_BENCH_QUICK").is_ok_and(|v| v == "1") { vec![1_000, 2_000] } else { vec![10_000, 20_000] }
+}
+
+/// Runs section 4d into `report`.
+pub async fn section_into(report: &mut crate::report::Report) {
+    let counts = counts();
+    eprintln!("-- 4d. concurrent streams: {counts:?}");
+    report.streams(&section(&counts).await);
+}
