@@ -295,7 +295,7 @@ async fn main() {
     let seed_user = seed::seed_user(&db).await;
     let mut pool = seed::seed_keys(&db, seed_user.id, plan.sizes[0], plan.sizes[0].min(1_000)).await;
 
-    // `WJ_BENCH_ONLY=auth|guardrails|metrics`: that section of the cached path alone, written to
+    // `WJ_BENCH_ONLY=auth|guardrails|metrics|redis` (redis with WJ_BENCH_REDIS_URL): that section of the cached path alone, written to
     // `bench-<section>.md` (BENCHMARKS.md is left as it is).
     let only = std::env::var("WJ_BENCH_ONLY").ok().filter(|v| !v.is_empty());
     let wants = |section: &str| only.as_deref().is_none_or(|o| o == section);
@@ -410,6 +410,34 @@ async fn main() {
             recording.one_thread_ns, recording.two_threads_ns
         );
         report.metrics_cost(&comparisons, recording, recorded as u64);
+    }
+    eprintln!("-- 1d. the Redis gate on the cached path");
+    if let Some(redis) = std::env::var("WJ_BENCH_REDIS_URL").ok().filter(|v| !v.is_empty() && wants("redis")) {
+        let mut env = common(&sqlite);
+        env.push(("WJ_REDIS_URL", redis));
+        env.push(("WJ_REDIS_PREFIX", format!("bench-gate-{}:", std::process::id())));
+        let gated = Server::start(&env).await;
+        let arms = [
+            metrics_cost::Arm {
+                label: "GET /v1/models, hot key, in-process gate (no Redis)",
+                addr: server.addr,
+                pid: server.pid(),
+                _server: &server,
+            },
+            metrics_cost::Arm {
+                label: "GET /v1/models, hot key, Redis gate (WJ_REDIS_URL)",
+                addr: gated.addr,
+                pid: gated.pid(),
+                _server: &gated,
+            },
+        ];
+        let rounds = if plan.repeats > 1 { 3 } else { 1 };
+        let mut comparisons = Vec::new();
+        for c in [1, 64] {
+            let key = hot.clone();
+            comparisons.push(metrics_cost::compare(&plan, &arms, c, rounds, Arc::new(move |_, _| get("/v1/models", Some(&key)))).await);
+        }
+        report.redis_gate(&comparisons);
     }
     if let Some(section) = &only {
         let path = format!("bench-{section}.md");

@@ -200,6 +200,46 @@ impl Report {
         );
     }
 
+    pub fn redis_gate(&mut self, runs: &[crate::metrics_cost::Comparison]) {
+        let rounds = runs.first().map_or(0, |r| r.rounds);
+        self.body.push_str(&format!("### 1d. The Redis gate on the cached path\n\nThe same cached request on two servers of this build and database: without Redis (the rate limit and the revocation generation decided in the process) and with `WJ_REDIS_URL` (every request's rate-limit spend and revocation check is one step of an atomic script in Redis, the checks of concurrent requests batched into one script call). Interleaved for {rounds} rounds; each row is the median round, with the spread of the rounds; server CPU as in 1c (Redis' own CPU not included).\n\n"));
+        self.body.push_str("| request | connections | req/s median (min–max) | p50 ms | p99 ms | vs in-process | server CPU µs/request, median | unexpected |\n|---|---|---|---|---|---|---|---|\n");
+        for comparison in runs {
+            let base = &comparison.arms[0];
+            for arm in &comparison.arms {
+                let ratio = if std::ptr::eq(arm, base) {
+                    "baseline".to_owned()
+                } else {
+                    format!("{:.3}×", arm.row.throughput / base.row.throughput)
+                };
+                self.body.push_str(&format!(
+                    "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.3} | {:.3} | {} | {:.2} | {} |\n",
+                    arm.row.label,
+                    arm.row.concurrency,
+                    arm.row.throughput,
+                    arm.row.min,
+                    arm.row.max,
+                    arm.row.p50_ms,
+                    arm.row.p99_ms,
+                    ratio,
+                    arm.cpu_median(),
+                    arm.row.unexpected
+                ));
+            }
+            if comparison.concurrency == 64 {
+                let ratio = comparison.arms[1].row.throughput / base.row.throughput;
+                self.bars.push(("Redis gate, c=64".into(), ratio));
+                self.target(
+                    "cached /v1 through the Redis gate vs in-process, c=64",
+                    "≥ 0.75×".into(),
+                    format!("{ratio:.3}×"),
+                    ratio >= 0.75,
+                );
+            }
+        }
+        self.body.push('\n');
+    }
+
     pub fn junk(&mut self, valid: &Row, bad: &Row, unknown: &Row, repeated: &Row) {
         self.body.push_str("## 3. Junk keys\n\nThrottling disabled for the measurement (`WJ_AUTH_FAILURES_PER_MINUTE` at its maximum), so each junk request is really checked. A well-formed key that turns out unknown costs one database read, then is remembered (a bounded negative cache): repeating it costs no read. With the default throttle, an address gets 429 for never-seen keys after 30 unknown ones a minute; keys it already sent (valid, revoked, remembered unknown) are answered as before.\n\n");
         self.body.push_str(ROW_HEADER);

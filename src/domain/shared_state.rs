@@ -68,35 +68,62 @@ local function epoch_of(gens)
 end
 "#;
 
-/// KEYS: rate bucket, generations hash, throttle bucket, revoking marker of the bucket,
-/// revoking marker of everything. ARGV: rate interval µs, rate capacity µs, throttle
-/// interval µs, throttle capacity µs, spend ("1" spends from the rate bucket), the bucket's
-/// field, throttle ("1" checks the throttle bucket). Time comes from Redis itself, so
-/// instances with skewed clocks agree. Answers {code, remaining, reset µs, retry µs, epoch,
-/// counter (-1 while a revocation is in progress)}.
+/// The gate checks of several requests, in one atomic script (one round trip for every
+/// request that arrived while the previous batch was in flight). KEYS: the generations hash,
+/// the revoking marker of everything, then for each check its rate bucket, its throttle
+/// bucket and its bucket's revoking marker. ARGV, seven for each check: rate interval µs,
+/// rate capacity µs, throttle interval µs, throttle capacity µs, spend ("1" spends from the
+/// rate bucket), the bucket's field, throttle ("1" checks the throttle bucket). The checks
+/// run in order, each as if alone (two of one bucket spend twice). Time comes from Redis
+/// itself, so instances with skewed clocks agree. Answers six numbers per check: {code,
+/// remaining, reset µs, retry µs, epoch, counter (-1 while a revocation is in progress)}.
 const GATE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local epoch = epoch_of(KEYS[2])
-local gen = tonumber(redis.call('HGET', KEYS[2], ARGV[6]) or '0')
-if redis.call('EXISTS', KEYS[4], KEYS[5]) > 0 then gen = -1 end
-if ARGV[7] == '1' then
-  local ttat = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if ttat < now then ttat = now end
-  local tallow = ttat + tonumber(ARGV[3]) - tonumber(ARGV[4])
-  if now < tallow then return {-1, 0, 0, tallow - now, epoch, gen} end
+local epoch = epoch_of(KEYS[1])
+local all_marked = redis.call('EXISTS', KEYS[2]) > 0
+local function check(rate_key, throttle_key, marker, a)
+  local gen = tonumber(redis.call('HGET', KEYS[1], ARGV[a + 6]) or '0')
+  if all_marked or redis.call('EXISTS', marker) > 0 then gen = -1 end
+  if ARGV[a + 7] == '1' then
+    local ttat = tonumber(redis.call('GET', throttle_key) or '0')
+    if ttat < now then ttat = now end
+    local tallow = ttat + tonumber(ARGV[a + 3]) - tonumber(ARGV[a + 4])
+    if now < tallow then return {-1, 0, 0, tallow - now, epoch, gen} end
+  end
+  if ARGV[a + 5] ~= '1' then return {2, 0, 0, 0, epoch, gen} end
+  local interval = tonumber(ARGV[a + 1])
+  local capacity = tonumber(ARGV[a + 2])
+  local tat = tonumber(redis.call('GET', rate_key) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local allow_at = new_tat - capacity
+  if now < allow_at then return {0, 0, tat - now, allow_at - now, epoch, gen} end
+  redis.call('SET', rate_key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+  return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now, 0, epoch, gen}
 end
-if ARGV[5] ~= '1' then return {2, 0, 0, 0, epoch, gen} end
-local interval = tonumber(ARGV[1])
-local capacity = tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
-local new_tat = tat + interval
-local allow_at = new_tat - capacity
-if now < allow_at then return {0, 0, tat - now, allow_at - now, epoch, gen} end
-redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
-return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now, 0, epoch, gen}
+local out = {}
+for i = 0, (#KEYS - 2) / 3 - 1 do
+  local answer = check(KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i], 7 * i)
+  for j = 1, 6 do out[#out + 1] = answer[j] end
+end
+return out
 "#;
+
+/// The most checks one gate script carries.
+const GATE_BATCH: usize = 128;
+
+/// One request's gate check, waiting for its batch.
+struct GateCheck {
+    rate_key: String,
+    throttle_key: String,
+    marker: String,
+    args: [u64; 4],
+    spend: bool,
+    bucket: u8,
+    throttle: bool,
+    reply: tokio::sync::oneshot::Sender<Result<[i64; 6], SharedError>>,
+}
 
 /// KEYS: generations hash, the scope's revoking marker. ARGV: the bucket's field ("" for
 /// everything), the revocation's token, the marker's lifetime in ms. Before a revocation is
@@ -175,6 +202,8 @@ pub struct SharedState {
     healthy: AtomicBool,
     last_error: Mutex<Option<String>>,
     gate: Script,
+    /// The gate checks waiting for the next batch ([`SharedState::gate_batches`]).
+    gates: tokio::sync::mpsc::UnboundedSender<GateCheck>,
     spend: Script,
     begin: Script,
     finish: Script,
@@ -211,12 +240,14 @@ impl SharedState {
     /// Connects (in the background if Redis is not there yet) and keeps the connection up.
     pub async fn connect(url: &str, prefix: &str) -> Result<Arc<Self>, SharedError> {
         let client = Client::open(url).map_err(|e| describe(&e))?;
+        let (gates, checks) = tokio::sync::mpsc::unbounded_channel();
         let state = Arc::new(Self {
             client,
             connection: RwLock::new(None),
             healthy: AtomicBool::new(false),
             last_error: Mutex::new(Some("not connected yet".into())),
             gate: Script::new(&format!("{EPOCH}{GATE}")),
+            gates,
             spend: Script::new(SPEND),
             begin: Script::new(&format!("{EPOCH}{BEGIN}")),
             finish: Script::new(&format!("{EPOCH}{FINISH}")),
@@ -226,6 +257,7 @@ impl SharedState {
             prefix: prefix.to_owned(),
         });
         state.try_connect().await;
+        tokio::spawn(Self::gate_batches(Arc::downgrade(&state), checks));
         let watcher = Arc::downgrade(&state);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -316,32 +348,74 @@ impl SharedState {
         generation_bucket: u8,
         throttle: Option<(&str, Quota)>,
     ) -> Result<Gate, SharedError> {
-        let mut c = self.connection().await?;
         let (rate_key, quota) = rate.unwrap_or(("none", Quota { per_minute: 1 }));
         let (throttle_key, throttle_quota) = throttle.unwrap_or(("none", Quota { per_minute: 1 }));
-        let result: redis::RedisResult<Vec<i64>> = self
-            .gate
-            .key(self.key("rl", rate_key))
-            .key(self.generations_key())
-            .key(self.key("af", throttle_key))
-            .key(self.marker_key(Scope::Bucket(generation_bucket)))
-            .key(self.marker_key(Scope::All))
-            .arg(quota.emission_interval_us())
-            .arg(quota.capacity_us())
-            .arg(throttle_quota.emission_interval_us())
-            .arg(throttle_quota.capacity_us())
-            .arg(if rate.is_some() { "1" } else { "0" })
-            .arg(generation_bucket.to_string())
-            .arg(if throttle.is_some() { "1" } else { "0" })
-            .invoke_async(&mut c)
-            .await;
-        let values = self.answer(result, 6)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let check = GateCheck {
+            rate_key: self.key("rl", rate_key),
+            throttle_key: self.key("af", throttle_key),
+            marker: self.marker_key(Scope::Bucket(generation_bucket)),
+            args: [quota.emission_interval_us(), quota.capacity_us(), throttle_quota.emission_interval_us(), throttle_quota.capacity_us()],
+            spend: rate.is_some(),
+            bucket: generation_bucket,
+            throttle: throttle.is_some(),
+            reply,
+        };
+        self.gates.send(check).map_err(|_| SharedError("the gate batches have stopped".into()))?;
+        let values = answer.await.map_err(|_| SharedError("the gate batches have stopped".into()))??;
         let generation = shared_generation(values[4], values[5]);
         Ok(match values[0] {
             -1 => Gate { throttled: Some(Duration::from_micros(values[3].max(1) as u64)), decision: None, generation },
             2 => Gate { throttled: None, decision: None, generation },
             _ => Gate { throttled: None, decision: Some(decision(quota.per_minute, &values)), generation },
         })
+    }
+
+    /// Runs the waiting gate checks in batches, one batch in flight at a time: the checks
+    /// that arrive while a batch is out go together in the next, so concurrent requests
+    /// share one round trip and one script call, and a lone request waits for nothing but
+    /// its own. Each check is still one atomic step in Redis, in the order they arrived.
+    /// Ends when the state is dropped.
+    async fn gate_batches(state: std::sync::Weak<Self>, mut checks: tokio::sync::mpsc::UnboundedReceiver<GateCheck>) {
+        let mut batch = Vec::with_capacity(GATE_BATCH);
+        while checks.recv_many(&mut batch, GATE_BATCH).await > 0 {
+            let Some(state) = state.upgrade() else { return };
+            let answers = state.run_gates(&batch).await;
+            for (i, check) in batch.drain(..).enumerate() {
+                let answer = match &answers {
+                    Ok(values) => {
+                        let mut one = [0; 6];
+                        one.copy_from_slice(&values[6 * i..6 * i + 6]);
+                        Ok(one)
+                    }
+                    Err(e) => Err(SharedError(e.0.clone())),
+                };
+                // A request that gave up (its client went away) no longer listens.
+                let _ = check.reply.send(answer);
+            }
+        }
+    }
+
+    /// One gate script for `batch`: six numbers per check, in order.
+    async fn run_gates(&self, batch: &[GateCheck]) -> Result<Vec<i64>, SharedError> {
+        let mut c = self.connection().await?;
+        let mut invocation = self.gate.prepare_invoke();
+        invocation.key(self.generations_key()).key(self.marker_key(Scope::All));
+        for check in batch {
+            invocation.key(&check.rate_key).key(&check.throttle_key).key(&check.marker);
+        }
+        for check in batch {
+            invocation
+                .arg(check.args[0])
+                .arg(check.args[1])
+                .arg(check.args[2])
+                .arg(check.args[3])
+                .arg(if check.spend { "1" } else { "0" })
+                .arg(u64::from(check.bucket))
+                .arg(if check.throttle { "1" } else { "0" });
+        }
+        let result: redis::RedisResult<Vec<i64>> = invocation.invoke_async(&mut c).await;
+        self.answer(result, 6 * batch.len())
     }
 
     /// Checks a script's answer and records Redis' health from it.
