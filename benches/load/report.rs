@@ -88,8 +88,10 @@ impl Report {
         self.targets.push(Target { what: what.into(), target, measured: format!("not measured ({why})"), met: false, skipped: true });
     }
 
-    pub fn auth_overhead(&mut self, runs: &[(Row, Row, Row)]) {
-        self.body.push_str("## 1. Authentication overhead\n\n`GET /v1/models` with a valid key against the same server's unauthenticated `GET /healthz`.\n\n");
+    /// `wrk`: the cross-check rows (`wrk -t2 -c64`, alternating, medians of three), or why
+    /// there are none.
+    pub fn auth_overhead(&mut self, runs: &[(Row, Row, Row)], wrk: &Result<(Row, Row), String>) {
+        self.body.push_str("## 1. Authentication overhead\n\n`GET /v1/models` with a valid key against the same server's unauthenticated `GET /healthz`; that server's store holds the number of keys the random row names.\n\n");
         self.body.push_str(ROW_HEADER);
         for (base, hot, random) in runs {
             self.body.push_str(&row(base, None));
@@ -113,6 +115,21 @@ impl Report {
                 let added = hot.p50_ms - base.p50_ms;
                 self.target("p50 added by authentication, c=1", "≤ 0.05 ms".into(), format!("{added:.3} ms"), added <= 0.05);
             }
+        }
+        match wrk {
+            Ok((base, hot)) => {
+                self.body.push_str(&row(base, None));
+                self.body.push_str(&row(hot, Some(base)));
+                self.target(
+                    "authenticated throughput, hot key, c=64, wrk",
+                    "≥ 0.90× baseline".into(),
+                    format!("{:.2}×", hot.throughput / base.throughput),
+                    hot.throughput / base.throughput >= 0.9,
+                );
+                self.body.push_str("\nThe `wrk` rows: `wrk -t2 -c64 --latency`, `/healthz` and `/v1/models` alternating, three runs each, the median (min–max of the three).\n");
+            }
+            Err(why) if !why.is_empty() => self.body.push_str(&format!("\nThe `wrk` cross-check: {why}.\n")),
+            Err(_) => {}
         }
         self.body.push('\n');
     }

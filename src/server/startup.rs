@@ -393,7 +393,7 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
         .fallback(move |request: Request| not_found(request))
         .layer(middleware::from_fn_with_state(state.clone(), auth::portal::resolve_user))
         .layer(session_layer(&state));
-    let api = v1::router(&state).layer(session_layer(&state));
+    let api = v1::router(&state, session_layer(&state));
     let mut outer = Router::new();
     if let Some(idp) = dev_idp {
         outer = outer.nest_service(dev_idp::MOUNT, dev_idp::router(idp));

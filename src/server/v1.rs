@@ -15,6 +15,7 @@ pub mod messages;
 pub mod models;
 pub mod openapi;
 pub mod schema;
+pub mod stack;
 
 use std::time::Duration;
 
@@ -22,15 +23,15 @@ use axum::{
     Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, header},
-    middleware,
     routing::{any, delete, get, post},
 };
-use tower_http::{
-    cors::{AllowHeaders, AllowOrigin, CorsLayer},
-    set_header::SetResponseHeaderLayer,
-};
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_sessions::SessionManagerLayer;
 
-use crate::server::{error::ApiError, state::AppState};
+use crate::{
+    domain::sessions::SeaOrmSessionStore,
+    server::{error::ApiError, state::AppState},
+};
 
 /// Routes that answer without credentials: the gate ([`auth::authenticate`]) lets exactly
 /// these paths through, and nothing else decides it. Anything added here must be argued for
@@ -41,7 +42,10 @@ use crate::server::{error::ApiError, state::AppState};
 ///   (no user, key, model or configuration in it) and costs one memory copy to serve.
 pub const UNAUTHENTICATED_ALLOWLIST: &[&str] = &[openapi::PATH];
 
-pub fn router(state: &AppState) -> Router<AppState> {
+pub fn router(state: &AppState, session: SessionManagerLayer<SeaOrmSessionStore>) -> Router<AppState> {
+    // One layer for the gate, the body limit, Cache-Control, CORS and the session cookie
+    // (see `stack`): every layer here would be cloned per request by each layer above.
+    let v1 = stack::V1Layer::new(state, session, cors(state), DefaultBodyLimit::max(state.config.max_body_bytes));
     // Full paths and explicit catch-alls (rather than `nest`), so that every path under /v1
     // — `/v1`, `/v1/` and anything below — is answered here, behind authentication (but
     // for UNAUTHENTICATED_ALLOWLIST).
@@ -49,8 +53,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     let anthropic = Router::new()
         .route(messages::PATH, post(messages::create))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(middleware::map_response(messages::anthropic_errors));
+        .layer(v1.anthropic());
     Router::new()
         .route("/v1/me", get(me::me))
         .route("/v1/models", get(models::list))
@@ -71,11 +74,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .route("/v1/", any(unknown_route))
         .route("/v1/{*rest}", any(unknown_route))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(v1)
         .merge(anthropic)
-        .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
-        .layer(cors(state))
 }
 
 async fn unknown_route() -> ApiError {
@@ -85,7 +85,12 @@ async fn unknown_route() -> ApiError {
 /// CORS for the browser apps on sibling subdomains: exactly the allowed origins, with
 /// credentials; an arbitrary `Origin` is never reflected.
 fn cors(state: &AppState) -> CorsLayer {
-    let origins: Vec<HeaderValue> = state.config.allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    cors_for(&state.config.allowed_origins)
+}
+
+/// CORS for exactly these origins.
+pub fn cors_for(allowed_origins: &[String]) -> CorsLayer {
+    let origins: Vec<HeaderValue> = allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)

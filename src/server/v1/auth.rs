@@ -4,10 +4,11 @@
 //! credential off the request and translates the answer. Unknown, revoked and expired keys
 //! get the same answer.
 
+use std::future::Future;
+
 use axum::{
-    extract::{FromRequestParts, Request, State},
+    extract::{FromRequestParts, Request},
     http::{HeaderMap, header, request::Parts},
-    middleware::Next,
     response::{IntoResponse, Response},
 };
 use tower_sessions::Session;
@@ -154,13 +155,18 @@ fn token<'a>(text: &'a str, missing: &'static str) -> BearerToken<'a> {
 }
 
 /// The `/v1` gate: reads the credential (a key, or the session cookie), asks the domain's
-/// [`Admission`](crate::domain::admission::Admission) and translates its answer. If a key
+/// [`Admission`](crate::domain::admission::Admission) and translates its answer; `next`
+/// answers an admitted request, whose response then gets the rate-limit headers. If a key
 /// header (Authorization or x-api-key) is present it alone decides. The paths of
 /// [`UNAUTHENTICATED_ALLOWLIST`](crate::server::v1::UNAUTHENTICATED_ALLOWLIST) pass without
-/// credentials.
-pub async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// credentials. Run by [`V1Layer`](crate::server::v1::stack::V1Layer).
+pub async fn authenticate<F, Fut>(state: &AppState, mut request: Request, next: F) -> Response
+where
+    F: FnOnce(Request) -> Fut,
+    Fut: Future<Output = Response>,
+{
     if crate::server::v1::UNAUTHENTICATED_ALLOWLIST.contains(&request.uri().path()) {
-        return next.run(request).await;
+        return next(request).await;
     }
     let ip = request.extensions().get::<ClientIp>().copied().unwrap_or(ClientIp(None));
     let (credential, outcome) = match api_key(request.headers()) {
@@ -190,10 +196,10 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     if admitted.key.is_none() && !cross_origin_allowed(request.method(), request.headers(), &state.config.allowed_origins) {
         return ApiError::forbidden("Cross-site requests authenticated by the session cookie are not allowed.").into_response();
     }
-    let headers = limits::headers(&admitted.decision, admitted.policy.as_str());
+    let (decision, policy) = (admitted.decision, admitted.policy);
     request.extensions_mut().insert(principal(admitted));
-    let mut response = next.run(request).await;
-    response.headers_mut().extend(headers);
+    let mut response = next(request).await;
+    limits::insert_headers(response.headers_mut(), &decision, policy);
     response
 }
 
@@ -212,16 +218,16 @@ fn refused(refusal: Refusal) -> ApiError {
         Refusal::InvalidKey(_) => ApiError::unauthorized(INVALID_KEY),
         Refusal::SessionEnded => ApiError::unauthorized(SESSION_ENDED),
         Refusal::UnknownKey(failures) => {
-            ApiError::unauthorized(INVALID_KEY).with_headers(&limits::headers(&failures, Policy::AuthFailures.as_str()))
+            ApiError::unauthorized(INVALID_KEY).with_headers(&limits::headers(&failures, Policy::AuthFailures))
         }
         Refusal::Throttled(decision) => limits::too_many(
             &decision,
-            Policy::AuthFailures.as_str(),
+            Policy::AuthFailures,
             "Too many unknown API keys from your address. Wait for the time in the Retry-After header.",
         ),
         Refusal::RateLimited(decision, policy) => limits::too_many(
             &decision,
-            policy.as_str(),
+            policy,
             "Rate limit reached for this API key. Wait for the time in the Retry-After header, or ask for a higher limit.",
         ),
         Refusal::Unavailable => ApiError::unavailable(),
