@@ -7,19 +7,22 @@
 //! templates, configured provider and model names, status codes): never a user, a key, an
 //! address or a raw path.
 
+pub mod sharded;
 pub mod trace;
 
 use std::{
     cell::RefCell,
+    fmt::Write as _,
     sync::{LazyLock, OnceLock},
     time::Duration,
 };
 
-use metrics::{Counter, Histogram, SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
+use metrics::{SharedString, counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 pub const HTTP_REQUESTS: &str = "workjet_http_requests_total";
 pub const HTTP_DURATION: &str = "workjet_http_request_duration_seconds";
+const HTTP_DURATION_HELP: &str = "Time to a response's headers, by route template.";
 pub const AUTH_DECISIONS: &str = "workjet_auth_decisions_total";
 pub const AUTH_CACHE_LOOKUPS: &str = "workjet_auth_cache_lookups_total";
 pub const UPSTREAM_REQUESTS: &str = "workjet_upstream_requests_total";
@@ -58,7 +61,6 @@ pub fn install() -> PrometheusHandle {
 
 fn describe() {
     describe_counter!(HTTP_REQUESTS, "HTTP requests answered, by route template, method and status.");
-    describe_histogram!(HTTP_DURATION, metrics::Unit::Seconds, "Time to a response's headers, by route template.");
     describe_counter!(AUTH_DECISIONS, "/v1 authentication decisions, by credential (key, session) and outcome.");
     describe_counter!(AUTH_CACHE_LOOKUPS, "API key lookups in the in-process cache: hit, miss (a database read) or stale.");
     describe_counter!(UPSTREAM_REQUESTS, "Gateway requests, by the provider that answered, public model name and status.");
@@ -70,9 +72,32 @@ fn describe() {
     describe_gauge!(BUILD_INFO, "Always 1; the version label names the running build.");
 }
 
-/// The exposition text, after `refresh` has set the gauges read at scrape time.
+/// The exposition text: the per-request metrics (kept in [`sharded`] counters and
+/// histograms, so that threads do not contend for them) summed now, then everything the
+/// recorder holds, then the request-duration histograms.
 pub fn render(handle: &PrometheusHandle) -> String {
-    handle.render()
+    for series in REQUESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner).iter() {
+        counter!(HTTP_REQUESTS, "route" => series.route, "method" => series.method, "status" => status_label(series.status))
+            .absolute(series.counter.total());
+    }
+    for (credential, counters) in [("key", &AUTH.key), ("session", &AUTH.session)] {
+        for (outcome, counter) in AuthOutcome::ALL.iter().zip(counters) {
+            counter!(AUTH_DECISIONS, "method" => credential, "outcome" => outcome.as_str()).absolute(counter.total());
+        }
+    }
+    for (result, counter) in ["hit", "miss", "stale"].into_iter().zip(CACHE.iter()) {
+        counter!(AUTH_CACHE_LOOKUPS, "result" => result).absolute(counter.total());
+    }
+    let mut text = handle.render();
+    let durations = DURATIONS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if !durations.is_empty() {
+        let _ = writeln!(text, "# HELP {HTTP_DURATION} {HTTP_DURATION_HELP}");
+        let _ = writeln!(text, "# TYPE {HTTP_DURATION} histogram");
+        for (route, histogram) in durations.iter() {
+            histogram.render(&mut text, HTTP_DURATION, "route", route);
+        }
+    }
+    text
 }
 
 /// Drains histogram samples into their buckets; run every few seconds (and before a render).
@@ -116,15 +141,28 @@ pub fn route_label(route: &str) -> &'static str {
     })
 }
 
-/// The handles of one route on one thread, resolved on the thread's first request of the
-/// route: a request then pays a pointer comparison and two atomic adds, no label set built,
-/// hashed or looked up, and no lock. The recorder's registry hands every thread the same
-/// underlying counter and histogram.
+/// One `(route, method, status)` series of the request counter.
+struct RequestSeries {
+    route: &'static str,
+    method: &'static str,
+    status: u16,
+    counter: &'static sharded::Counter,
+}
+
+/// Every request series and route histogram so far (the templates are a closed set, the
+/// methods and statuses nearly so: each is made once and kept for the process).
+static REQUESTS: std::sync::Mutex<Vec<RequestSeries>> = std::sync::Mutex::new(Vec::new());
+static DURATIONS: std::sync::Mutex<Vec<(&'static str, &'static sharded::Histogram)>> = std::sync::Mutex::new(Vec::new());
+
+/// The handles of one route on one thread, found on the thread's first request of the
+/// route: a request then pays a pointer comparison and adds to its thread's shard of the
+/// counter and the histogram — no label set built or looked up, no lock, no line shared
+/// with another core.
 struct RouteMetrics {
     route: &'static str,
-    duration: Histogram,
+    duration: &'static sharded::Histogram,
     /// By (method label, status).
-    requests: Vec<(&'static str, u16, Counter)>,
+    requests: Vec<(&'static str, u16, &'static sharded::Counter)>,
 }
 
 thread_local! {
@@ -134,25 +172,46 @@ thread_local! {
 /// One answered HTTP request. `route` is the route template from [`route_label`] (never the
 /// raw path).
 pub fn http_request(route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
-    let seconds = elapsed.as_secs_f64();
     ROUTES.with_borrow_mut(|routes| {
         let index = match routes.iter().position(|r| std::ptr::eq(r.route, route)) {
             Some(index) => index,
             None => {
-                routes.push(RouteMetrics { route, duration: histogram!(HTTP_DURATION, "route" => route), requests: Vec::new() });
+                let duration = {
+                    let mut all = DURATIONS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match all.iter().find(|(r, _)| std::ptr::eq(*r, route)) {
+                        Some((_, histogram)) => *histogram,
+                        None => {
+                            let histogram: &'static sharded::Histogram = Box::leak(Box::new(sharded::Histogram::new(BUCKETS)));
+                            all.push((route, histogram));
+                            histogram
+                        }
+                    }
+                };
+                routes.push(RouteMetrics { route, duration, requests: Vec::new() });
                 routes.len() - 1
             }
         };
         let metrics = &mut routes[index];
-        metrics.duration.record(seconds);
-        match metrics.requests.iter().find(|(m, s, _)| *m == method && *s == status) {
-            Some((_, _, counter)) => counter.increment(1),
+        metrics.duration.record(elapsed);
+        let counter = match metrics.requests.iter().find(|(m, s, _)| *m == method && *s == status) {
+            Some((_, _, counter)) => *counter,
             None => {
-                let counter = counter!(HTTP_REQUESTS, "route" => route, "method" => method, "status" => status_label(status));
-                counter.increment(1);
+                let counter = {
+                    let mut all = REQUESTS.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    match all.iter().find(|r| std::ptr::eq(r.route, route) && r.method == method && r.status == status) {
+                        Some(series) => series.counter,
+                        None => {
+                            let counter: &'static sharded::Counter = Box::leak(Box::default());
+                            all.push(RequestSeries { route, method, status, counter });
+                            counter
+                        }
+                    }
+                };
                 metrics.requests.push((method, status, counter));
+                counter
             }
-        }
+        };
+        counter.increment(1);
     });
 }
 
@@ -233,18 +292,16 @@ impl AuthOutcome {
     }
 }
 
-/// The counters of every (credential, outcome) pair, resolved once: the cached `/v1` path
-/// pays one atomic add per decision, no label lookup.
+/// The counters of every (credential, outcome) pair, made once: the cached `/v1` path
+/// adds to its thread's shard of one, no label lookup.
 struct AuthCounters {
-    key: Vec<Counter>,
-    session: Vec<Counter>,
+    key: [sharded::Counter; AuthOutcome::ALL.len()],
+    session: [sharded::Counter; AuthOutcome::ALL.len()],
 }
 
-static AUTH: LazyLock<AuthCounters> = LazyLock::new(|| {
-    let of = |credential: &'static str| {
-        AuthOutcome::ALL.iter().map(|o| counter!(AUTH_DECISIONS, "method" => credential, "outcome" => o.as_str())).collect()
-    };
-    AuthCounters { key: of("key"), session: of("session") }
+static AUTH: LazyLock<AuthCounters> = LazyLock::new(|| AuthCounters {
+    key: std::array::from_fn(|_| Default::default()),
+    session: std::array::from_fn(|_| Default::default()),
 });
 
 /// One `/v1` authentication decision.
@@ -270,8 +327,7 @@ pub enum CacheLookup {
     Stale,
 }
 
-static CACHE: LazyLock<[Counter; 3]> =
-    LazyLock::new(|| ["hit", "miss", "stale"].map(|result| counter!(AUTH_CACHE_LOOKUPS, "result" => result)));
+static CACHE: LazyLock<[sharded::Counter; 3]> = LazyLock::new(|| std::array::from_fn(|_| Default::default()));
 
 pub fn auth_cache_lookup(result: CacheLookup) {
     if HANDLE.get().is_none() {
