@@ -1,6 +1,7 @@
 //! State shared by every instance through Redis (`WJ_REDIS_URL`): rate-limit buckets, the
 //! failed-authentication throttle and the revocation generations — each request's check is
-//! one atomic server-side script, one round trip. When Redis cannot be reached, callers
+//! one atomic step of a server-side script, and the checks of concurrent requests share one
+//! script call and one round trip ([`SharedState::gate`]). When Redis cannot be reached, callers
 //! fall back to per-instance limiting and to the database for every lookup (slower, never
 //! stale), and the connection is retried in the background.
 //!
