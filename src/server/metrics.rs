@@ -1,11 +1,9 @@
-//! The Prometheus side of the server: the per-request HTTP layer and the `/metrics`
+//! The Prometheus side of the server: the per-request HTTP timing and the `/metrics`
 //! listener on `WJ_METRICS_ADDR` (a separate address, so the scrape endpoint is never on
 //! the public port). The names and labels live in [`crate::observe`].
 
 use std::{
     future::Future,
-    pin::Pin,
-    task::{Context, Poll},
     time::{Duration, Instant},
 };
 
@@ -18,75 +16,31 @@ use axum::{
 };
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
-use tower::{Layer, Service};
 
 use crate::{observe, server::state::AppState};
 
-/// Records every request: its route template (`unmatched` when no route matched, never the
-/// raw path), method, status and the time to its response's headers.
+/// One request being timed for the HTTP metrics: its route template (`unmatched` when no
+/// route matched, never the raw path), method, and the time to its response's headers.
 ///
-/// Added with `Router::layer`, so it runs after routing, where [`MatchedPath`] is known.
-#[derive(Clone, Copy, Default)]
-pub struct HttpMetricsLayer;
-
-impl<S> Layer<S> for HttpMetricsLayer {
-    type Service = HttpMetrics<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        HttpMetrics { inner }
-    }
+/// Started and finished by [`security_headers`](crate::server::security::security_headers),
+/// a layer every request passes after routing (so [`MatchedPath`] is known), rather than by
+/// a layer of its own: axum boxes every route once more per `Router::layer`, and each box
+/// level is cloned per request — a separate layer cost the cached `/v1` path about 0.6 µs of
+/// its ~19 µs, eight times the recording itself (`BENCHMARKS.md`, section 1c).
+pub struct RequestTiming {
+    route: &'static str,
+    method: &'static str,
+    started: Instant,
 }
 
-#[derive(Clone)]
-pub struct HttpMetrics<S> {
-    inner: S,
-}
-
-impl<S, B> Service<Request<B>> for HttpMetrics<S>
-where
-    S: Service<Request<B>, Response = Response>,
-{
-    type Response = Response;
-    type Error = S::Error;
-    type Future = Recorded<S::Future>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+impl RequestTiming {
+    pub fn start(request: &Request) -> Self {
         let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |m| observe::route_label(m.as_str()));
-        let method = observe::method_label(request.method());
-        Recorded { inner: self.inner.call(request), started: Instant::now(), route, method, done: false }
+        Self { route, method: observe::method_label(request.method()), started: Instant::now() }
     }
-}
 
-pin_project_lite::pin_project! {
-    /// The inner service's future, recording the answer when it resolves.
-    pub struct Recorded<F> {
-        #[pin]
-        inner: F,
-        started: Instant,
-        route: &'static str,
-        method: &'static str,
-        done: bool,
-    }
-}
-
-impl<F, E> Future for Recorded<F>
-where
-    F: Future<Output = Result<Response, E>>,
-{
-    type Output = Result<Response, E>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let result = std::task::ready!(this.inner.poll(cx));
-        if let (Ok(response), false) = (&result, *this.done) {
-            *this.done = true;
-            observe::http_request(this.route, this.method, response.status().as_u16(), this.started.elapsed());
-        }
-        Poll::Ready(result)
+    pub fn finish(self, status: axum::http::StatusCode) {
+        observe::http_request(self.route, self.method, status.as_u16(), self.started.elapsed());
     }
 }
 

@@ -58,6 +58,8 @@ pub async fn request_guard(State(state): State<AppState>, request: Request, next
 /// Adds security headers to every response. HTML pages get a strict Content-Security-Policy
 /// whose script nonce is fresh for each request.
 pub async fn security_headers(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    // The HTTP metrics are taken here (see `RequestTiming` for why not in a layer of their own).
+    let timing = state.config.metrics_addr.is_some().then(|| crate::server::metrics::RequestTiming::start(&request));
     let is_api = request.uri().path().starts_with("/api/") || request.uri().path().starts_with("/v1/");
     let mut bytes = [0u8; 16];
     rand::rng().fill_bytes(&mut bytes);
@@ -82,6 +84,9 @@ pub async fn security_headers(State(state): State<AppState>, mut request: Reques
     if is_html || headers.contains_key(header::SET_COOKIE) || is_api {
         // Pages show who is signed in, and may show a key; never let a cache keep them.
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if let Some(timing) = timing {
+        timing.finish(response.status());
     }
     response
 }

@@ -427,8 +427,6 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
         .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
         .layer(SetRequestIdLayer::new(HeaderName::from_static("x-request-id"), MakeRequestUuid))
         .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, header::PROXY_AUTHORIZATION]));
-    // Outermost, so that the recorded duration is the whole answer's.
-    let outer = if state.config.metrics_addr.is_some() { outer.layer(crate::server::metrics::HttpMetricsLayer) } else { outer };
     outer.with_state(state)
 }
 
