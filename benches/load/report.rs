@@ -191,15 +191,18 @@ impl Report {
         ));
         for comparison in runs {
             let [off, on, control] = [&comparison.arms[0], &comparison.arms[1], &comparison.arms[2]];
-            let cpu = on.cpu_median() / off.cpu_median();
-            let control_cpu = control.cpu_median() / off.cpu_median();
+            // The baseline is both servers without metrics (the first and the A/A control):
+            // two samples of "no metrics" rather than one, so one process's luck counts half.
+            let base_cpu = (off.cpu_median() + control.cpu_median()) / 2.0;
+            let base_throughput = (off.row.throughput + control.row.throughput) / 2.0;
+            let cpu = on.cpu_median() / base_cpu;
             self.target(
                 &format!("server CPU per cached /v1 request with metrics recorded, c={}", comparison.concurrency),
-                "costs at most 2% (≤ 1.02×)".into(),
+                "costs at most 2% (≤ 1.02× the two servers without metrics)".into(),
                 format!(
-                    "{cpu:.3}× (A/A control {control_cpu:.3}×; throughput {:.3}×, control {:.3}×)",
-                    on.row.throughput / off.row.throughput,
-                    control.row.throughput / off.row.throughput
+                    "{cpu:.3}× (the two without metrics differ by {:.3}×; throughput {:.3}×)",
+                    control.cpu_median() / off.cpu_median(),
+                    on.row.throughput / base_throughput
                 ),
                 cpu <= 1.02,
             );
