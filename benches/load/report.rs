@@ -57,6 +57,31 @@ fn row(r: &Row, baseline: Option<&Row>) -> String {
 const ROW_HEADER: &str =
     "| request | connections | req/s median (min–max) | p50 ms | p99 ms | vs baseline | unexpected |\n|---|---|---|---|---|---|---|\n";
 
+const COMPARISON_HEADER: &str = "| request | connections | req/s median (min–max) | p50 ms | p99 ms | vs the first | server CPU µs/request, median (min–max) | vs the first | unexpected |\n|---|---|---|---|---|---|---|---|---|\n";
+
+/// A row of an interleaved comparison (sections 1c and 1d), against `base`.
+fn comparison_row(arm: &crate::metrics_cost::ArmResult, base: &crate::metrics_cost::ArmResult) -> String {
+    let (ratio, cpu_ratio) = if std::ptr::eq(arm, base) {
+        ("baseline".to_owned(), "baseline".to_owned())
+    } else {
+        (format!("{:.3}×", arm.row.throughput / base.row.throughput), format!("{:.3}×", arm.cpu_median() / base.cpu_median()))
+    };
+    let (lo, hi) = arm.cpu_us.iter().fold((f64::MAX, 0.0f64), |(lo, hi), c| (lo.min(*c), hi.max(*c)));
+    let r = &arm.row;
+    format!(
+        "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.3} | {:.3} | {ratio} | {:.2} ({lo:.2}–{hi:.2}) | {cpu_ratio} | {} |\n",
+        r.label,
+        r.concurrency,
+        r.throughput,
+        r.min,
+        r.max,
+        r.p50_ms,
+        r.p99_ms,
+        arm.cpu_median(),
+        r.unexpected
+    )
+}
+
 fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -153,32 +178,11 @@ impl Report {
     pub fn metrics_cost(&mut self, runs: &[crate::metrics_cost::Comparison], recording: crate::metrics_cost::Recording, recorded: u64) {
         let rounds = runs.first().map_or(0, |r| r.rounds);
         self.body.push_str(&format!("### 1c. Metrics on the cached path\n\nThe same cached request on three servers of this build and database: metrics off, metrics on (`WJ_METRICS_ADDR` set: every request counted by route, method and status, timed into a histogram, its authentication decision and cache lookup counted), and metrics off again (the A/A control: what merely being another process does). The three are interleaved for {rounds} rounds (the order rotating), and each row is the median round, with the spread of the rounds. *Server CPU per request* is the server's own time on a CPU (all its threads, from `/proc/<pid>/task/*/schedstat`) over the requests it answered in the round: the cost itself, which this client's share of the two cores does not blur. The metered server had recorded {recorded} `/v1/models` requests when scraped afterwards.\n\n"));
-        self.body.push_str("| request | connections | req/s median (min–max) | p50 ms | p99 ms | vs metrics off | server CPU µs/request, median (min–max) | vs metrics off | unexpected |\n|---|---|---|---|---|---|---|---|---|\n");
+        self.body.push_str(COMPARISON_HEADER);
         for comparison in runs {
             let off = &comparison.arms[0];
             for arm in &comparison.arms {
-                let (ratio, cpu_ratio) = if std::ptr::eq(arm, off) {
-                    ("baseline".to_owned(), "baseline".to_owned())
-                } else {
-                    (format!("{:.3}×", arm.row.throughput / off.row.throughput), format!("{:.3}×", arm.cpu_median() / off.cpu_median()))
-                };
-                let (lo, hi) = arm.cpu_us.iter().fold((f64::MAX, 0.0f64), |(lo, hi), c| (lo.min(*c), hi.max(*c)));
-                self.body.push_str(&format!(
-                    "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.3} | {:.3} | {} | {:.2} ({:.2}–{:.2}) | {} | {} |\n",
-                    arm.row.label,
-                    arm.row.concurrency,
-                    arm.row.throughput,
-                    arm.row.min,
-                    arm.row.max,
-                    arm.row.p50_ms,
-                    arm.row.p99_ms,
-                    ratio,
-                    arm.cpu_median(),
-                    lo,
-                    hi,
-                    cpu_ratio,
-                    arm.row.unexpected
-                ));
+                self.body.push_str(&comparison_row(arm, off));
             }
         }
         let c64_cpu = runs.iter().find(|r| r.concurrency == 64).map_or(0.0, |r| r.arms[0].cpu_median());
@@ -223,28 +227,11 @@ impl Report {
     pub fn redis_gate(&mut self, runs: &[crate::metrics_cost::Comparison]) {
         let rounds = runs.first().map_or(0, |r| r.rounds);
         self.body.push_str(&format!("### 1d. The Redis gate on the cached path\n\nThe same cached request on two servers of this build and database: without Redis (the rate limit and the revocation generation decided in the process) and with `WJ_REDIS_URL` (every request's rate-limit spend and revocation check is one step of an atomic script in Redis, the checks of concurrent requests batched into one script call). Interleaved for {rounds} rounds; each row is the median round, with the spread of the rounds; server CPU as in 1c (Redis' own CPU not included).\n\n"));
-        self.body.push_str("| request | connections | req/s median (min–max) | p50 ms | p99 ms | vs in-process | server CPU µs/request, median | unexpected |\n|---|---|---|---|---|---|---|---|\n");
+        self.body.push_str(COMPARISON_HEADER);
         for comparison in runs {
             let base = &comparison.arms[0];
             for arm in &comparison.arms {
-                let ratio = if std::ptr::eq(arm, base) {
-                    "baseline".to_owned()
-                } else {
-                    format!("{:.3}×", arm.row.throughput / base.row.throughput)
-                };
-                self.body.push_str(&format!(
-                    "| {} | {} | {:.0} ({:.0}–{:.0}) | {:.3} | {:.3} | {} | {:.2} | {} |\n",
-                    arm.row.label,
-                    arm.row.concurrency,
-                    arm.row.throughput,
-                    arm.row.min,
-                    arm.row.max,
-                    arm.row.p50_ms,
-                    arm.row.p99_ms,
-                    ratio,
-                    arm.cpu_median(),
-                    arm.row.unexpected
-                ));
+                self.body.push_str(&comparison_row(arm, base));
             }
             if comparison.concurrency == 64 {
                 let ratio = comparison.arms[1].row.throughput / base.row.throughput;
