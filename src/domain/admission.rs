@@ -19,7 +19,7 @@ use crate::{
         api_keys::{ApiKeyService, AuthFailure, KeyPrincipal, Known, PlainApiKey, last_used::UseSite},
         auth_cache::{FinalRefusal, Generations, bucket_of},
         limits::Limits,
-        rate_limit::{Decision, Quota},
+        rate_limit::{Bucket, ClientNet, Decision, Quota},
         users::UserService,
     },
     observe::{self, AuthOutcome, CacheLookup, Credential},
@@ -101,18 +101,17 @@ pub const SESSION_ENDED: &str = "Your session has ended. Sign in again.";
 
 /// The throttle bucket of a client address: IPv4 addresses one by one, IPv6 by /64 (one
 /// host's usual share, so hopping within it gains nothing).
-pub fn failure_bucket(ip: Option<IpAddr>) -> String {
-    match ip.map(|ip| ip.to_canonical()) {
-        Some(IpAddr::V4(v4)) => format!("authfail:{v4}"),
+pub fn failure_bucket(ip: Option<IpAddr>) -> Bucket {
+    Bucket::AuthFailures(match ip.map(|ip| ip.to_canonical()) {
+        Some(IpAddr::V4(v4)) => ClientNet::V4(v4),
         Some(IpAddr::V6(v6)) => {
             let s = v6.segments();
-            format!("authfail:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            ClientNet::V6Net([s[0], s[1], s[2], s[3]])
         }
-        None => "authfail:unknown".to_owned(),
-    }
+        None => ClientNet::Unknown,
+    })
 }
 
-/// The admission service.
 #[derive(Clone)]
 pub struct Admission {
     keys: ApiKeyService,
@@ -137,10 +136,10 @@ impl Admission {
         Self { keys, users, limits, generations, default_quota: Quota { per_minute: default_per_minute }, max_per_minute }
     }
 
-    fn budget(&self, key: &KeyPrincipal) -> (String, Quota) {
+    fn budget(&self, key: &KeyPrincipal) -> (Bucket, Quota) {
         let quota =
             key.rate_limit_per_minute.map_or(self.default_quota, |per_minute| Quota { per_minute: per_minute.min(self.max_per_minute) });
-        (format!("key:{}", key.key_id), quota)
+        (Bucket::Key(key.key_id), quota)
     }
 
     fn admitted(key: KeyPrincipal, decision: Decision) -> Result<Admitted, Refusal> {
@@ -176,10 +175,10 @@ impl Admission {
             Known::Valid(hint) => {
                 // Fast path: one check spends the budget and yields the generation.
                 let (rate_key, quota) = self.budget(&hint);
-                let gate = self.limits.gate(Some((&rate_key, quota)), bucket, None, &self.generations).await;
+                let gate = self.limits.gate(Some((rate_key, quota)), bucket, None, &self.generations).await;
                 if let Some(key) = gate.generation.and_then(|g| self.keys.cached(&hash, g, site)) {
                     observe::auth_cache_lookup(CacheLookup::Hit);
-                    let decision = gate.decision.unwrap_or_else(|| self.limits.local_check(&rate_key, quota));
+                    let decision = gate.decision.unwrap_or_else(|| self.limits.local_check(rate_key, quota));
                     return Self::admitted(key, decision);
                 }
                 // With the cache off (`WJ_AUTH_CACHE`), every lookup is a database read.
@@ -189,7 +188,7 @@ impl Admission {
             Known::Never => {
                 observe::auth_cache_lookup(CacheLookup::Miss);
                 let throttle = failure_bucket(client);
-                let gate = self.limits.gate(None, bucket, Some(&throttle), &self.generations).await;
+                let gate = self.limits.gate(None, bucket, Some(throttle), &self.generations).await;
                 if let Some(wait) = gate.throttled {
                     let decision = Decision {
                         allowed: false,
@@ -210,7 +209,7 @@ impl Admission {
             Err(failure) => {
                 tracing::info!(reason = %failure, "API key refused");
                 if let (Some(throttle), AuthFailure::Unknown) = (&counted, &failure) {
-                    return Err(Refusal::UnknownKey(self.limits.spend_failure(throttle).await));
+                    return Err(Refusal::UnknownKey(self.limits.spend_failure(*throttle).await));
                 }
                 return Err(Refusal::InvalidKey(match failure {
                     AuthFailure::Revoked => AuthOutcome::Revoked,
@@ -224,7 +223,7 @@ impl Admission {
         let (rate_key, quota) = self.budget(&key);
         let decision = match spent {
             Some(decision) => decision,
-            None => self.limits.check(&rate_key, quota).await,
+            None => self.limits.check(rate_key, quota).await,
         };
         Self::admitted(key, decision)
     }
@@ -236,7 +235,7 @@ impl Admission {
             Ok(false) => return Err(Refusal::SessionEnded),
             Err(error) => return Err(Refusal::Database(error)),
         }
-        let decision = self.limits.check(&format!("user:{user_id}"), self.default_quota).await;
+        let decision = self.limits.check(Bucket::User(user_id), self.default_quota).await;
         if !decision.allowed {
             return Err(Refusal::RateLimited(decision, Policy::PerUser));
         }
@@ -251,11 +250,12 @@ mod tests {
     #[test]
     fn addresses_are_counted_per_ipv4_address_and_per_ipv6_slash_64() {
         let bucket = |s: &str| failure_bucket(Some(s.parse().expect("ip")));
-        assert_eq!(bucket("203.0.113.7"), "authfail:203.0.113.7");
+        assert_eq!(bucket("203.0.113.7").to_string(), "af:authfail:203.0.113.7");
         assert_ne!(bucket("203.0.113.7"), bucket("203.0.113.8"));
         assert_eq!(bucket("2001:db8:1:2:aaaa::1"), bucket("2001:db8:1:2:ffff:eeee:dddd:cccc"), "one /64 is one address");
         assert_ne!(bucket("2001:db8:1:2::1"), bucket("2001:db8:1:3::1"));
         assert_eq!(bucket("::ffff:203.0.113.7"), bucket("203.0.113.7"), "IPv4-mapped addresses count as IPv4");
-        assert_eq!(failure_bucket(None), "authfail:unknown");
+        assert_eq!(failure_bucket(None).to_string(), "af:authfail:unknown");
+        assert_eq!(bucket("2001:db8:1:2:aaaa::1").to_string(), "af:authfail:2001:db8:1:2::/64");
     }
 }

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Duration};
 
 use crate::domain::{
     auth_cache::Generations,
-    rate_limit::{Decision, LocalRateLimiter, Quota},
+    rate_limit::{Bucket, Decision, LocalRateLimiter, Quota},
     shared_state::SharedState,
 };
 
@@ -35,7 +35,13 @@ impl Limits {
 
     /// The throttle of `throttle` (when given), the budget (spent when `rate` is given) and
     /// the generation of `bucket`: one Redis round trip, or local state.
-    pub async fn gate(&self, rate: Option<(&str, Quota)>, bucket: u8, throttle: Option<&str>, generations: &Generations) -> GateOutcome {
+    pub async fn gate(
+        &self,
+        rate: Option<(Bucket, Quota)>,
+        bucket: u8,
+        throttle: Option<Bucket>,
+        generations: &Generations,
+    ) -> GateOutcome {
         if let Some(shared) = &self.shared {
             match shared.gate(rate, bucket, throttle.map(|t| (t, self.failure_quota))).await {
                 Ok(gate) => {
@@ -63,9 +69,9 @@ impl Limits {
     }
 
     /// Spends from a budget.
-    pub async fn check(&self, key: &str, quota: Quota) -> Decision {
+    pub async fn check(&self, key: Bucket, quota: Quota) -> Decision {
         if let Some(shared) = &self.shared {
-            match shared.spend("rl", key, quota).await {
+            match shared.spend(key, quota).await {
                 Ok(decision) => return decision,
                 Err(error) => tracing::debug!(%error, "shared limiter unavailable: limiting per instance"),
             }
@@ -74,22 +80,22 @@ impl Limits {
     }
 
     /// Spends from a budget in this instance only.
-    pub fn local_check(&self, key: &str, quota: Quota) -> Decision {
-        self.local.check_now(&format!("rl:{key}"), quota)
+    pub fn local_check(&self, key: Bucket, quota: Quota) -> Decision {
+        self.local.check_now(key, quota)
     }
 
-    fn local_blocked(&self, throttle: &str) -> Option<Duration> {
-        self.local.blocked_now(&format!("af:{throttle}"), self.failure_quota)
+    fn local_blocked(&self, throttle: Bucket) -> Option<Duration> {
+        self.local.blocked_now(throttle, self.failure_quota)
     }
 
     /// Counts one failed authentication from an address.
-    pub async fn spend_failure(&self, throttle: &str) -> Decision {
+    pub async fn spend_failure(&self, throttle: Bucket) -> Decision {
         if let Some(shared) = &self.shared
-            && let Ok(decision) = shared.spend("af", throttle, self.failure_quota).await
+            && let Ok(decision) = shared.spend(throttle, self.failure_quota).await
         {
             return decision;
         }
-        self.local.check_now(&format!("af:{throttle}"), self.failure_quota)
+        self.local.check_now(throttle, self.failure_quota)
     }
 
     /// Drops full buckets from memory.

@@ -8,7 +8,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use async_trait::async_trait;
 use dashmap::DashMap;
 
 /// A budget: `per_minute` requests a minute, all of them usable in a burst.
@@ -81,24 +80,43 @@ pub fn gcra_peek(tat: Option<u64>, now: u64, quota: Quota) -> Option<Duration> {
     decision.retry_after
 }
 
-/// Why a limiter could not decide (the caller falls back, it never fails open silently).
-#[derive(Debug, thiserror::Error)]
-#[error("rate limiter unavailable: {0}")]
-pub struct RateLimitError(pub String);
+/// A rate-limit bucket: whose budget it counts. A value, so the in-process limiter keys its
+/// map without making a string per request; Redis names it by its `Display` form.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// An API key's budget: `rl:key:<id>`.
+    Key(i64),
+    /// A person's budget, for `/v1` calls with the session cookie: `rl:user:<id>`.
+    User(i64),
+    /// Failed authentications from one client network: `af:authfail:<network>`.
+    AuthFailures(ClientNet),
+}
 
-/// A rate limiter: in process, or shared through Redis.
-#[async_trait]
-pub trait RateLimiter: Send + Sync {
-    /// Spends `cost` from the bucket `key` if it allows.
-    async fn check(&self, key: &str, quota: Quota) -> Result<Decision, RateLimitError>;
-    /// Whether the bucket is empty right now, without spending.
-    async fn blocked(&self, key: &str, quota: Quota) -> Result<Option<Duration>, RateLimitError>;
+/// The network a failed authentication is counted against: an IPv4 address, the /64 of an
+/// IPv6 address (one subscriber's usual allocation), or unknown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ClientNet {
+    V4(std::net::Ipv4Addr),
+    V6Net([u16; 4]),
+    Unknown,
+}
+
+impl std::fmt::Display for Bucket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Bucket::Key(id) => write!(f, "rl:key:{id}"),
+            Bucket::User(id) => write!(f, "rl:user:{id}"),
+            Bucket::AuthFailures(ClientNet::V4(v4)) => write!(f, "af:authfail:{v4}"),
+            Bucket::AuthFailures(ClientNet::V6Net([a, b, c, d])) => write!(f, "af:authfail:{a:x}:{b:x}:{c:x}:{d:x}::/64"),
+            Bucket::AuthFailures(ClientNet::Unknown) => f.write_str("af:authfail:unknown"),
+        }
+    }
 }
 
 /// Buckets in this process's memory.
 #[derive(Clone)]
 pub struct LocalRateLimiter {
-    buckets: Arc<DashMap<String, u64>>,
+    buckets: Arc<DashMap<Bucket, u64>>,
     epoch: Instant,
     max_buckets: usize,
 }
@@ -121,12 +139,12 @@ impl LocalRateLimiter {
     }
 
     /// Spends from a bucket (synchronous: a map entry lock, no I/O).
-    pub fn check_now(&self, key: &str, quota: Quota) -> Decision {
+    pub fn check_now(&self, key: Bucket, quota: Quota) -> Decision {
         let now = self.now_us();
-        if self.buckets.len() >= self.max_buckets && !self.buckets.contains_key(key) {
+        if self.buckets.len() >= self.max_buckets && !self.buckets.contains_key(&key) {
             self.prune();
         }
-        let mut entry = self.buckets.entry(key.to_owned()).or_insert(now);
+        let mut entry = self.buckets.entry(key).or_insert(now);
         let current = *entry;
         let (decision, new_tat) = gcra(Some(current), now, quota, 1);
         if let Some(tat) = new_tat {
@@ -136,9 +154,9 @@ impl LocalRateLimiter {
     }
 
     /// `Some(wait)` if the bucket is empty.
-    pub fn blocked_now(&self, key: &str, quota: Quota) -> Option<Duration> {
+    pub fn blocked_now(&self, key: Bucket, quota: Quota) -> Option<Duration> {
         let now = self.now_us();
-        let tat = self.buckets.get(key).map(|t| *t);
+        let tat = self.buckets.get(&key).map(|t| *t);
         gcra_peek(tat, now, quota)
     }
 
@@ -155,17 +173,6 @@ impl LocalRateLimiter {
 
     pub fn is_empty(&self) -> bool {
         self.buckets.is_empty()
-    }
-}
-
-#[async_trait]
-impl RateLimiter for LocalRateLimiter {
-    async fn check(&self, key: &str, quota: Quota) -> Result<Decision, RateLimitError> {
-        Ok(self.check_now(key, quota))
-    }
-
-    async fn blocked(&self, key: &str, quota: Quota) -> Result<Option<Duration>, RateLimitError> {
-        Ok(self.blocked_now(key, quota))
     }
 }
 
@@ -234,11 +241,13 @@ mod tests {
     fn peek_does_not_spend() {
         let limiter = LocalRateLimiter::default();
         let q = Quota { per_minute: 2 };
-        assert_eq!(limiter.blocked_now("ip", q), None);
-        assert!(limiter.check_now("ip", q).allowed);
-        assert_eq!(limiter.blocked_now("ip", q), None);
-        assert!(limiter.check_now("ip", q).allowed);
-        assert!(limiter.blocked_now("ip", q).is_some());
+        let ip = Bucket::AuthFailures(ClientNet::V4("203.0.113.7".parse().expect("ip")));
+        assert_eq!(limiter.blocked_now(ip, q), None);
+        assert!(limiter.check_now(ip, q).allowed);
+        assert_eq!(limiter.blocked_now(ip, q), None);
+        assert!(limiter.check_now(ip, q).allowed);
+        assert!(limiter.blocked_now(ip, q).is_some());
+        assert_eq!(limiter.blocked_now(Bucket::AuthFailures(ClientNet::Unknown), q), None, "another bucket");
     }
 
     #[test]
@@ -250,7 +259,7 @@ mod tests {
             for _ in 0..8 {
                 s.spawn(|| {
                     for _ in 0..64 {
-                        if limiter.check_now("key", quota).allowed {
+                        if limiter.check_now(Bucket::Key(7), quota).allowed {
                             allowed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
                     }
@@ -269,10 +278,21 @@ mod tests {
     }
 
     #[test]
+    fn buckets_are_named_as_redis_has_always_known_them() {
+        // Instances of different versions share Redis during a rolling upgrade.
+        assert_eq!(Bucket::Key(42).to_string(), "rl:key:42");
+        assert_eq!(Bucket::User(7).to_string(), "rl:user:7");
+        assert_eq!(Bucket::AuthFailures(ClientNet::V4("203.0.113.7".parse().expect("ip"))).to_string(), "af:authfail:203.0.113.7");
+        assert_eq!(Bucket::AuthFailures(ClientNet::V6Net([0x2001, 0xdb8, 1, 0xa])).to_string(), "af:authfail:2001:db8:1:a::/64");
+        assert_eq!(Bucket::AuthFailures(ClientNet::Unknown).to_string(), "af:authfail:unknown");
+        assert_ne!(Bucket::Key(1), Bucket::User(1));
+    }
+
+    #[test]
     fn buckets_are_bounded() {
         let limiter = LocalRateLimiter::new(100);
         for i in 0..1000 {
-            limiter.check_now(&format!("ip-{i}"), Quota { per_minute: 1_000_000 });
+            limiter.check_now(Bucket::Key(i), Quota { per_minute: 1_000_000 });
         }
         assert!(limiter.len() <= 1000);
         limiter.prune();

@@ -22,7 +22,7 @@ use std::{
 use redis::{Client, Script, aio::ConnectionManager};
 use tokio::sync::RwLock;
 
-use crate::domain::rate_limit::{Decision, Quota};
+use crate::domain::rate_limit::{Bucket, Decision, Quota};
 
 /// The answer to one request's gate check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -114,11 +114,11 @@ return out
 /// The most checks one gate script carries.
 const GATE_BATCH: usize = 128;
 
-/// One request's gate check, waiting for its batch.
+/// One request's gate check, waiting for its batch (its keys are named there, off the
+/// request's path).
 struct GateCheck {
-    rate_key: String,
-    throttle_key: String,
-    marker: String,
+    rate: Option<Bucket>,
+    throttle_bucket: Option<Bucket>,
     args: [u64; 4],
     spend: bool,
     bucket: u8,
@@ -223,6 +223,11 @@ impl std::fmt::Debug for SharedState {
 impl SharedState {
     fn key(&self, kind: &str, name: &str) -> String {
         format!("{}{kind}:{name}", self.prefix)
+    }
+
+    /// A rate-limit bucket's key (`rl:…` budgets, `af:…` failed authentications).
+    fn bucket_key(&self, bucket: Bucket) -> String {
+        format!("{}{bucket}", self.prefix)
     }
 }
 
@@ -345,17 +350,16 @@ impl SharedState {
     #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis gate", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA gate"))]
     pub async fn gate(
         &self,
-        rate: Option<(&str, Quota)>,
+        rate: Option<(Bucket, Quota)>,
         generation_bucket: u8,
-        throttle: Option<(&str, Quota)>,
+        throttle: Option<(Bucket, Quota)>,
     ) -> Result<Gate, SharedError> {
-        let (rate_key, quota) = rate.unwrap_or(("none", Quota { per_minute: 1 }));
-        let (throttle_key, throttle_quota) = throttle.unwrap_or(("none", Quota { per_minute: 1 }));
+        let quota = rate.map_or(Quota { per_minute: 1 }, |(_, quota)| quota);
+        let throttle_quota = throttle.map_or(Quota { per_minute: 1 }, |(_, quota)| quota);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let check = GateCheck {
-            rate_key: self.key("rl", rate_key),
-            throttle_key: self.key("af", throttle_key),
-            marker: self.marker_key(Scope::Bucket(generation_bucket)),
+            rate: rate.map(|(bucket, _)| bucket),
+            throttle_bucket: throttle.map(|(bucket, _)| bucket),
             args: [quota.emission_interval_us(), quota.capacity_us(), throttle_quota.emission_interval_us(), throttle_quota.capacity_us()],
             spend: rate.is_some(),
             bucket: generation_bucket,
@@ -403,7 +407,10 @@ impl SharedState {
         let mut invocation = self.gate.prepare_invoke();
         invocation.key(self.generations_key()).key(self.marker_key(Scope::All));
         for check in batch {
-            invocation.key(&check.rate_key).key(&check.throttle_key).key(&check.marker);
+            invocation
+                .key(check.rate.map_or_else(|| self.key("rl", "none"), |b| self.bucket_key(b)))
+                .key(check.throttle_bucket.map_or_else(|| self.key("af", "none"), |b| self.bucket_key(b)))
+                .key(self.marker_key(Scope::Bucket(check.bucket)));
         }
         for check in batch {
             invocation
@@ -430,12 +437,12 @@ impl SharedState {
         Ok(values)
     }
 
-    /// Spends one from a bucket (`rl` budgets, `af` failed authentications).
+    /// Spends one from a bucket.
     #[tracing::instrument(level = "debug", name = "redis", skip_all, fields(otel.name = "redis spend", otel.kind = "client", db.system.name = "redis", db.operation.name = "EVALSHA spend"))]
-    pub async fn spend(&self, kind: &str, bucket: &str, quota: Quota) -> Result<Decision, SharedError> {
+    pub async fn spend(&self, bucket: Bucket, quota: Quota) -> Result<Decision, SharedError> {
         let mut c = self.connection().await?;
         let result: redis::RedisResult<Vec<i64>> =
-            self.spend.key(self.key(kind, bucket)).arg(quota.emission_interval_us()).arg(quota.capacity_us()).invoke_async(&mut c).await;
+            self.spend.key(self.bucket_key(bucket)).arg(quota.emission_interval_us()).arg(quota.capacity_us()).invoke_async(&mut c).await;
         let values = self.answer(result, 4)?;
         Ok(decision(quota.per_minute, &values))
     }

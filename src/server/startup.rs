@@ -14,9 +14,9 @@ use leptos::prelude::*;
 use leptos_axum::{LeptosRoutes, generate_route_list, render_app_to_stream_in_order_with_context};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tower::ServiceBuilder;
 use tower_http::{
-    catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     sensitive_headers::SetSensitiveHeadersLayer,
     trace::TraceLayer,
 };
@@ -410,24 +410,52 @@ pub fn router(state: AppState, dev_idp: Option<Arc<DevIdp>>) -> Router {
         .route("/readyz", get(health::readyz))
         .merge(api)
         .merge(portal)
-        .layer(middleware::from_fn_with_state(state.clone(), auth::portal::cross_origin_guard))
-        .layer(middleware::from_fn_with_state(state.clone(), security::resolve_client_ip))
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(state.config.body_timeout))
-        .layer(middleware::from_fn_with_state(state.clone(), security::request_guard))
-        .layer(middleware::from_fn_with_state(state.clone(), security::security_headers))
-        .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(crate::server::error::ApiError::internal())))
-        .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
-            |response: &axum::response::Response, latency: Duration, span: &tracing::Span| {
-                tower_http::trace::OnResponse::on_response(tower_http::trace::DefaultOnResponse::default(), response, latency, span);
-                if crate::observe::trace::enabled() {
-                    crate::observe::trace::record_status(span, response.status());
-                }
-            },
-        ))
-        .layer(PropagateRequestIdLayer::new(HeaderName::from_static("x-request-id")))
-        .layer(SetRequestIdLayer::new(HeaderName::from_static("x-request-id"), MakeRequestUuid))
-        .layer(SetSensitiveHeadersLayer::new([header::AUTHORIZATION, header::COOKIE, header::SET_COOKIE, header::PROXY_AUTHORIZATION]));
+        // One `Router::layer` for all of it: axum boxes every route once more per call, and a
+        // request clones each box level; the layers composed here are plain values.
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveHeadersLayer::new([
+                    header::AUTHORIZATION,
+                    header::COOKIE,
+                    header::SET_COOKIE,
+                    header::PROXY_AUTHORIZATION,
+                ]))
+                .layer(SetRequestIdLayer::new(REQUEST_ID, RandomRequestId))
+                .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+                .layer(TraceLayer::new_for_http().make_span_with(request_span).on_response(
+                    |response: &axum::response::Response, latency: Duration, span: &tracing::Span| {
+                        tower_http::trace::OnResponse::on_response(
+                            tower_http::trace::DefaultOnResponse::default(),
+                            response,
+                            latency,
+                            span,
+                        );
+                        if crate::observe::trace::enabled() {
+                            crate::observe::trace::record_status(span, response.status());
+                        }
+                    },
+                ))
+                // Also catches a route's panic (a 500 with the security headers).
+                .layer(security::EdgeLayer::new(&state)),
+        );
     outer.with_state(state)
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// A random UUID (version 4) for each request without an `x-request-id`, from the thread's
+/// random generator (tower-http's `MakeRequestUuid` asks the kernel for each one).
+#[derive(Clone, Copy)]
+struct RandomRequestId;
+
+impl MakeRequestId for RandomRequestId {
+    fn make_request_id<B>(&mut self, _: &axum::http::Request<B>) -> Option<RequestId> {
+        let mut bytes = [0u8; 16];
+        rand::RngCore::fill_bytes(&mut rand::rng(), &mut bytes);
+        let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = uuid::Builder::from_random_bytes(bytes).into_uuid().hyphenated().encode_lower(&mut text);
+        Some(RequestId::new(axum::http::HeaderValue::from_str(text).expect("hex and hyphens")))
+    }
 }
 
 /// The span of a request (the path only: a query string could carry a secret someone

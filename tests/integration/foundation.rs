@@ -13,6 +13,16 @@ backend_tests! {
         let response = app.get("/healthz").await;
         assert_eq!(response.status(), 200);
         assert!(response.headers().contains_key("x-request-id"), "every response carries a request id");
+        // A random UUID (version 4, RFC 9562 variant), new for every request.
+        let id = response.headers()["x-request-id"].to_str().expect("ascii").to_owned();
+        let groups: Vec<&str> = id.split('-').collect();
+        assert_eq!(groups.iter().map(|g| g.len()).collect::<Vec<_>>(), [8, 4, 4, 4, 12], "{id}");
+        assert!(id.bytes().all(|b| b == b'-' || b.is_ascii_digit() || (b'a'..=b'f').contains(&b)), "{id}");
+        assert!(groups[2].starts_with('4') && matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'), "{id}");
+        assert_ne!(app.get("/healthz").await.headers()["x-request-id"], id.as_str());
+        // One the client sent is kept.
+        let mine = app.client.get(app.url("/healthz")).header("x-request-id", "trace-me-42").send().await.expect("request");
+        assert_eq!(mine.headers()["x-request-id"], "trace-me-42");
         let body: serde_json::Value = response.json().await.expect("json");
         assert_eq!(body["status"], "ok");
     }
@@ -61,6 +71,20 @@ backend_tests! {
         let nonce = csp.split("'nonce-").nth(1).and_then(|s| s.split('\'').next()).expect("nonce in CSP");
         assert!(html.contains(&format!("nonce=\"{nonce}\"")), "scripts carry the CSP nonce");
         assert!(html.contains("Local development sign-in"), "the dev sign-in notice is rendered on the server");
+        let again = app.get("/login").await;
+        let csp_again = again.headers()["content-security-policy"].to_str().expect("ascii");
+        assert!(!csp_again.contains(&format!("'nonce-{nonce}'")), "a fresh nonce for every page");
+        // JSON and health checks: every security header, and a policy without a nonce.
+        for path in ["/healthz", "/v1/models"] {
+            let response = app.get(path).await;
+            let headers = response.headers();
+            let csp = headers["content-security-policy"].to_str().expect("ascii");
+            assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+            assert!(!csp.contains("nonce"), "{path}: no page, no nonce: {csp}");
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(headers["x-frame-options"], "DENY", "{path}");
+            assert!(headers.contains_key("x-request-id"), "{path}");
+        }
     }
 
     async fn unknown_pages_are_404_with_the_portal_frame(backend) {

@@ -1,11 +1,10 @@
 //! The portal's middleware: who is signed in (from the `wj_session` cookie), which pages
-//! need a signed-in user, and the cross-origin check for state-changing requests.
+//! need a signed-in user.
 
 use crate::{
     domain::users::User,
     server::{
         auth::{routes::HOME, typed_session::TypedSession},
-        security::cross_origin_allowed,
         state::AppState,
     },
     urls::encode_query_value,
@@ -76,18 +75,6 @@ pub async fn resolve_user(State(state): State<AppState>, session: TypedSession, 
     }
     if let Some(current) = current {
         request.extensions_mut().insert(current);
-    }
-    next.run(request).await
-}
-
-/// Refuses state-changing requests from other sites (CSRF defence beside `SameSite=Lax`).
-/// `/v1` applies the same check itself, only to cookie-authenticated requests.
-pub async fn cross_origin_guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !request.uri().path().starts_with("/v1/")
-        && !cross_origin_allowed(request.method(), request.headers(), &state.config.allowed_origins)
-    {
-        tracing::warn!(method = %request.method(), path = %request.uri().path(), "cross-origin state-changing request refused");
-        return (StatusCode::FORBIDDEN, "This request was refused because it did not come from the Workjet portal.").into_response();
     }
     next.run(request).await
 }

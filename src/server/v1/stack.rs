@@ -170,35 +170,11 @@ where
             .layer(shared.session.clone())
             .layer(shared.cors.clone())
             .layer(SetResponseHeaderLayer::overriding(header::CACHE_CONTROL, NO_STORE))
-            .service(Gate { shared, inner });
+            .service(tower::service_fn(move |request: Request| {
+                let (shared, inner) = (shared.clone(), inner.clone());
+                async move { Ok::<_, Infallible>(gate(&shared, request, inner).await) }
+            }));
         Box::pin(service.oneshot(request))
-    }
-}
-
-/// The gate as a service, for the layers of the other path.
-#[derive(Clone)]
-struct Gate<S> {
-    shared: Arc<Shared>,
-    inner: S,
-}
-
-impl<S> Service<Request> for Gate<S>
-where
-    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-{
-    type Response = Response;
-    type Error = Infallible;
-    type Future = BoxFuture;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, request: Request) -> BoxFuture {
-        let shared = self.shared.clone();
-        let inner = self.inner.clone();
-        Box::pin(async move { Ok(gate(&shared, request, inner).await) })
     }
 }
 
