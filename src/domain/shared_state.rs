@@ -78,35 +78,64 @@ end
 /// run in order, each as if alone (two of one bucket spend twice). Time comes from Redis
 /// itself, so instances with skewed clocks agree. Answers six numbers per check: {code,
 /// remaining, reset µs, retry µs, epoch, counter (-1 while a revocation is in progress)}.
+///
+/// Each key is read once per batch and each spent bucket written once, at the end, with its
+/// last value (many concurrent requests of one key are one read and one write, not one each):
+/// nothing else runs while the script does, so the values it holds are Redis' own.
 const GATE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local epoch = epoch_of(KEYS[1])
 local all_marked = redis.call('EXISTS', KEYS[2]) > 0
+local gens, marked, tats, spent = {}, {}, {}, {}
+local function generation(field, marker)
+  local m = marked[marker]
+  if m == nil then
+    m = all_marked or redis.call('EXISTS', marker) > 0
+    marked[marker] = m
+  end
+  if m then return -1 end
+  local g = gens[field]
+  if g == nil then
+    g = tonumber(redis.call('HGET', KEYS[1], field) or '0')
+    gens[field] = g
+  end
+  return g
+end
+local function tat_of(key)
+  local v = tats[key]
+  if v == nil then
+    v = tonumber(redis.call('GET', key) or '0')
+    tats[key] = v
+  end
+  if v < now then return now end
+  return v
+end
 local function check(rate_key, throttle_key, marker, a)
-  local gen = tonumber(redis.call('HGET', KEYS[1], ARGV[a + 6]) or '0')
-  if all_marked or redis.call('EXISTS', marker) > 0 then gen = -1 end
+  local gen = generation(ARGV[a + 6], marker)
   if ARGV[a + 7] == '1' then
-    local ttat = tonumber(redis.call('GET', throttle_key) or '0')
-    if ttat < now then ttat = now end
-    local tallow = ttat + tonumber(ARGV[a + 3]) - tonumber(ARGV[a + 4])
+    local tallow = tat_of(throttle_key) + tonumber(ARGV[a + 3]) - tonumber(ARGV[a + 4])
     if now < tallow then return {-1, 0, 0, tallow - now, epoch, gen} end
   end
   if ARGV[a + 5] ~= '1' then return {2, 0, 0, 0, epoch, gen} end
   local interval = tonumber(ARGV[a + 1])
   local capacity = tonumber(ARGV[a + 2])
-  local tat = tonumber(redis.call('GET', rate_key) or '0')
-  if tat < now then tat = now end
+  local tat = tat_of(rate_key)
   local new_tat = tat + interval
   local allow_at = new_tat - capacity
   if now < allow_at then return {0, 0, tat - now, allow_at - now, epoch, gen} end
-  redis.call('SET', rate_key, string.format('%.0f', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1000)
+  tats[rate_key] = new_tat
+  spent[rate_key] = true
   return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now, 0, epoch, gen}
 end
 local out = {}
 for i = 0, (#KEYS - 2) / 3 - 1 do
   local answer = check(KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i], 7 * i)
   for j = 1, 6 do out[#out + 1] = answer[j] end
+end
+for key in pairs(spent) do
+  local tat = tats[key]
+  redis.call('SET', key, string.format('%.0f', tat), 'PX', math.ceil((tat - now) / 1000) + 1000)
 end
 return out
 "#;

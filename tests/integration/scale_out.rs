@@ -649,3 +649,65 @@ async fn redis_marks_of_unfinished_revocations_and_lost_generations_invalidate_c
     let lost = elsewhere.current(7).await.expect("a new epoch");
     assert_ne!(lost, unmarked, "generations lost by Redis are a change");
 }
+
+/// The gate script, directly: the checks of concurrent requests go to Redis in one batch, and
+/// each is still its own GCRA step in order — a budget of N is spent by exactly N checks,
+/// whatever else is in the batch, and "remaining" counts down one per allowed check.
+#[tokio::test]
+#[ignore = "needs WJ_TEST_REDIS_URL"]
+async fn the_redis_gate_spends_each_batched_check_as_its_own_step() {
+    use workjet::domain::{
+        rate_limit::{Bucket, ClientNet, Quota},
+        shared_state::SharedState,
+    };
+    let url = required_env("WJ_TEST_REDIS_URL");
+    let _serial = REDIS.lock().await;
+    let prefix = format!("test-gate-{}-{}:", std::process::id(), Instant::now().elapsed().as_nanos());
+    let shared = SharedState::connect(&url, &prefix).await.expect("redis");
+    let (hot, other, throttle) = (Bucket::Key(1), Bucket::Key(2), Bucket::AuthFailures(ClientNet::Unknown));
+    let (hot_quota, other_quota) = (Quota { per_minute: 30 }, Quota { per_minute: 5 });
+    // 45 checks of one key, 10 of another and 5 that only look at a throttle, all at once.
+    let checks = (0..60).map(|i| {
+        let shared = shared.clone();
+        async move {
+            match i % 12 {
+                0..=8 => (0, shared.gate(Some((hot, hot_quota)), 3, None).await),
+                9 | 10 => (1, shared.gate(Some((other, other_quota)), 4, None).await),
+                _ => (2, shared.gate(None, 5, Some((throttle, Quota { per_minute: 10 }))).await),
+            }
+        }
+    });
+    let answers = futures::future::join_all(checks).await;
+    let mut remaining: [Vec<u32>; 2] = [Vec::new(), Vec::new()];
+    let mut denied = [0, 0];
+    for (which, answer) in answers {
+        let gate = answer.expect("Redis answers");
+        assert!(gate.generation.is_some(), "no revocation in progress");
+        if which == 2 {
+            assert_eq!((gate.throttled, gate.decision), (None, None), "a throttle check spends nothing");
+            continue;
+        }
+        let decision = gate.decision.expect("a rate decision");
+        if decision.allowed {
+            remaining[which].push(decision.remaining);
+        } else {
+            denied[which] += 1;
+            assert!(decision.retry_after.is_some());
+        }
+    }
+    for (which, quota, asked) in [(0, hot_quota, 45), (1, other_quota, 10)] {
+        let mut seen = remaining[which].clone();
+        seen.sort_unstable();
+        let expected: Vec<u32> = (0..quota.per_minute).collect();
+        assert_eq!(seen, expected, "bucket {which}: each allowed check is one step of the budget");
+        assert_eq!(denied[which], asked - quota.per_minute as usize, "bucket {which}: the rest are refused");
+    }
+    // What the batch wrote is what the next batch reads: both budgets are spent.
+    let next = shared.gate(Some((hot, hot_quota)), 3, None).await.expect("Redis answers");
+    assert!(!next.decision.expect("a decision").allowed);
+    let next = shared.gate(Some((other, other_quota)), 4, None).await.expect("Redis answers");
+    assert!(!next.decision.expect("a decision").allowed);
+    // A bucket nobody spent is full.
+    let fresh = shared.gate(Some((Bucket::Key(3), hot_quota)), 3, None).await.expect("Redis answers");
+    assert_eq!(fresh.decision.expect("a decision").remaining, hot_quota.per_minute - 1);
+}
