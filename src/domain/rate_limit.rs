@@ -4,7 +4,10 @@
 //! runs the same arithmetic in a server-side script.
 
 use std::{
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -116,7 +119,7 @@ impl std::fmt::Display for Bucket {
 /// Buckets in this process's memory.
 #[derive(Clone)]
 pub struct LocalRateLimiter {
-    buckets: Arc<DashMap<Bucket, u64>>,
+    buckets: Arc<DashMap<Bucket, AtomicU64>>,
     epoch: Instant,
     max_buckets: usize,
 }
@@ -141,29 +144,44 @@ impl LocalRateLimiter {
     /// Spends from a bucket (synchronous: a map entry lock, no I/O).
     pub fn check_now(&self, key: Bucket, quota: Quota) -> Decision {
         let now = self.now_us();
-        if self.buckets.len() >= self.max_buckets && !self.buckets.contains_key(&key) {
+        // A bucket in use: a shared lock of its shard and a compare-and-swap, so concurrent
+        // requests of one key do not queue for the shard. (Counting the buckets takes every
+        // shard's lock, so it is done only before adding one.)
+        if let Some(tat) = self.buckets.get(&key) {
+            return Self::step(&tat, now, quota);
+        }
+        if self.buckets.len() >= self.max_buckets {
             self.prune();
         }
-        let mut entry = self.buckets.entry(key).or_insert(now);
-        let current = *entry;
-        let (decision, new_tat) = gcra(Some(current), now, quota, 1);
-        if let Some(tat) = new_tat {
-            *entry = tat;
+        let tat = self.buckets.entry(key).or_insert_with(|| AtomicU64::new(now)).downgrade();
+        Self::step(&tat, now, quota)
+    }
+
+    /// One GCRA step on a stored bucket, atomically: a step that lost a race with another is
+    /// taken again on the value that won.
+    fn step(tat: &AtomicU64, now: u64, quota: Quota) -> Decision {
+        let mut current = tat.load(Ordering::Acquire);
+        loop {
+            let (decision, new_tat) = gcra(Some(current), now, quota, 1);
+            let Some(new_tat) = new_tat else { return decision };
+            match tat.compare_exchange_weak(current, new_tat, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return decision,
+                Err(actual) => current = actual,
+            }
         }
-        decision
     }
 
     /// `Some(wait)` if the bucket is empty.
     pub fn blocked_now(&self, key: Bucket, quota: Quota) -> Option<Duration> {
         let now = self.now_us();
-        let tat = self.buckets.get(&key).map(|t| *t);
+        let tat = self.buckets.get(&key).map(|t| t.load(Ordering::Acquire));
         gcra_peek(tat, now, quota)
     }
 
     /// Drops full buckets (their state equals "never seen").
     pub fn prune(&self) {
         let now = self.now_us();
-        self.buckets.retain(|_, tat| *tat > now);
+        self.buckets.retain(|_, tat| *tat.get_mut() > now);
     }
 
     /// Buckets currently held.

@@ -54,9 +54,10 @@ pub fn router(state: &AppState, session: SessionManagerLayer<SeaOrmSessionStore>
         .route(messages::PATH, post(messages::create))
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(v1.anthropic());
+    let all_models = models::AllModels::new(&state.gateway);
     Router::new()
         .route("/v1/me", get(me::me))
-        .route("/v1/models", get(models::list))
+        .route("/v1/models", get(move |state, principal| models::list(state, principal, all_models.clone())))
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/keys", get(keys::list).post(keys::create))

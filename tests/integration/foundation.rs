@@ -79,7 +79,7 @@ backend_tests! {
             let response = app.get(path).await;
             let headers = response.headers();
             let csp = headers["content-security-policy"].to_str().expect("ascii");
-            assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+            assert!(csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'none'"), "{path}: {csp}");
             assert!(!csp.contains("nonce"), "{path}: no page, no nonce: {csp}");
             assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
             assert_eq!(headers["x-frame-options"], "DENY", "{path}");

@@ -1,7 +1,8 @@
 //! A key's last use — when, from which address, with which user agent — without a database
 //! write per request: uses are coalesced in memory and flushed at most once a minute per
-//! key, with a forward-only update. On the hot path a use costs one map write; the user
-//! agent is copied only when it differs from the one already held.
+//! key, with a forward-only update. The time is kept to the second: on the hot path a use
+//! costs one map read, and a map write only once a second (or when the address or user
+//! agent changed); the user agent is copied only when it differs from the one already held.
 
 use std::{net::IpAddr, sync::Arc};
 
@@ -46,18 +47,29 @@ impl LastUsedTracker {
     pub fn touch(&self, key_id: i64, site: UseSite<'_>) {
         let now = Utc::now();
         let user_agent = user_agent_of(&site);
+        let ip = site.ip.map(|ip| ip.to_canonical());
+        // Used again within the second, from the same place: nothing to write (the time is
+        // kept to the second), so a busy key's requests share the map's lock instead of
+        // taking it in turn.
+        if let Some(pending) = self.pending.get(&key_id)
+            && pending.at.timestamp() == now.timestamp()
+            && pending.ip == ip
+            && pending.user_agent.as_deref() == user_agent
+        {
+            return;
+        }
         self.pending
             .entry(key_id)
             .and_modify(|pending| {
                 if now >= pending.at {
                     pending.at = now;
-                    pending.ip = site.ip.map(|ip| ip.to_canonical());
+                    pending.ip = ip;
                     if pending.user_agent.as_deref() != user_agent {
                         pending.user_agent = user_agent.map(Arc::from);
                     }
                 }
             })
-            .or_insert_with(|| PendingUse { at: now, ip: site.ip.map(|ip| ip.to_canonical()), user_agent: user_agent.map(Arc::from) });
+            .or_insert_with(|| PendingUse { at: now, ip, user_agent: user_agent.map(Arc::from) });
     }
 
     /// The not-yet-flushed use of a key, if any (so lists on this instance are fresh).
@@ -114,5 +126,13 @@ mod tests {
         );
         tracker.touch(1, UseSite { ip: None, user_agent: Some("") });
         assert_eq!(tracker.pending(1).expect("pending").user_agent, None, "an empty agent is none");
+        // Many uses from one place: the time kept is right to the second.
+        let site = UseSite { ip: ip("203.0.113.9"), user_agent: Some("sdk") };
+        for _ in 0..1000 {
+            tracker.touch(2, site);
+        }
+        let held = tracker.pending(2).expect("pending");
+        assert!((Utc::now() - held.at).num_milliseconds() < 2000, "{held:?}");
+        assert_eq!((held.ip, held.user_agent.as_deref()), (site.ip, Some("sdk")));
     }
 }
