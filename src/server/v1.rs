@@ -57,7 +57,7 @@ pub fn router(state: &AppState, session: SessionManagerLayer<SeaOrmSessionStore>
     let all_models = models::AllModels::new(&state.gateway);
     Router::new()
         .route("/v1/me", get(me::me))
-        .route("/v1/models", get(move |state, principal| models::list(state, principal, all_models.clone())))
+        .route("/v1/models", get(move |principal| models::list(principal, all_models.clone())))
         .route("/v1/models/{id}", get(models::get))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/keys", get(keys::list).post(keys::create))
