@@ -112,6 +112,7 @@ pub fn failure_bucket(ip: Option<IpAddr>) -> Bucket {
     })
 }
 
+/// The admission service.
 #[derive(Clone)]
 pub struct Admission {
     keys: ApiKeyService,

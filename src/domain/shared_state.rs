@@ -146,12 +146,12 @@ const GATE_BATCH: usize = 128;
 /// One request's gate check, waiting for its batch (its keys are named there, off the
 /// request's path).
 struct GateCheck {
+    /// The budget to spend from, if any.
     rate: Option<Bucket>,
-    throttle_bucket: Option<Bucket>,
+    /// The failed-authentication throttle to look at, if any.
+    throttle: Option<Bucket>,
     args: [u64; 4],
-    spend: bool,
     bucket: u8,
-    throttle: bool,
     reply: tokio::sync::oneshot::Sender<Result<[i64; 6], SharedError>>,
 }
 
@@ -388,11 +388,9 @@ impl SharedState {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let check = GateCheck {
             rate: rate.map(|(bucket, _)| bucket),
-            throttle_bucket: throttle.map(|(bucket, _)| bucket),
+            throttle: throttle.map(|(bucket, _)| bucket),
             args: [quota.emission_interval_us(), quota.capacity_us(), throttle_quota.emission_interval_us(), throttle_quota.capacity_us()],
-            spend: rate.is_some(),
             bucket: generation_bucket,
-            throttle: throttle.is_some(),
             reply,
         };
         self.gates.send(check).map_err(|_| SharedError("the gate batches have stopped".into()))?;
@@ -438,7 +436,7 @@ impl SharedState {
         for check in batch {
             invocation
                 .key(check.rate.map_or_else(|| self.key("rl", "none"), |b| self.bucket_key(b)))
-                .key(check.throttle_bucket.map_or_else(|| self.key("af", "none"), |b| self.bucket_key(b)))
+                .key(check.throttle.map_or_else(|| self.key("af", "none"), |b| self.bucket_key(b)))
                 .key(self.marker_key(Scope::Bucket(check.bucket)));
         }
         for check in batch {
@@ -447,9 +445,9 @@ impl SharedState {
                 .arg(check.args[1])
                 .arg(check.args[2])
                 .arg(check.args[3])
-                .arg(if check.spend { "1" } else { "0" })
+                .arg(if check.rate.is_some() { "1" } else { "0" })
                 .arg(u64::from(check.bucket))
-                .arg(if check.throttle { "1" } else { "0" });
+                .arg(if check.throttle.is_some() { "1" } else { "0" });
         }
         let result: redis::RedisResult<Vec<i64>> = invocation.invoke_async(&mut c).await;
         self.answer(result, 6 * batch.len())

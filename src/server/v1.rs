@@ -45,7 +45,8 @@ pub const UNAUTHENTICATED_ALLOWLIST: &[&str] = &[openapi::PATH];
 pub fn router(state: &AppState, session: SessionManagerLayer<SeaOrmSessionStore>) -> Router<AppState> {
     // One layer for the gate, the body limit, Cache-Control, CORS and the session cookie
     // (see `stack`): every layer here would be cloned per request by each layer above.
-    let v1 = stack::V1Layer::new(state, session, cors(state), DefaultBodyLimit::max(state.config.max_body_bytes));
+    let v1 =
+        stack::V1Layer::new(state, session, cors_for(&state.config.allowed_origins), DefaultBodyLimit::max(state.config.max_body_bytes));
     // Full paths and explicit catch-alls (rather than `nest`), so that every path under /v1
     // — `/v1`, `/v1/` and anything below — is answered here, behind authentication (but
     // for UNAUTHENTICATED_ALLOWLIST).
@@ -83,13 +84,8 @@ async fn unknown_route() -> ApiError {
     ApiError::not_found("Unknown API route. See /v1/openapi.json for the routes this server offers.")
 }
 
-/// CORS for the browser apps on sibling subdomains: exactly the allowed origins, with
+/// CORS for the browser apps on sibling subdomains: exactly `allowed_origins`, with
 /// credentials; an arbitrary `Origin` is never reflected.
-fn cors(state: &AppState) -> CorsLayer {
-    cors_for(&state.config.allowed_origins)
-}
-
-/// CORS for exactly these origins.
 pub fn cors_for(allowed_origins: &[String]) -> CorsLayer {
     let origins: Vec<HeaderValue> = allowed_origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
     CorsLayer::new()

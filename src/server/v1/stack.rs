@@ -28,7 +28,7 @@ use std::{
 use axum::{
     body::Body,
     extract::{DefaultBodyLimit, Request},
-    http::{HeaderMap, HeaderName, HeaderValue, Method, header},
+    http::{HeaderMap, HeaderValue, Method, header},
     response::Response,
 };
 use futures::FutureExt;
@@ -54,37 +54,28 @@ pub struct V1Layer {
     shared: Arc<Shared>,
 }
 
+#[derive(Clone)]
 struct Shared {
     state: AppState,
     session: SessionManagerLayer<SeaOrmSessionStore>,
     cors: CorsLayer,
     body_limit: DefaultBodyLimit,
-    /// What `cors` adds to the response to a request without `Origin` that is not a
-    /// preflight: the same for every such request.
-    plain_cors: Vec<(HeaderName, HeaderValue)>,
+    /// The `Vary` values `cors` adds to the response to a request without `Origin` that is
+    /// not a preflight: the same for every such request.
+    plain_vary: Vec<HeaderValue>,
     /// Errors are re-rendered in Anthropic's shape ([`messages::anthropic_errors`]).
     anthropic: bool,
 }
 
 impl V1Layer {
     pub fn new(state: &AppState, session: SessionManagerLayer<SeaOrmSessionStore>, cors: CorsLayer, body_limit: DefaultBodyLimit) -> Self {
-        let plain_cors = plain_cors_headers(&cors);
-        Self { shared: Arc::new(Shared { state: state.clone(), session, cors, body_limit, plain_cors, anthropic: false }) }
+        let plain_vary = plain_vary(&cors);
+        Self { shared: Arc::new(Shared { state: state.clone(), session, cors, body_limit, plain_vary, anthropic: false }) }
     }
 
     /// The same layer for Anthropic's routes: errors (the gate's included) in Anthropic's shape.
     pub fn anthropic(&self) -> Self {
-        let s = &self.shared;
-        Self {
-            shared: Arc::new(Shared {
-                state: s.state.clone(),
-                session: s.session.clone(),
-                cors: s.cors.clone(),
-                body_limit: s.body_limit,
-                plain_cors: s.plain_cors.clone(),
-                anthropic: true,
-            }),
-        }
+        Self { shared: Arc::new(Shared { anthropic: true, ..Shared::clone(&self.shared) }) }
     }
 }
 
@@ -96,10 +87,11 @@ impl<S> Layer<S> for V1Layer {
     }
 }
 
-/// The `Vary` that CORS (tower-http) adds to the response to a plain request: no `Origin`,
-/// not `OPTIONS` (it depends on the configuration only). The credentials and exposed-headers
-/// headers it also adds are for cross-origin requests, which always carry `Origin`.
-fn plain_cors_headers(cors: &CorsLayer) -> Vec<(HeaderName, HeaderValue)> {
+/// The `Vary` values that CORS (tower-http) adds to the response to a plain request: no
+/// `Origin`, not `OPTIONS` (they depend on the configuration only). The credentials and
+/// exposed-headers headers it also adds are for cross-origin requests, which always carry
+/// `Origin`.
+fn plain_vary(cors: &CorsLayer) -> Vec<HeaderValue> {
     let empty = tower::service_fn(|_: Request| async { Ok::<_, Infallible>(Response::new(Body::empty())) });
     let request = Request::get("/v1/models").body(Body::empty()).expect("a request");
     let response = cors
@@ -108,20 +100,13 @@ fn plain_cors_headers(cors: &CorsLayer) -> Vec<(HeaderName, HeaderValue)> {
         .now_or_never()
         .expect("CORS answers a plain request at once")
         .unwrap_or_else(|never| match never {});
-    response.headers().iter().filter(|(name, _)| *name == header::VARY).map(|(name, value)| (name.clone(), value.clone())).collect()
+    response.headers().get_all(header::VARY).iter().cloned().collect()
 }
 
-/// Adds [`plain_cors_headers`] as tower-http's CORS does: `Vary` appended, the others
-/// replacing what the response had.
-fn add_plain_cors(headers: &mut HeaderMap, plain: &[(HeaderName, HeaderValue)]) {
-    let mut previous: Option<&HeaderName> = None;
-    for (name, value) in plain {
-        if *name == header::VARY || previous == Some(name) {
-            headers.append(name, value.clone());
-        } else {
-            headers.insert(name, value.clone());
-        }
-        previous = Some(name);
+/// Adds [`plain_vary`] as tower-http's CORS does: appended to the response's own `Vary`.
+fn add_plain_vary(headers: &mut HeaderMap, plain_vary: &[HeaderValue]) {
+    for value in plain_vary {
+        headers.append(header::VARY, value.clone());
     }
 }
 
@@ -162,10 +147,9 @@ where
         if plain_keyed(&request) {
             return Box::pin(async move {
                 let mut response = gate(&shared, request, inner).await;
-                // As the layers did it: Cache-Control overriding, then CORS (Vary appended, the
-                // others replacing).
+                // As the layers did it: Cache-Control overriding, then CORS's Vary appended.
                 response.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
-                add_plain_cors(response.headers_mut(), &shared.plain_cors);
+                add_plain_vary(response.headers_mut(), &shared.plain_vary);
                 Ok(response)
             });
         }
@@ -234,8 +218,8 @@ mod tests {
 
     #[test]
     fn precomputed_cors_headers_are_what_cors_adds_to_any_plain_request() {
-        let plain = plain_cors_headers(&cors());
-        assert!(!plain.is_empty() && plain.iter().all(|(name, _)| name == header::VARY));
+        let plain = plain_vary(&cors());
+        assert!(!plain.is_empty());
         let mut existing = HeaderMap::new();
         existing.insert(header::VARY, HeaderValue::from_static("accept-encoding"));
         existing.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -246,7 +230,7 @@ mod tests {
                 expected.remove(header::ACCESS_CONTROL_ALLOW_CREDENTIALS);
                 expected.remove(header::ACCESS_CONTROL_EXPOSE_HEADERS);
                 let mut ours = existing.clone();
-                add_plain_cors(&mut ours, &plain);
+                add_plain_vary(&mut ours, &plain);
                 assert_eq!(ours, expected, "{method} {headers:?}");
             }
         }
