@@ -34,6 +34,8 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: Url,
+    /// Where its API's requests go: `base_url` joined with the API's path.
+    pub endpoint: Url,
     /// The provider's credentials as request headers (marked sensitive: never logged).
     auth_headers: HeaderMap,
     client: reqwest::Client,
@@ -58,6 +60,14 @@ fn api_of(kind: ProviderKind) -> &'static dyn ProviderApi {
         ProviderKind::Openai => &openai::OpenAi,
         ProviderKind::Anthropic => &anthropic::Anthropic,
     }
+}
+
+/// `base` joined with `path` (`base`'s own path kept).
+fn join(base: &Url, path: &str) -> Url {
+    let mut url = base.clone();
+    let base = url.path().trim_end_matches('/').to_owned();
+    url.set_path(&format!("{base}/{path}"));
+    url
 }
 
 /// Milliseconds since the first call: a monotonic clock for cool-downs.
@@ -86,14 +96,6 @@ impl Provider {
         if self.cooling_until_ms.load(Ordering::Relaxed) != 0 {
             self.cooling_until_ms.store(0, Ordering::Relaxed);
         }
-    }
-
-    /// `base_url` joined with `path` (`base_url`'s own path kept).
-    pub fn endpoint(&self, path: &str) -> Url {
-        let mut url = self.base_url.clone();
-        let base = url.path().trim_end_matches('/').to_owned();
-        url.set_path(&format!("{base}/{path}"));
-        url
     }
 
     pub fn api(&self) -> &'static dyn ProviderApi {
@@ -168,6 +170,7 @@ impl Registry {
                 name: p.name.clone(),
                 kind: p.kind,
                 base_url: p.base_url.clone(),
+                endpoint: join(&p.base_url, api_of(p.kind).path()),
                 auth_headers,
                 client,
                 cooling_until_ms: AtomicU64::new(0),
@@ -296,6 +299,6 @@ mod tests {
     fn endpoints_keep_the_base_path() {
         let registry = registry(TWO);
         let east = &registry.candidates("m").expect("m").next().expect("east").provider;
-        assert_eq!(east.endpoint("chat/completions").as_str(), "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(east.endpoint.as_str(), "http://127.0.0.1:1/v1/chat/completions");
     }
 }

@@ -70,18 +70,23 @@ end
 "#;
 
 /// The gate checks of several requests, in one atomic script (one round trip for every
-/// request that arrived while the previous batch was in flight). KEYS: the generations hash,
-/// the revoking marker of everything, then for each check its rate bucket, its throttle
-/// bucket and its bucket's revoking marker. ARGV, seven for each check: rate interval µs,
-/// rate capacity µs, throttle interval µs, throttle capacity µs, spend ("1" spends from the
-/// rate bucket), the bucket's field, throttle ("1" checks the throttle bucket). The checks
-/// run in order, each as if alone (two of one bucket spend twice). Time comes from Redis
-/// itself, so instances with skewed clocks agree. Answers six numbers per check: {code,
-/// remaining, reset µs, retry µs, epoch, counter (-1 while a revocation is in progress)}.
+/// request that arrived while the previous batch was in flight). The checks come in *groups*
+/// of one shape (the same buckets and quotas: the concurrent requests of one key), each group
+/// with its number of checks. KEYS: the generations hash, the revoking marker of everything,
+/// then for each group its rate bucket, its throttle bucket and its bucket's revoking marker.
+/// ARGV, eight for each group: rate interval µs, rate capacity µs, throttle interval µs,
+/// throttle capacity µs, spend ("1" spends from the rate bucket), the bucket's field,
+/// throttle ("1" checks the throttle bucket), the number of checks. Time comes from Redis
+/// itself, so instances with skewed clocks agree. Answers five numbers per group: {code, a,
+/// b, epoch, counter (-1 while a revocation is in progress)}: code -1, throttled, `a` µs to
+/// wait; code 2, nothing spent; code 1, spent: `a` = the bucket's theoretical arrival time
+/// before the group less now (µs, ≥ 0) and `b` = how many of the group's checks were
+/// allowed. The checks of a group run one after another, each one step of the GCRA as if
+/// alone; a step refused leaves the bucket as it was, so every later step of the group is
+/// refused too, and the group's answers follow from `a` and `b` alone ([`group_answers`]).
 ///
 /// Each key is read once per batch and each spent bucket written once, at the end, with its
-/// last value (many concurrent requests of one key are one read and one write, not one each):
-/// nothing else runs while the script does, so the values it holds are Redis' own.
+/// last value: nothing else runs while the script does, so the values it holds are Redis' own.
 const GATE: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -111,27 +116,33 @@ local function tat_of(key)
   if v < now then return now end
   return v
 end
-local function check(rate_key, throttle_key, marker, a)
+local function group(rate_key, throttle_key, marker, a)
   local gen = generation(ARGV[a + 6], marker)
   if ARGV[a + 7] == '1' then
     local tallow = tat_of(throttle_key) + tonumber(ARGV[a + 3]) - tonumber(ARGV[a + 4])
-    if now < tallow then return {-1, 0, 0, tallow - now, epoch, gen} end
+    if now < tallow then return -1, tallow - now, 0, gen end
   end
-  if ARGV[a + 5] ~= '1' then return {2, 0, 0, 0, epoch, gen} end
+  if ARGV[a + 5] ~= '1' then return 2, 0, 0, gen end
   local interval = tonumber(ARGV[a + 1])
-  local capacity = tonumber(ARGV[a + 2])
   local tat = tat_of(rate_key)
-  local new_tat = tat + interval
-  local allow_at = new_tat - capacity
-  if now < allow_at then return {0, 0, tat - now, allow_at - now, epoch, gen} end
-  tats[rate_key] = new_tat
-  spent[rate_key] = true
-  return {1, math.floor((capacity - (new_tat - now)) / interval), new_tat - now, 0, epoch, gen}
+  local allowed = math.floor((now + tonumber(ARGV[a + 2]) - tat) / interval)
+  if allowed < 0 then allowed = 0 end
+  local count = tonumber(ARGV[a + 8])
+  if allowed > count then allowed = count end
+  if allowed > 0 then
+    tats[rate_key] = tat + allowed * interval
+    spent[rate_key] = true
+  end
+  return 1, tat - now, allowed, gen
 end
 local out = {}
 for i = 0, (#KEYS - 2) / 3 - 1 do
-  local answer = check(KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i], 7 * i)
-  for j = 1, 6 do out[#out + 1] = answer[j] end
+  local code, a, b, gen = group(KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i], 8 * i)
+  out[#out + 1] = code
+  out[#out + 1] = a
+  out[#out + 1] = b
+  out[#out + 1] = epoch
+  out[#out + 1] = gen
 end
 for key in pairs(spent) do
   local tat = tats[key]
@@ -143,16 +154,73 @@ return out
 /// The most checks one gate script carries.
 const GATE_BATCH: usize = 128;
 
-/// One request's gate check, waiting for its batch (its keys are named there, off the
-/// request's path).
-struct GateCheck {
+/// What a gate check looks at; the checks of one shape in a batch are one group in the
+/// script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Shape {
     /// The budget to spend from, if any.
     rate: Option<Bucket>,
     /// The failed-authentication throttle to look at, if any.
     throttle: Option<Bucket>,
+    /// Rate interval and capacity, throttle interval and capacity, µs.
     args: [u64; 4],
+    /// The generation bucket.
     bucket: u8,
+}
+
+/// One request's gate check, waiting for its batch (its keys are named there, off the
+/// request's path).
+struct GateCheck {
+    shape: Shape,
     reply: tokio::sync::oneshot::Sender<Result<[i64; 6], SharedError>>,
+}
+
+/// A batch's checks by shape: each shape once with its number of checks, and for each
+/// check (in arrival order) its group. Kept between batches (no allocation once grown).
+#[derive(Default)]
+struct Groups {
+    shapes: Vec<(Shape, usize)>,
+    of_check: Vec<usize>,
+    index: std::collections::HashMap<Shape, usize>,
+}
+
+impl Groups {
+    fn gather(&mut self, batch: &[GateCheck]) {
+        self.shapes.clear();
+        self.of_check.clear();
+        self.index.clear();
+        for check in batch {
+            let group = *self.index.entry(check.shape).or_insert_with(|| {
+                self.shapes.push((check.shape, 0));
+                self.shapes.len() - 1
+            });
+            self.shapes[group].1 += 1;
+            self.of_check.push(group);
+        }
+    }
+}
+
+/// The answers of a group of `count` checks from the script's five numbers for it, in the
+/// order the checks ran: six numbers each, {code (1 allowed, 0 refused, -1 throttled, 2
+/// nothing spent), remaining, reset µs, retry µs, epoch, counter} — what each check would
+/// have answered had it run alone, one after another.
+fn group_answers(group: [i64; 5], interval: i64, capacity: i64, count: usize) -> impl Iterator<Item = [i64; 6]> {
+    let [code, a, b, epoch, counter] = group;
+    let interval = interval.max(1);
+    (0..count as i64).map(move |step| match code {
+        -1 => [-1, 0, 0, a, epoch, counter],
+        1 if step < b => {
+            // Allowed: the bucket's arrival time moves on one interval per step.
+            let new_tat = a + (step + 1) * interval;
+            [1, (capacity - new_tat).div_euclid(interval), new_tat, 0, epoch, counter]
+        }
+        1 => {
+            // Refused after the group's `b` allowed steps, which left the bucket at `tat`.
+            let tat = a + b * interval;
+            [0, 0, tat, tat + interval - capacity, epoch, counter]
+        }
+        _ => [2, 0, 0, 0, epoch, counter],
+    })
 }
 
 /// KEYS: generations hash, the scope's revoking marker. ARGV: the bucket's field ("" for
@@ -240,6 +308,9 @@ pub struct SharedState {
     generation: Script,
     seed: Script,
     add: Script,
+    /// The gate script's fixed keys: the generations hash, the revoking marker of
+    /// everything, and the placeholders of a check without a rate or a throttle bucket.
+    gate_keys: [String; 4],
     prefix: String,
 }
 
@@ -251,7 +322,7 @@ impl std::fmt::Debug for SharedState {
 
 impl SharedState {
     fn key(&self, kind: &str, name: &str) -> String {
-        format!("{}{kind}:{name}", self.prefix)
+        key_of(&self.prefix, kind, name)
     }
 
     /// A rate-limit bucket's key (`rl:…` budgets, `af:…` failed authentications).
@@ -289,6 +360,12 @@ impl SharedState {
             generation: Script::new(&format!("{EPOCH}{GENERATION}")),
             seed: Script::new(SEED),
             add: Script::new(ADD),
+            gate_keys: [
+                key_of(prefix, "gens", ""),
+                key_of(prefix, "revoking", &marker_name(Scope::All)),
+                key_of(prefix, "rl", "none"),
+                key_of(prefix, "af", "none"),
+            ],
             prefix: prefix.to_owned(),
         });
         state.try_connect().await;
@@ -363,15 +440,12 @@ impl SharedState {
         self.connection.read().await.clone().ok_or_else(|| SharedError("not connected".into()))
     }
 
-    fn generations_key(&self) -> String {
-        self.key("gens", "")
+    fn generations_key(&self) -> &str {
+        &self.gate_keys[0]
     }
 
     fn marker_key(&self, scope: Scope) -> String {
-        match scope {
-            Scope::Bucket(bucket) => self.key("revoking", &bucket.to_string()),
-            Scope::All => self.key("revoking", "all"),
-        }
+        self.key("revoking", &marker_name(scope))
     }
 
     /// One round trip: the throttle (when `throttle` is given), the rate bucket (spent when
@@ -386,13 +460,13 @@ impl SharedState {
         let quota = rate.map_or(Quota { per_minute: 1 }, |(_, quota)| quota);
         let throttle_quota = throttle.map_or(Quota { per_minute: 1 }, |(_, quota)| quota);
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let check = GateCheck {
+        let shape = Shape {
             rate: rate.map(|(bucket, _)| bucket),
             throttle: throttle.map(|(bucket, _)| bucket),
             args: [quota.emission_interval_us(), quota.capacity_us(), throttle_quota.emission_interval_us(), throttle_quota.capacity_us()],
             bucket: generation_bucket,
-            reply,
         };
+        let check = GateCheck { shape, reply };
         self.gates.send(check).map_err(|_| SharedError("the gate batches have stopped".into()))?;
         let values = answer.await.map_err(|_| SharedError("the gate batches have stopped".into()))??;
         let generation = shared_generation(values[4], values[5]);
@@ -406,51 +480,66 @@ impl SharedState {
     /// Runs the waiting gate checks in batches, one batch in flight at a time: the checks
     /// that arrive while a batch is out go together in the next, so concurrent requests
     /// share one round trip and one script call, and a lone request waits for nothing but
-    /// its own. Each check is still one atomic step in Redis, in the order they arrived.
+    /// its own. Each check is still one atomic step in Redis; the checks of one shape (one
+    /// key's concurrent requests) are one group, stepped in the order they arrived.
     /// Ends when the state is dropped.
     async fn gate_batches(state: std::sync::Weak<Self>, mut checks: tokio::sync::mpsc::UnboundedReceiver<GateCheck>) {
         let mut batch = Vec::with_capacity(GATE_BATCH);
+        let mut groups = Groups::default();
         while checks.recv_many(&mut batch, GATE_BATCH).await > 0 {
             let Some(state) = state.upgrade() else { return };
-            let answers = state.run_gates(&batch).await;
-            for (i, check) in batch.drain(..).enumerate() {
-                let answer = match &answers {
-                    Ok(values) => {
-                        let mut one = [0; 6];
-                        one.copy_from_slice(&values[6 * i..6 * i + 6]);
-                        Ok(one)
+            groups.gather(&batch);
+            let answers = state.run_gates(&groups.shapes).await;
+            match answers {
+                Ok(values) => {
+                    let mut answers: Vec<_> = groups
+                        .shapes
+                        .iter()
+                        .zip(values.chunks_exact(5))
+                        .map(|((shape, count), group)| {
+                            let group = [group[0], group[1], group[2], group[3], group[4]];
+                            group_answers(group, shape.args[0] as i64, shape.args[1] as i64, *count)
+                        })
+                        .collect();
+                    for (check, group) in batch.drain(..).zip(&groups.of_check) {
+                        let answer = answers[*group].next().ok_or_else(|| SharedError("unexpected script answer".into()));
+                        // A request that gave up (its client went away) no longer listens.
+                        let _ = check.reply.send(answer);
                     }
-                    Err(e) => Err(SharedError(e.0.clone())),
-                };
-                // A request that gave up (its client went away) no longer listens.
-                let _ = check.reply.send(answer);
+                }
+                Err(e) => {
+                    for check in batch.drain(..) {
+                        let _ = check.reply.send(Err(SharedError(e.0.clone())));
+                    }
+                }
             }
         }
     }
 
-    /// One gate script for `batch`: six numbers per check, in order.
-    async fn run_gates(&self, batch: &[GateCheck]) -> Result<Vec<i64>, SharedError> {
+    /// One gate script for the groups of a batch: five numbers per group, in order.
+    async fn run_gates(&self, groups: &[(Shape, usize)]) -> Result<Vec<i64>, SharedError> {
         let mut c = self.connection().await?;
         let mut invocation = self.gate.prepare_invoke();
-        invocation.key(self.generations_key()).key(self.marker_key(Scope::All));
-        for check in batch {
+        invocation.key(self.generations_key()).key(&self.gate_keys[1]);
+        for (shape, _) in groups {
             invocation
-                .key(check.rate.map_or_else(|| self.key("rl", "none"), |b| self.bucket_key(b)))
-                .key(check.throttle.map_or_else(|| self.key("af", "none"), |b| self.bucket_key(b)))
-                .key(self.marker_key(Scope::Bucket(check.bucket)));
+                .key(shape.rate.map_or_else(|| self.gate_keys[2].clone(), |b| self.bucket_key(b)))
+                .key(shape.throttle.map_or_else(|| self.gate_keys[3].clone(), |b| self.bucket_key(b)))
+                .key(self.marker_key(Scope::Bucket(shape.bucket)));
         }
-        for check in batch {
+        for (shape, count) in groups {
             invocation
-                .arg(check.args[0])
-                .arg(check.args[1])
-                .arg(check.args[2])
-                .arg(check.args[3])
-                .arg(if check.rate.is_some() { "1" } else { "0" })
-                .arg(u64::from(check.bucket))
-                .arg(if check.throttle.is_some() { "1" } else { "0" });
+                .arg(shape.args[0])
+                .arg(shape.args[1])
+                .arg(shape.args[2])
+                .arg(shape.args[3])
+                .arg(if shape.rate.is_some() { "1" } else { "0" })
+                .arg(u64::from(shape.bucket))
+                .arg(if shape.throttle.is_some() { "1" } else { "0" })
+                .arg(*count);
         }
         let result: redis::RedisResult<Vec<i64>> = invocation.invoke_async(&mut c).await;
-        self.answer(result, 6 * batch.len())
+        self.answer(result, 5 * groups.len())
     }
 
     /// Checks a script's answer and records Redis' health from it.
@@ -564,6 +653,19 @@ impl SharedState {
     }
 }
 
+/// A key of this deployment's Redis (`prefix` first, so deployments can share one Redis).
+fn key_of(prefix: &str, kind: &str, name: &str) -> String {
+    format!("{prefix}{kind}:{name}")
+}
+
+/// The name of a scope's revoking marker.
+fn marker_name(scope: Scope) -> String {
+    match scope {
+        Scope::Bucket(bucket) => bucket.to_string(),
+        Scope::All => "all".into(),
+    }
+}
+
 fn scope_field(scope: Scope) -> String {
     match scope {
         Scope::Bucket(bucket) => bucket.to_string(),
@@ -573,4 +675,77 @@ fn scope_field(scope: Scope) -> String {
 
 fn shared_generation(epoch: i64, counter: i64) -> Option<SharedGeneration> {
     (counter >= 0).then(|| SharedGeneration { epoch: epoch.max(0) as u64, counter: counter as u64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One GCRA step alone, as the script ran each check before checks were grouped:
+    /// {code, remaining, reset, retry} relative to `now`, and the bucket's new time.
+    fn one_step(stored: i64, now: i64, interval: i64, capacity: i64) -> ([i64; 4], i64) {
+        let tat = stored.max(now);
+        let new_tat = tat + interval;
+        let allow_at = new_tat - capacity;
+        if now < allow_at {
+            return ([0, 0, tat - now, allow_at - now], stored);
+        }
+        ([1, (capacity - (new_tat - now)).div_euclid(interval), new_tat - now, 0], new_tat)
+    }
+
+    /// What the script computes for a group: the bucket's time before it less now, and the
+    /// number of steps allowed.
+    fn script_group(stored: i64, now: i64, interval: i64, capacity: i64, count: i64) -> (i64, i64) {
+        let tat = stored.max(now);
+        let allowed = ((now + capacity - tat) as f64 / interval as f64).floor().clamp(0.0, count as f64) as i64;
+        (tat - now, allowed)
+    }
+
+    #[test]
+    fn a_groups_answers_are_its_checks_run_one_after_another() {
+        let now = 1_764_500_000_000_000_i64;
+        for per_minute in [1_u32, 2, 7, 60, 1_000, 60_000_000] {
+            let quota = Quota { per_minute };
+            let (interval, capacity) = (quota.emission_interval_us() as i64, quota.capacity_us() as i64);
+            for stored in [0, now - 1, now, now + 1, now + interval / 2, now + capacity - interval, now + capacity, now + 3 * capacity] {
+                for count in [1_usize, 2, 5, 64, 128] {
+                    let (a, b) = script_group(stored, now, interval, capacity, count as i64);
+                    let grouped: Vec<[i64; 6]> = group_answers([1, a, b, 9, 4], interval, capacity, count).collect();
+                    let mut bucket = stored;
+                    for (step, answer) in grouped.iter().enumerate() {
+                        let (alone, next) = one_step(bucket, now, interval, capacity);
+                        bucket = next;
+                        assert_eq!(answer[..4], alone, "{per_minute}/min, stored {stored}, step {step} of {count}");
+                        assert_eq!(answer[4..], [9, 4], "the epoch and counter of every check");
+                    }
+                    let steps_allowed = grouped.iter().filter(|a| a[0] == 1).count() as i64;
+                    assert_eq!(steps_allowed, b, "the script's count is the number allowed");
+                    assert_eq!(stored.max(now) + b * interval, if b > 0 { bucket } else { stored.max(now) });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn throttled_and_unspent_groups_answer_every_check_alike() {
+        let throttled: Vec<_> = group_answers([-1, 700, 0, 3, -1], 10, 100, 3).collect();
+        assert_eq!(throttled, vec![[-1, 0, 0, 700, 3, -1]; 3]);
+        let unspent: Vec<_> = group_answers([2, 0, 0, 3, 8], 10, 100, 2).collect();
+        assert_eq!(unspent, vec![[2, 0, 0, 0, 3, 8]; 2]);
+    }
+
+    #[test]
+    fn a_batch_is_grouped_by_shape_in_arrival_order() {
+        let shape = |key: i64, bucket: u8| Shape { rate: Some(Bucket::Key(key)), throttle: None, args: [1, 2, 3, 4], bucket };
+        let batch: Vec<GateCheck> = [shape(1, 0), shape(2, 0), shape(1, 0), shape(1, 1), shape(2, 0)]
+            .into_iter()
+            .map(|shape| GateCheck { shape, reply: tokio::sync::oneshot::channel().0 })
+            .collect();
+        let mut groups = Groups::default();
+        groups.gather(&batch);
+        assert_eq!(groups.shapes, vec![(shape(1, 0), 2), (shape(2, 0), 2), (shape(1, 1), 1)]);
+        assert_eq!(groups.of_check, vec![0, 1, 0, 2, 1]);
+        groups.gather(&batch[..1]);
+        assert_eq!((groups.shapes.len(), groups.of_check.len()), (1, 1), "a new batch starts afresh");
+    }
 }

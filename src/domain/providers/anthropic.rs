@@ -10,7 +10,8 @@ use serde_json::{Map, Value, json};
 use super::{
     Provider,
     api::{
-        Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event, sensitive,
+        Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event, json_object,
+        sensitive,
     },
     sse,
 };
@@ -398,10 +399,15 @@ impl ProviderApi for Anthropic {
                 }
             }
         };
-        Ok(UpstreamRequest { url: provider.endpoint("v1/messages"), headers, body })
+        Ok(UpstreamRequest { url: provider.endpoint.clone(), headers, body })
     }
 
-    fn answer(&self, call: &Call<'_>, body: &Value, raw: Bytes) -> Option<(Bytes, Usage)> {
+    fn path(&self) -> &'static str {
+        "v1/messages"
+    }
+
+    fn answer(&self, call: &Call<'_>, raw: Bytes) -> Option<(Bytes, Usage)> {
+        let body = &json_object(&raw)?;
         match call.api {
             ClientApi::ChatCompletions => {
                 let (translated, usage) = translate_response(body, call.model, chrono::Utc::now().timestamp())?;

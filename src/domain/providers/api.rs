@@ -92,8 +92,11 @@ pub trait ProviderApi: Send + Sync {
     fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, NotAHeaderValue>;
     /// The upstream request for `call`, the model being `upstream_model` there.
     fn request(&self, provider: &Provider, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable>;
-    /// The client's answer for a complete upstream answer (`None`: not what was asked for).
-    fn answer(&self, call: &Call<'_>, body: &Value, raw: Bytes) -> Option<(Bytes, Usage)>;
+    /// Where this API's requests go, below the provider's base URL (its path kept).
+    fn path(&self) -> &'static str;
+    /// The client's answer for a complete upstream answer, its body as received (`None`:
+    /// not what was asked for).
+    fn answer(&self, call: &Call<'_>, raw: Bytes) -> Option<(Bytes, Usage)>;
     /// The relay for an upstream stream.
     fn stream(&self, call: &Call<'_>) -> Box<dyn EventRelay>;
 }
@@ -125,6 +128,175 @@ pub(super) fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue, Not
     Ok(value)
 }
 
+/// The JSON object of a complete answer, when it is one.
+pub fn json_object(raw: &[u8]) -> Option<Value> {
+    serde_json::from_slice::<Value>(raw).ok().filter(Value::is_object)
+}
+
+/// What the gateway reads of an OpenAI chat completion that it passes on as it came: that it
+/// is a JSON object with `choices`, and its usage. Read without building the document (no
+/// allocation: an answer is mostly the model's text, which only needs to be skipped).
+pub fn peek_chat_completion(raw: &[u8]) -> Option<Usage> {
+    serde_json::from_slice::<CompletionPeek>(raw).ok().map(|peek| peek.0)
+}
+
+/// See [`peek_chat_completion`]: an object with `choices`, and its `usage` read as
+/// [`openai_usage`] reads it (anything that is not an object, or a count that is not an
+/// unsigned integer, counts as none).
+struct CompletionPeek(Usage);
+
+impl<'de> serde::Deserialize<'de> for CompletionPeek {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = CompletionPeek;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a chat completion object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CompletionPeek, A::Error> {
+                let (mut choices, mut usage) = (false, Usage::default());
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::Choices => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                            choices = true;
+                        }
+                        Key::Usage => usage = map.next_value::<Lenient<Usage>>()?.0,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                if choices { Ok(CompletionPeek(usage)) } else { Err(serde::de::Error::missing_field("choices")) }
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// A field name of a peeked object, without copying it.
+enum Key {
+    Choices,
+    Usage,
+    PromptTokens,
+    CompletionTokens,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for Key {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Name;
+        impl serde::de::Visitor<'_> for Name {
+            type Value = Key;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: serde::de::Error>(self, name: &str) -> Result<Key, E> {
+                Ok(match name {
+                    "choices" => Key::Choices,
+                    "usage" => Key::Usage,
+                    "prompt_tokens" => Key::PromptTokens,
+                    "completion_tokens" => Key::CompletionTokens,
+                    _ => Key::Other,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(Name)
+    }
+}
+
+/// A value read leniently: whatever is not what was expected reads as the default (and is
+/// skipped whole).
+struct Lenient<T>(T);
+
+impl<'de> serde::Deserialize<'de> for Lenient<Usage> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Counts;
+        impl<'de> serde::de::Visitor<'de> for Counts {
+            type Value = Lenient<Usage>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a usage object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Lenient<Usage>, A::Error> {
+                let mut usage = Usage::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    match key {
+                        Key::PromptTokens => usage.prompt_tokens = map.next_value::<Lenient<u64>>()?.0,
+                        Key::CompletionTokens => usage.completion_tokens = map.next_value::<Lenient<u64>>()?.0,
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Lenient(usage))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<Usage>, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Lenient(Usage::default()))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Lenient<Usage>, E> {
+                Ok(Lenient(Usage::default()))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Lenient<Usage>, E> {
+                Ok(Lenient(Usage::default()))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Lenient<Usage>, E> {
+                Ok(Lenient(Usage::default()))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Lenient<Usage>, E> {
+                Ok(Lenient(Usage::default()))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Lenient<Usage>, E> {
+                Ok(Lenient(Usage::default()))
+            }
+            fn visit_unit<E>(self) -> Result<Lenient<Usage>, E> {
+                Ok(Lenient(Usage::default()))
+            }
+        }
+        deserializer.deserialize_any(Counts)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Lenient<u64> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Count;
+        impl<'de> serde::de::Visitor<'de> for Count {
+            type Value = Lenient<u64>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a token count")
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<Lenient<u64>, E> {
+                Ok(Lenient(n))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<Lenient<u64>, E> {
+                // serde_json hands non-negative integers to `visit_u64`.
+                Ok(Lenient(u64::try_from(n).unwrap_or(0)))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Lenient<u64>, E> {
+                Ok(Lenient(0))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Lenient<u64>, E> {
+                Ok(Lenient(0))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Lenient<u64>, E> {
+                Ok(Lenient(0))
+            }
+            fn visit_unit<E>(self) -> Result<Lenient<u64>, E> {
+                Ok(Lenient(0))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Lenient<u64>, A::Error> {
+                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Lenient(0))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<u64>, A::Error> {
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Lenient(0))
+            }
+        }
+        deserializer.deserialize_any(Count)
+    }
+}
+
 /// `usage` of an OpenAI-shaped object.
 pub fn openai_usage(value: &Value) -> Option<Usage> {
     let usage = value.get("usage").filter(|u| u.is_object())?;
@@ -132,4 +304,57 @@ pub fn openai_usage(value: &Value) -> Option<Usage> {
         prompt_tokens: usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
         completion_tokens: usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the gateway read before the peek: the whole document, then `choices` and usage.
+    fn read_whole(raw: &[u8]) -> Option<Usage> {
+        let body = json_object(raw)?;
+        body.get("choices")?;
+        Some(openai_usage(&body).unwrap_or_default())
+    }
+
+    #[test]
+    fn peeking_at_a_completion_reads_what_the_whole_document_says() {
+        let answers: &[&str] = &[
+            r#"{"id":"c","choices":[{"message":{"content":"hi \"there\" \u00e9"}}],"usage":{"prompt_tokens":12,"completion_tokens":9,"total_tokens":21}}"#,
+            r#"{"usage":{"completion_tokens":3,"prompt_tokens":4},"choices":[]}"#,
+            r#"{"choices":null}"#,
+            r#"{"choices":[],"usage":null}"#,
+            r#"{"choices":[],"usage":"lots"}"#,
+            r#"{"choices":[],"usage":[1,{"prompt_tokens":5}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":-1,"completion_tokens":2.5}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":"7","completion_tokens":{"n":1}}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":18446744073709551615,"completion_tokens":1e3}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":[1],"completion_tokens":true}}"#,
+            r#"{"cho\u0069ces":[],"us\u0061ge":{"prompt_\u0074okens":6}}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":5},"extra":{"deep":[[[{"a":null}]]]}}"#,
+            "  {\"choices\" : [ ] }  ",
+            // Not a completion: no choices, not an object, not JSON, trailing garbage.
+            r#"{"id":"c"}"#,
+            r#"{"error":{"message":"no"}}"#,
+            r#"[{"choices":[]}]"#,
+            r#"[[],{}]"#,
+            "\"choices\"",
+            "null",
+            "",
+            "{",
+            r#"{"choices":[]"#,
+            r#"{"choices":[]} x"#,
+            r#"{"choices":[],}"#,
+        ];
+        for raw in answers {
+            assert_eq!(peek_chat_completion(raw.as_bytes()), read_whole(raw.as_bytes()), "{raw}");
+        }
+        assert_eq!(peek_chat_completion(answers[0].as_bytes()), Some(Usage { prompt_tokens: 12, completion_tokens: 9 }));
+        // Skipping needs no recursion (serde_json skips with a stack of its own): a deeply
+        // nested answer is passed on as it came, without overflowing this thread's stack.
+        let deep = format!(r#"{{"choices":{}{},"usage":{{"prompt_tokens":1}}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        assert_eq!(peek_chat_completion(deep.as_bytes()), Some(Usage { prompt_tokens: 1, completion_tokens: 0 }));
+        let unbalanced = format!(r#"{{"choices":{}}}"#, "[".repeat(100_000));
+        assert_eq!(peek_chat_completion(unbalanced.as_bytes()), None);
+    }
 }

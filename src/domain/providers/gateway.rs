@@ -158,8 +158,8 @@ impl Registry {
             .client
             .post(request.url)
             .headers(headers)
-            .header(header::CONTENT_TYPE, "application/json")
-            .header(header::ACCEPT, if stream { "text/event-stream" } else { "application/json" })
+            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
+            .header(header::ACCEPT, HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }))
             .body(request.body)
             .send();
         let started = std::time::Instant::now();
@@ -203,10 +203,7 @@ impl Registry {
             ClientApi::ChatCompletions => "a chat completion",
             ClientApi::Messages => "a message",
         };
-        let Some(parsed) = serde_json::from_slice::<Value>(&bytes).ok().filter(Value::is_object) else {
-            return Err(failed(meter, UpstreamError::NotAnAnswer(what)));
-        };
-        match route.provider.api().answer(call, &parsed, bytes) {
+        match route.provider.api().answer(call, bytes) {
             Some((body, usage)) => {
                 meter.finish(200, usage).await;
                 Ok(Answer::Complete(body))

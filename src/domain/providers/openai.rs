@@ -10,7 +10,7 @@ use super::{
     Provider,
     api::{
         Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event,
-        openai_usage, sensitive,
+        openai_usage, peek_chat_completion, sensitive,
     },
     sse,
 };
@@ -43,12 +43,16 @@ impl ProviderApi for OpenAi {
             }
             Bytes::from(serde_json::to_vec(&request).expect("a JSON map serialises"))
         };
-        Ok(UpstreamRequest { url: provider.endpoint("chat/completions"), headers: HeaderMap::new(), body })
+        Ok(UpstreamRequest { url: provider.endpoint.clone(), headers: HeaderMap::new(), body })
     }
 
-    fn answer(&self, _call: &Call<'_>, body: &Value, raw: Bytes) -> Option<(Bytes, Usage)> {
-        body.get("choices")?;
-        Some((raw, openai_usage(body).unwrap_or_default()))
+    fn path(&self) -> &'static str {
+        "chat/completions"
+    }
+
+    fn answer(&self, _call: &Call<'_>, raw: Bytes) -> Option<(Bytes, Usage)> {
+        let usage = peek_chat_completion(&raw)?;
+        Some((raw, usage))
     }
 
     fn stream(&self, call: &Call<'_>) -> Box<dyn EventRelay> {
