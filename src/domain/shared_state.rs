@@ -487,6 +487,15 @@ impl SharedState {
         let mut batch = Vec::with_capacity(GATE_BATCH);
         let mut groups = Groups::default();
         while checks.recv_many(&mut batch, GATE_BATCH).await > 0 {
+            // One turn of the scheduler first: the requests already able to run add their
+            // checks to this batch (fewer, larger script calls; a lone request waits for
+            // nothing but that turn).
+            tokio::task::yield_now().await;
+            while batch.len() < GATE_BATCH
+                && let Ok(check) = checks.try_recv()
+            {
+                batch.push(check);
+            }
             let Some(state) = state.upgrade() else { return };
             groups.gather(&batch);
             let answers = state.run_gates(&groups.shapes).await;

@@ -146,11 +146,15 @@ fn cross_site_refusal(request: &Request) -> Response {
 #[derive(Clone)]
 pub struct EdgeLayer {
     state: AppState,
+    /// Whether answers carry `Strict-Transport-Security`: when this server or its public
+    /// address speaks HTTPS (decided once, at start).
+    hsts: bool,
 }
 
 impl EdgeLayer {
     pub fn new(state: &AppState) -> Self {
-        Self { state: state.clone() }
+        let config = &state.config;
+        Self { state: state.clone(), hsts: config.tls.is_some() || config.public_url.scheme() == "https" }
     }
 }
 
@@ -158,7 +162,7 @@ impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
 
     fn layer(&self, inner: S) -> Edge<S> {
-        Edge { state: self.state.clone(), inner }
+        Edge { state: self.state.clone(), hsts: self.hsts, inner }
     }
 }
 
@@ -201,6 +205,7 @@ fn panicked() -> Response {
 #[derive(Clone)]
 pub struct Edge<S> {
     state: AppState,
+    hsts: bool,
     inner: S,
 }
 
@@ -222,7 +227,7 @@ where
         let timing = config.metrics_addr.is_some().then(|| crate::server::metrics::RequestTiming::start(&request));
         let path = request.uri().path();
         let is_api = path.starts_with("/api/") || path.starts_with("/v1/");
-        let hsts = config.tls.is_some() || config.public_url.scheme() == "https";
+        let hsts = self.hsts;
         let refused = refusal(request.headers(), config.max_body_bytes).or_else(|| {
             let guarded = !path.starts_with("/v1/");
             (guarded && !cross_origin_allowed(request.method(), request.headers(), &config.allowed_origins))
