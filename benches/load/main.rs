@@ -464,7 +464,21 @@ async fn main() {
             let key = hot.clone();
             comparisons.push(metrics_cost::compare(&plan, &arms, c, rounds, Arc::new(move |_, _| get("/v1/models", Some(&key)))).await);
         }
-        report.redis_gate(&comparisons);
+        // The worst case for batching: each of the 64 connections with a key of its own, so
+        // no two checks of a batch share a bucket.
+        let mut own = Vec::new();
+        for _ in 0..64 {
+            own.push(create_key(&server.base, &cookie, 60_000_000).await.1);
+        }
+        let own = Arc::new(own);
+        let [in_process, through_redis] = arms;
+        let arms = [
+            metrics_cost::Arm { label: "GET /v1/models, a key per connection, in-process gate (no Redis)", ..in_process },
+            metrics_cost::Arm { label: "GET /v1/models, a key per connection, Redis gate (WJ_REDIS_URL)", ..through_redis },
+        ];
+        let spread =
+            metrics_cost::compare(&plan, &arms, 64, rounds, Arc::new(move |w, _| get("/v1/models", Some(&own[w % own.len()])))).await;
+        report.redis_gate(&comparisons, &spread);
     }
     if let Some(section) = &only {
         let path = format!("bench-{section}.md");

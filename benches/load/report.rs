@@ -224,27 +224,26 @@ impl Report {
         );
     }
 
-    pub fn redis_gate(&mut self, runs: &[crate::metrics_cost::Comparison]) {
+    /// `runs`: the hot key at each concurrency (c=64 holds the target); `spread`: a key per
+    /// connection at c=64 (no two checks of a batch share a bucket).
+    pub fn redis_gate(&mut self, runs: &[crate::metrics_cost::Comparison], spread: &crate::metrics_cost::Comparison) {
         let rounds = runs.first().map_or(0, |r| r.rounds);
-        self.body.push_str(&format!("### 1d. The Redis gate on the cached path\n\nThe same cached request on two servers of this build and database: without Redis (the rate limit and the revocation generation decided in the process) and with `WJ_REDIS_URL` (every request's rate-limit spend and revocation check is one step of an atomic script in Redis, the checks of concurrent requests batched into one script call). Interleaved for {rounds} rounds; each row is the median round, with the spread of the rounds; server CPU as in 1c (Redis' own CPU not included).\n\n"));
+        self.body.push_str(&format!("### 1d. The Redis gate on the cached path\n\nThe same cached request on two servers of this build and database: without Redis (the rate limit and the revocation generation decided in the process) and with `WJ_REDIS_URL` (every request's rate-limit spend and revocation check is one step of an atomic script in Redis; the checks of concurrent requests go to Redis together in one script call, and the checks of one key in it are stepped as one group). The hot key is every connection's; the last two rows give each of the 64 connections a key of its own, so that no two checks of a batch share a bucket. Interleaved for {rounds} rounds; each row is the median round, with the spread of the rounds; server CPU as in 1c (Redis' own CPU not included).\n\n"));
         self.body.push_str(COMPARISON_HEADER);
-        for comparison in runs {
+        for comparison in runs.iter().chain([spread]) {
             let base = &comparison.arms[0];
             for arm in &comparison.arms {
                 self.body.push_str(&comparison_row(arm, base));
             }
-            if comparison.concurrency == 64 {
-                let ratio = comparison.arms[1].row.throughput / base.row.throughput;
-                self.bars.push(("Redis gate, c=64".into(), ratio));
-                self.target(
-                    "cached /v1 through the Redis gate vs in-process, c=64",
-                    "≥ 0.75×".into(),
-                    format!("{ratio:.3}×"),
-                    ratio >= 0.75,
-                );
-            }
         }
         self.body.push('\n');
+        if let Some(hot) = runs.iter().find(|c| c.concurrency == 64) {
+            let ratio = hot.arms[1].row.throughput / hot.arms[0].row.throughput;
+            self.bars.push(("Redis gate, c=64".into(), ratio));
+            self.target("cached /v1 through the Redis gate vs in-process, c=64", "≥ 0.75×".into(), format!("{ratio:.3}×"), ratio >= 0.75);
+        }
+        let ratio = spread.arms[1].row.throughput / spread.arms[0].row.throughput;
+        self.bars.push(("Redis gate, a key per connection, c=64".into(), ratio));
     }
 
     pub fn junk(&mut self, valid: &Row, bad: &Row, unknown: &Row, repeated: &Row) {
