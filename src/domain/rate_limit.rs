@@ -14,7 +14,7 @@ use std::{
 use dashmap::DashMap;
 
 /// A budget: `per_minute` requests a minute, all of them usable in a burst.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Quota {
     pub per_minute: u32,
 }

@@ -22,7 +22,7 @@ use std::{
 use redis::{Client, Script, aio::ConnectionManager};
 use tokio::sync::RwLock;
 
-use crate::domain::rate_limit::{Bucket, Decision, Quota};
+use crate::domain::rate_limit::{Bucket, Decision, Quota, gcra};
 
 /// The answer to one request's gate check.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,13 +77,15 @@ end
 /// ARGV, eight for each group: rate interval µs, rate capacity µs, throttle interval µs,
 /// throttle capacity µs, spend ("1" spends from the rate bucket), the bucket's field,
 /// throttle ("1" checks the throttle bucket), the number of checks. Time comes from Redis
-/// itself, so instances with skewed clocks agree. Answers five numbers per group: {code, a,
-/// b, epoch, counter (-1 while a revocation is in progress)}: code -1, throttled, `a` µs to
+/// itself, so instances with skewed clocks agree. Answers four numbers per group: {code, a,
+/// epoch, counter (-1 while a revocation is in progress)}: code -1, throttled, `a` µs to
 /// wait; code 2, nothing spent; code 1, spent: `a` = the bucket's theoretical arrival time
-/// before the group less now (µs, ≥ 0) and `b` = how many of the group's checks were
-/// allowed. The checks of a group run one after another, each one step of the GCRA as if
-/// alone; a step refused leaves the bucket as it was, so every later step of the group is
-/// refused too, and the group's answers follow from `a` and `b` alone ([`group_answers`]).
+/// before the group less now (µs, ≥ 0). The checks of a group run one after another, each
+/// one step of the GCRA as if alone; a step refused leaves the bucket as it was, so every
+/// later step of the group is refused too: the script moves the bucket on by the steps
+/// allowed, `⌊(now + capacity − tat) / interval⌋` capped at the group's size, at once, and
+/// the server takes the same steps from `a` with [`gcra`] for each check's answer
+/// ([`group_answers`]).
 ///
 /// Each key is read once per batch and each spent bucket written once, at the end, with its
 /// last value: nothing else runs while the script does, so the values it holds are Redis' own.
@@ -120,9 +122,9 @@ local function group(rate_key, throttle_key, marker, a)
   local gen = generation(ARGV[a + 6], marker)
   if ARGV[a + 7] == '1' then
     local tallow = tat_of(throttle_key) + tonumber(ARGV[a + 3]) - tonumber(ARGV[a + 4])
-    if now < tallow then return -1, tallow - now, 0, gen end
+    if now < tallow then return -1, tallow - now, gen end
   end
-  if ARGV[a + 5] ~= '1' then return 2, 0, 0, gen end
+  if ARGV[a + 5] ~= '1' then return 2, 0, gen end
   local interval = tonumber(ARGV[a + 1])
   local tat = tat_of(rate_key)
   local allowed = math.floor((now + tonumber(ARGV[a + 2]) - tat) / interval)
@@ -133,14 +135,13 @@ local function group(rate_key, throttle_key, marker, a)
     tats[rate_key] = tat + allowed * interval
     spent[rate_key] = true
   end
-  return 1, tat - now, allowed, gen
+  return 1, tat - now, gen
 end
 local out = {}
 for i = 0, (#KEYS - 2) / 3 - 1 do
-  local code, a, b, gen = group(KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i], 8 * i)
+  local code, a, gen = group(KEYS[3 + 3 * i], KEYS[4 + 3 * i], KEYS[5 + 3 * i], 8 * i)
   out[#out + 1] = code
   out[#out + 1] = a
-  out[#out + 1] = b
   out[#out + 1] = epoch
   out[#out + 1] = gen
 end
@@ -159,11 +160,9 @@ const GATE_BATCH: usize = 128;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 struct Shape {
     /// The budget to spend from, if any.
-    rate: Option<Bucket>,
+    rate: Option<(Bucket, Quota)>,
     /// The failed-authentication throttle to look at, if any.
-    throttle: Option<Bucket>,
-    /// Rate interval and capacity, throttle interval and capacity, µs.
-    args: [u64; 4],
+    throttle: Option<(Bucket, Quota)>,
     /// The generation bucket.
     bucket: u8,
 }
@@ -172,7 +171,7 @@ struct Shape {
 /// request's path).
 struct GateCheck {
     shape: Shape,
-    reply: tokio::sync::oneshot::Sender<Result<[i64; 6], SharedError>>,
+    reply: tokio::sync::oneshot::Sender<Result<Gate, SharedError>>,
 }
 
 /// A batch's checks by shape: each shape once with its number of checks, and for each
@@ -200,26 +199,22 @@ impl Groups {
     }
 }
 
-/// The answers of a group of `count` checks from the script's five numbers for it, in the
-/// order the checks ran: six numbers each, {code (1 allowed, 0 refused, -1 throttled, 2
-/// nothing spent), remaining, reset µs, retry µs, epoch, counter} — what each check would
-/// have answered had it run alone, one after another.
-fn group_answers(group: [i64; 5], interval: i64, capacity: i64, count: usize) -> impl Iterator<Item = [i64; 6]> {
-    let [code, a, b, epoch, counter] = group;
-    let interval = interval.max(1);
-    (0..count as i64).map(move |step| match code {
-        -1 => [-1, 0, 0, a, epoch, counter],
-        1 if step < b => {
-            // Allowed: the bucket's arrival time moves on one interval per step.
-            let new_tat = a + (step + 1) * interval;
-            [1, (capacity - new_tat).div_euclid(interval), new_tat, 0, epoch, counter]
+/// The answers of a group of `count` checks of `shape` from the script's four numbers for
+/// it, in the order the checks ran: what each would have been answered had it run alone,
+/// one after another — the same GCRA steps ([`gcra`]) from the bucket's time before the
+/// group, relative to Redis' clock (the script's `now` is 0 here).
+fn group_answers(group: [i64; 4], shape: Shape, count: usize) -> impl Iterator<Item = Gate> {
+    let [code, a, epoch, counter] = group;
+    let generation = shared_generation(epoch, counter);
+    let mut tat = Some(a.max(0) as u64);
+    (0..count).map(move |_| match (code, shape.rate) {
+        (-1, _) => Gate { throttled: Some(Duration::from_micros(a.max(1) as u64)), decision: None, generation },
+        (1, Some((_, quota))) => {
+            let (decision, next) = gcra(tat, 0, quota, 1);
+            tat = next.or(tat);
+            Gate { throttled: None, decision: Some(decision), generation }
         }
-        1 => {
-            // Refused after the group's `b` allowed steps, which left the bucket at `tat`.
-            let tat = a + b * interval;
-            [0, 0, tat, tat + interval - capacity, epoch, counter]
-        }
-        _ => [2, 0, 0, 0, epoch, counter],
+        _ => Gate { throttled: None, decision: None, generation },
     })
 }
 
@@ -457,24 +452,10 @@ impl SharedState {
         generation_bucket: u8,
         throttle: Option<(Bucket, Quota)>,
     ) -> Result<Gate, SharedError> {
-        let quota = rate.map_or(Quota { per_minute: 1 }, |(_, quota)| quota);
-        let throttle_quota = throttle.map_or(Quota { per_minute: 1 }, |(_, quota)| quota);
         let (reply, answer) = tokio::sync::oneshot::channel();
-        let shape = Shape {
-            rate: rate.map(|(bucket, _)| bucket),
-            throttle: throttle.map(|(bucket, _)| bucket),
-            args: [quota.emission_interval_us(), quota.capacity_us(), throttle_quota.emission_interval_us(), throttle_quota.capacity_us()],
-            bucket: generation_bucket,
-        };
-        let check = GateCheck { shape, reply };
+        let check = GateCheck { shape: Shape { rate, throttle, bucket: generation_bucket }, reply };
         self.gates.send(check).map_err(|_| SharedError("the gate batches have stopped".into()))?;
-        let values = answer.await.map_err(|_| SharedError("the gate batches have stopped".into()))??;
-        let generation = shared_generation(values[4], values[5]);
-        Ok(match values[0] {
-            -1 => Gate { throttled: Some(Duration::from_micros(values[3].max(1) as u64)), decision: None, generation },
-            2 => Gate { throttled: None, decision: None, generation },
-            _ => Gate { throttled: None, decision: Some(decision(quota.per_minute, &values)), generation },
-        })
+        answer.await.map_err(|_| SharedError("the gate batches have stopped".into()))?
     }
 
     /// Runs the waiting gate checks in batches, one batch in flight at a time: the checks
@@ -504,11 +485,8 @@ impl SharedState {
                     let mut answers: Vec<_> = groups
                         .shapes
                         .iter()
-                        .zip(values.chunks_exact(5))
-                        .map(|((shape, count), group)| {
-                            let group = [group[0], group[1], group[2], group[3], group[4]];
-                            group_answers(group, shape.args[0] as i64, shape.args[1] as i64, *count)
-                        })
+                        .zip(values.chunks_exact(4))
+                        .map(|((shape, count), group)| group_answers([group[0], group[1], group[2], group[3]], *shape, *count))
                         .collect();
                     for (check, group) in batch.drain(..).zip(&groups.of_check) {
                         let answer = answers[*group].next().ok_or_else(|| SharedError("unexpected script answer".into()));
@@ -525,30 +503,33 @@ impl SharedState {
         }
     }
 
-    /// One gate script for the groups of a batch: five numbers per group, in order.
+    /// One gate script for the groups of a batch: four numbers per group, in order.
     async fn run_gates(&self, groups: &[(Shape, usize)]) -> Result<Vec<i64>, SharedError> {
         let mut c = self.connection().await?;
         let mut invocation = self.gate.prepare_invoke();
         invocation.key(self.generations_key()).key(&self.gate_keys[1]);
         for (shape, _) in groups {
             invocation
-                .key(shape.rate.map_or_else(|| self.gate_keys[2].clone(), |b| self.bucket_key(b)))
-                .key(shape.throttle.map_or_else(|| self.gate_keys[3].clone(), |b| self.bucket_key(b)))
+                .key(shape.rate.map_or_else(|| self.gate_keys[2].clone(), |(b, _)| self.bucket_key(b)))
+                .key(shape.throttle.map_or_else(|| self.gate_keys[3].clone(), |(b, _)| self.bucket_key(b)))
                 .key(self.marker_key(Scope::Bucket(shape.bucket)));
         }
         for (shape, count) in groups {
+            // A quota not given is never read by the script.
+            let quota = shape.rate.map_or(Quota { per_minute: 1 }, |(_, quota)| quota);
+            let throttle = shape.throttle.map_or(Quota { per_minute: 1 }, |(_, quota)| quota);
             invocation
-                .arg(shape.args[0])
-                .arg(shape.args[1])
-                .arg(shape.args[2])
-                .arg(shape.args[3])
+                .arg(quota.emission_interval_us())
+                .arg(quota.capacity_us())
+                .arg(throttle.emission_interval_us())
+                .arg(throttle.capacity_us())
                 .arg(if shape.rate.is_some() { "1" } else { "0" })
                 .arg(u64::from(shape.bucket))
                 .arg(if shape.throttle.is_some() { "1" } else { "0" })
                 .arg(*count);
         }
         let result: redis::RedisResult<Vec<i64>> = invocation.invoke_async(&mut c).await;
-        self.answer(result, 5 * groups.len())
+        self.answer(result, 4 * groups.len())
     }
 
     /// Checks a script's answer and records Redis' health from it.
@@ -690,46 +671,37 @@ fn shared_generation(epoch: i64, counter: i64) -> Option<SharedGeneration> {
 mod tests {
     use super::*;
 
-    /// One GCRA step alone, as the script ran each check before checks were grouped:
-    /// {code, remaining, reset, retry} relative to `now`, and the bucket's new time.
-    fn one_step(stored: i64, now: i64, interval: i64, capacity: i64) -> ([i64; 4], i64) {
+    /// What the script does for a group of `count` checks: the bucket's time before it less
+    /// now, and the new time it stores (Lua numbers are doubles).
+    fn script_group(stored: u64, now: u64, quota: Quota, count: u64) -> (u64, u64) {
+        let (interval, capacity) = (quota.emission_interval_us(), quota.capacity_us());
         let tat = stored.max(now);
-        let new_tat = tat + interval;
-        let allow_at = new_tat - capacity;
-        if now < allow_at {
-            return ([0, 0, tat - now, allow_at - now], stored);
-        }
-        ([1, (capacity - (new_tat - now)).div_euclid(interval), new_tat - now, 0], new_tat)
-    }
-
-    /// What the script computes for a group: the bucket's time before it less now, and the
-    /// number of steps allowed.
-    fn script_group(stored: i64, now: i64, interval: i64, capacity: i64, count: i64) -> (i64, i64) {
-        let tat = stored.max(now);
-        let allowed = ((now + capacity - tat) as f64 / interval as f64).floor().clamp(0.0, count as f64) as i64;
-        (tat - now, allowed)
+        let allowed = ((now + capacity) as f64 - tat as f64) / interval as f64;
+        let allowed = allowed.floor().clamp(0.0, count as f64) as u64;
+        (tat - now, tat + allowed * interval)
     }
 
     #[test]
     fn a_groups_answers_are_its_checks_run_one_after_another() {
-        let now = 1_764_500_000_000_000_i64;
+        let now = 1_764_500_000_000_000_u64;
         for per_minute in [1_u32, 2, 7, 60, 1_000, 60_000_000] {
             let quota = Quota { per_minute };
-            let (interval, capacity) = (quota.emission_interval_us() as i64, quota.capacity_us() as i64);
+            let (interval, capacity) = (quota.emission_interval_us(), quota.capacity_us());
+            let shape = Shape { rate: Some((Bucket::Key(1), quota)), throttle: None, bucket: 3 };
             for stored in [0, now - 1, now, now + 1, now + interval / 2, now + capacity - interval, now + capacity, now + 3 * capacity] {
                 for count in [1_usize, 2, 5, 64, 128] {
-                    let (a, b) = script_group(stored, now, interval, capacity, count as i64);
-                    let grouped: Vec<[i64; 6]> = group_answers([1, a, b, 9, 4], interval, capacity, count).collect();
-                    let mut bucket = stored;
-                    for (step, answer) in grouped.iter().enumerate() {
-                        let (alone, next) = one_step(bucket, now, interval, capacity);
-                        bucket = next;
-                        assert_eq!(answer[..4], alone, "{per_minute}/min, stored {stored}, step {step} of {count}");
-                        assert_eq!(answer[4..], [9, 4], "the epoch and counter of every check");
+                    let (a, stored_after) = script_group(stored, now, quota, count as u64);
+                    let grouped: Vec<Gate> = group_answers([1, a as i64, 9, 4], shape, count).collect();
+                    // Each check alone, one after another, on the real clock.
+                    let mut bucket = (stored > 0).then_some(stored);
+                    for (step, gate) in grouped.iter().enumerate() {
+                        let (alone, next) = gcra(bucket, now, quota, 1);
+                        bucket = next.or(bucket);
+                        assert_eq!(gate.decision, Some(alone), "{per_minute}/min, stored {stored}, step {step} of {count}");
+                        assert_eq!(gate.generation, Some(SharedGeneration { epoch: 9, counter: 4 }));
+                        assert_eq!(gate.throttled, None);
                     }
-                    let steps_allowed = grouped.iter().filter(|a| a[0] == 1).count() as i64;
-                    assert_eq!(steps_allowed, b, "the script's count is the number allowed");
-                    assert_eq!(stored.max(now) + b * interval, if b > 0 { bucket } else { stored.max(now) });
+                    assert_eq!(bucket.unwrap_or(0).max(now), stored_after.max(now), "the script stores where the steps end");
                 }
             }
         }
@@ -737,15 +709,20 @@ mod tests {
 
     #[test]
     fn throttled_and_unspent_groups_answer_every_check_alike() {
-        let throttled: Vec<_> = group_answers([-1, 700, 0, 3, -1], 10, 100, 3).collect();
-        assert_eq!(throttled, vec![[-1, 0, 0, 700, 3, -1]; 3]);
-        let unspent: Vec<_> = group_answers([2, 0, 0, 3, 8], 10, 100, 2).collect();
-        assert_eq!(unspent, vec![[2, 0, 0, 0, 3, 8]; 2]);
+        let quota = Quota { per_minute: 10 };
+        let throttle =
+            Shape { rate: None, throttle: Some((Bucket::AuthFailures(crate::domain::rate_limit::ClientNet::Unknown), quota)), bucket: 0 };
+        let throttled: Vec<_> = group_answers([-1, 700, 3, -1], throttle, 3).collect();
+        assert_eq!(throttled, vec![Gate { throttled: Some(Duration::from_micros(700)), decision: None, generation: None }; 3]);
+        let unspent: Vec<_> = group_answers([2, 0, 3, 8], throttle, 2).collect();
+        let generation = Some(SharedGeneration { epoch: 3, counter: 8 });
+        assert_eq!(unspent, vec![Gate { throttled: None, decision: None, generation }; 2]);
     }
 
     #[test]
     fn a_batch_is_grouped_by_shape_in_arrival_order() {
-        let shape = |key: i64, bucket: u8| Shape { rate: Some(Bucket::Key(key)), throttle: None, args: [1, 2, 3, 4], bucket };
+        let quota = Quota { per_minute: 5 };
+        let shape = |key: i64, bucket: u8| Shape { rate: Some((Bucket::Key(key), quota)), throttle: None, bucket };
         let batch: Vec<GateCheck> = [shape(1, 0), shape(2, 0), shape(1, 0), shape(1, 1), shape(2, 0)]
             .into_iter()
             .map(|shape| GateCheck { shape, reply: tokio::sync::oneshot::channel().0 })
