@@ -134,15 +134,14 @@ pub fn json_object(raw: &[u8]) -> Option<Value> {
 }
 
 /// What the gateway reads of an OpenAI chat completion that it passes on as it came: that it
-/// is a JSON object with `choices`, and its usage. Read without building the document (no
-/// allocation: an answer is mostly the model's text, which only needs to be skipped).
+/// is a JSON object with `choices`, and its usage. Read without building the document: an
+/// answer is mostly the model's text, which is only skipped; `usage` alone is read as a
+/// value, by [`usage_of`].
 pub fn peek_chat_completion(raw: &[u8]) -> Option<Usage> {
     serde_json::from_slice::<CompletionPeek>(raw).ok().map(|peek| peek.0)
 }
 
-/// See [`peek_chat_completion`]: an object with `choices`, and its `usage` read as
-/// [`openai_usage`] reads it (anything that is not an object, or a count that is not an
-/// unsigned integer, counts as none).
+/// See [`peek_chat_completion`].
 struct CompletionPeek(Usage);
 
 impl<'de> serde::Deserialize<'de> for CompletionPeek {
@@ -154,32 +153,33 @@ impl<'de> serde::Deserialize<'de> for CompletionPeek {
                 f.write_str("a chat completion object")
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<CompletionPeek, A::Error> {
-                let (mut choices, mut usage) = (false, Usage::default());
+                let (mut choices, mut usage) = (false, None);
                 while let Some(key) = map.next_key::<Key>()? {
                     match key {
                         Key::Choices => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                             choices = true;
                         }
-                        Key::Usage => usage = map.next_value::<Lenient<Usage>>()?.0,
-                        _ => {
+                        Key::Usage => usage = Some(map.next_value::<Value>()?),
+                        Key::Other => {
                             map.next_value::<serde::de::IgnoredAny>()?;
                         }
                     }
                 }
-                if choices { Ok(CompletionPeek(usage)) } else { Err(serde::de::Error::missing_field("choices")) }
+                if !choices {
+                    return Err(serde::de::Error::missing_field("choices"));
+                }
+                Ok(CompletionPeek(usage.as_ref().and_then(usage_of).unwrap_or_default()))
             }
         }
         deserializer.deserialize_map(Fields)
     }
 }
 
-/// A field name of a peeked object, without copying it.
+/// A field name of a peeked completion, without copying it.
 enum Key {
     Choices,
     Usage,
-    PromptTokens,
-    CompletionTokens,
     Other,
 }
 
@@ -195,8 +195,6 @@ impl<'de> serde::Deserialize<'de> for Key {
                 Ok(match name {
                     "choices" => Key::Choices,
                     "usage" => Key::Usage,
-                    "prompt_tokens" => Key::PromptTokens,
-                    "completion_tokens" => Key::CompletionTokens,
                     _ => Key::Other,
                 })
             }
@@ -205,101 +203,17 @@ impl<'de> serde::Deserialize<'de> for Key {
     }
 }
 
-/// A value read leniently: whatever is not what was expected reads as the default (and is
-/// skipped whole).
-struct Lenient<T>(T);
-
-impl<'de> serde::Deserialize<'de> for Lenient<Usage> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Counts;
-        impl<'de> serde::de::Visitor<'de> for Counts {
-            type Value = Lenient<Usage>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a usage object")
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Lenient<Usage>, A::Error> {
-                let mut usage = Usage::default();
-                while let Some(key) = map.next_key::<Key>()? {
-                    match key {
-                        Key::PromptTokens => usage.prompt_tokens = map.next_value::<Lenient<u64>>()?.0,
-                        Key::CompletionTokens => usage.completion_tokens = map.next_value::<Lenient<u64>>()?.0,
-                        _ => {
-                            map.next_value::<serde::de::IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(Lenient(usage))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<Usage>, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Lenient(Usage::default()))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Lenient<Usage>, E> {
-                Ok(Lenient(Usage::default()))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Lenient<Usage>, E> {
-                Ok(Lenient(Usage::default()))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Lenient<Usage>, E> {
-                Ok(Lenient(Usage::default()))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Lenient<Usage>, E> {
-                Ok(Lenient(Usage::default()))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Lenient<Usage>, E> {
-                Ok(Lenient(Usage::default()))
-            }
-            fn visit_unit<E>(self) -> Result<Lenient<Usage>, E> {
-                Ok(Lenient(Usage::default()))
-            }
-        }
-        deserializer.deserialize_any(Counts)
-    }
-}
-
-impl<'de> serde::Deserialize<'de> for Lenient<u64> {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Count;
-        impl<'de> serde::de::Visitor<'de> for Count {
-            type Value = Lenient<u64>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a token count")
-            }
-            fn visit_u64<E>(self, n: u64) -> Result<Lenient<u64>, E> {
-                Ok(Lenient(n))
-            }
-            fn visit_i64<E>(self, n: i64) -> Result<Lenient<u64>, E> {
-                // serde_json hands non-negative integers to `visit_u64`.
-                Ok(Lenient(u64::try_from(n).unwrap_or(0)))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Lenient<u64>, E> {
-                Ok(Lenient(0))
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Lenient<u64>, E> {
-                Ok(Lenient(0))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Lenient<u64>, E> {
-                Ok(Lenient(0))
-            }
-            fn visit_unit<E>(self) -> Result<Lenient<u64>, E> {
-                Ok(Lenient(0))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Lenient<u64>, A::Error> {
-                while map.next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Lenient(0))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Lenient<u64>, A::Error> {
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Lenient(0))
-            }
-        }
-        deserializer.deserialize_any(Count)
-    }
-}
-
 /// `usage` of an OpenAI-shaped object.
 pub fn openai_usage(value: &Value) -> Option<Usage> {
-    let usage = value.get("usage").filter(|u| u.is_object())?;
+    usage_of(value.get("usage")?)
+}
+
+/// An OpenAI `usage` value's token counts (`None` when it is not an object; a count that is
+/// not an unsigned integer counts as 0).
+fn usage_of(usage: &Value) -> Option<Usage> {
+    if !usage.is_object() {
+        return None;
+    }
     Some(Usage {
         prompt_tokens: usage.get("prompt_tokens").and_then(Value::as_u64).unwrap_or(0),
         completion_tokens: usage.get("completion_tokens").and_then(Value::as_u64).unwrap_or(0),
