@@ -7,6 +7,7 @@
 
 pub mod anthropic;
 pub mod api;
+pub mod client;
 pub mod config;
 pub mod gateway;
 pub mod openai;
@@ -24,7 +25,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use reqwest::header::HeaderMap;
+use http::header::HeaderMap;
 use url::Url;
 
 use self::api::ProviderApi;
@@ -36,9 +37,11 @@ pub struct Provider {
     pub base_url: Url,
     /// Where its API's requests go: `base_url` joined with the API's path.
     pub endpoint: Url,
+    /// `endpoint`, parsed once for the client.
+    endpoint_uri: http::Uri,
     /// The provider's credentials as request headers (marked sensitive: never logged).
     auth_headers: HeaderMap,
-    client: reqwest::Client,
+    client: client::UpstreamClient,
     /// Until when (ms since [`clock`]'s start) the provider is cooling down after a failure;
     /// 0 when healthy.
     cooling_until_ms: AtomicU64,
@@ -141,6 +144,7 @@ impl Registry {
         let mut routes: BTreeMap<String, Vec<Route>> = BTreeMap::new();
         let mut configured_order = Vec::new();
         let timeouts = file.upstream.clone();
+        let proxies = hyper_util::client::proxy::matcher::Matcher::from_env();
         for p in &file.providers {
             let api_key = match &p.api_key_env {
                 None => None,
@@ -157,20 +161,17 @@ impl Registry {
                     p.api_key_env.as_deref().unwrap_or("?")
                 )
             })?;
-            let client = reqwest::Client::builder()
-                .connect_timeout(Duration::from_millis(timeouts.connect_ms))
-                .pool_idle_timeout(Duration::from_secs(90))
-                .pool_max_idle_per_host(512)
-                .tcp_nodelay(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .user_agent(concat!("workjet/", env!("CARGO_PKG_VERSION")))
-                .build()
-                .map_err(|e| format!("provider {:?}: cannot build its HTTP client: {e}", p.name))?;
+            let endpoint = join(&p.base_url, api_of(p.kind).path());
+            let endpoint_uri = client::uri_of(&endpoint)
+                .ok_or_else(|| format!("provider {:?}: base_url {:?} is not a URL requests can be sent to", p.name, p.base_url.as_str()))?;
+            let client = client::UpstreamClient::new(&p.name, &endpoint_uri, Duration::from_millis(timeouts.connect_ms), &proxies)
+                .map_err(|e| format!("provider {:?}: {e}", p.name))?;
             let provider = Arc::new(Provider {
                 name: p.name.clone(),
                 kind: p.kind,
                 base_url: p.base_url.clone(),
-                endpoint: join(&p.base_url, api_of(p.kind).path()),
+                endpoint,
+                endpoint_uri,
                 auth_headers,
                 client,
                 cooling_until_ms: AtomicU64::new(0),

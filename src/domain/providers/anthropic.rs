@@ -4,11 +4,10 @@
 //! `finish_reason`, `usage`) — and the same API passed through as is for `/v1/messages`.
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use serde_json::{Map, Value, json};
 
 use super::{
-    Provider,
     api::{
         Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event, json_object,
         sensitive,
@@ -376,7 +375,7 @@ impl ProviderApi for Anthropic {
         Ok(headers)
     }
 
-    fn request(&self, provider: &Provider, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable> {
+    fn request(&self, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable> {
         let mut headers = HeaderMap::new();
         let body = match call.api {
             ClientApi::ChatCompletions => {
@@ -399,7 +398,7 @@ impl ProviderApi for Anthropic {
                 }
             }
         };
-        Ok(UpstreamRequest { url: provider.endpoint.clone(), headers, body })
+        Ok(UpstreamRequest { headers, body })
     }
 
     fn path(&self) -> &'static str {

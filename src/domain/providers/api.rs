@@ -5,10 +5,10 @@
 //! the [`gateway`](super::gateway) sends, fails over and relays without knowing either.
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::HeaderMap;
+use http::header::HeaderMap;
 use serde_json::{Map, Value};
 
-use super::{Provider, sse};
+use super::sse;
 
 /// Token counts of one request.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -47,7 +47,6 @@ pub struct Call<'a> {
 /// The upstream request for one provider.
 #[derive(Debug)]
 pub struct UpstreamRequest {
-    pub url: url::Url,
     /// Headers besides the provider's credentials (which the gateway adds).
     pub headers: HeaderMap,
     pub body: Bytes,
@@ -91,7 +90,7 @@ pub trait ProviderApi: Send + Sync {
     /// The credentials as headers (marked sensitive).
     fn auth_headers(&self, api_key: Option<&str>) -> Result<HeaderMap, NotAHeaderValue>;
     /// The upstream request for `call`, the model being `upstream_model` there.
-    fn request(&self, provider: &Provider, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable>;
+    fn request(&self, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable>;
     /// Where this API's requests go, below the provider's base URL (its path kept).
     fn path(&self) -> &'static str;
     /// The client's answer for a complete upstream answer, its body as received (`None`:
@@ -122,8 +121,8 @@ pub fn chat_error_event(message: &str, code: &str) -> Bytes {
 pub struct NotAHeaderValue;
 
 /// A header value marked sensitive (never printed by `Debug` or logs).
-pub(super) fn sensitive(value: &str) -> Result<reqwest::header::HeaderValue, NotAHeaderValue> {
-    let mut value = reqwest::header::HeaderValue::from_str(value).map_err(|_| NotAHeaderValue)?;
+pub(super) fn sensitive(value: &str) -> Result<http::header::HeaderValue, NotAHeaderValue> {
+    let mut value = http::header::HeaderValue::from_str(value).map_err(|_| NotAHeaderValue)?;
     value.set_sensitive(true);
     Ok(value)
 }

@@ -146,9 +146,7 @@ pub fn from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(FileCon
     let base = |name: &'static str, default: &str| -> Result<Url, (&'static str, String)> {
         let text = set(name).unwrap_or_else(|| default.to_owned());
         let url = Url::parse(text.trim()).map_err(|e| (name, e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err((name, "must be an http(s) URL".to_owned()));
-        }
+        check_base_url(&url).map_err(|problem| (name, problem.to_owned()))?;
         Ok(url)
     };
     let mut file = FileConfig::default();
@@ -178,6 +176,20 @@ pub fn from_environment(var: impl Fn(&str) -> Option<String>) -> Result<(FileCon
     Ok((file, used))
 }
 
+/// What a provider's base URL must be: http(s), without credentials (a key belongs in
+/// `api_key_env`, never in a URL that start-up logs and errors print) or a fragment.
+fn check_base_url(url: &Url) -> Result<(), &'static str> {
+    if !matches!(url.scheme(), "http" | "https") {
+        Err("must be an http(s) URL")
+    } else if !url.username().is_empty() || url.password().is_some() {
+        Err("must not carry credentials (user:password@): name the key's variable in api_key_env")
+    } else if url.fragment().is_some() {
+        Err("must not have a #fragment")
+    } else {
+        Ok(())
+    }
+}
+
 /// Parses and checks the file's text. Errors name the line (TOML errors carry it).
 pub fn parse(text: &str) -> Result<FileConfig, String> {
     let file: FileConfig = toml::from_str(text).map_err(|e| e.to_string())?;
@@ -189,8 +201,8 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
         if !names.insert(p.name.clone()) {
             return Err(format!("two providers are named {:?}", p.name));
         }
-        if !matches!(p.base_url.scheme(), "http" | "https") {
-            return Err(format!("provider {:?}: base_url must be http(s)", p.name));
+        if let Err(problem) = check_base_url(&p.base_url) {
+            return Err(format!("provider {:?}: base_url {problem}", p.name));
         }
         if p.models.pairs().is_empty() {
             return Err(format!("provider {:?}: models is empty", p.name));
@@ -212,6 +224,25 @@ pub fn parse(text: &str) -> Result<FileConfig, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_base_url_with_credentials_or_a_fragment_is_refused_without_echoing_them() {
+        let file = |url: &str| format!("[[providers]]\nname = \"a\"\nkind = \"openai\"\nbase_url = \"{url}\"\nmodels = [\"m\"]\n");
+        for url in ["https://user:s3cret@api.example/v1", "https://:s3cret@api.example/v1", "https://user@api.example/v1"] {
+            let error = parse(&file(url)).expect_err(url);
+            assert!(error.contains("must not carry credentials") && !error.contains("s3cret"), "{error}");
+        }
+        assert!(parse(&file("https://api.example/v1#x")).expect_err("fragment").contains("fragment"));
+        let env = |name: &str| match name {
+            "OPENAI_API_KEY" => Some("k".to_owned()),
+            "OPENAI_BASE_URL" => Some("https://user:s3cret@api.example/v1".to_owned()),
+            _ => None,
+        };
+        let (variable, problem) = from_environment(env).expect_err("refused");
+        assert_eq!(variable, "OPENAI_BASE_URL");
+        assert!(problem.contains("must not carry credentials") && !problem.contains("s3cret"), "{problem}");
+        assert!(parse(&file("https://api.example/v1?api-version=1")).is_ok(), "a query is kept");
+    }
 
     #[test]
     fn both_model_forms_parse() {

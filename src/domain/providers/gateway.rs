@@ -6,17 +6,19 @@
 //! timeout, ending with an error event (never a hang) if the upstream fails mid-way. Usage is
 //! recorded once per request, however it ends, naming the provider that answered.
 
-use std::{convert::Infallible, pin::Pin, time::Duration};
+use std::{convert::Infallible, time::Duration};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
-use reqwest::header::{self, HeaderValue};
+use http::header::{self, HeaderValue};
+use http_body_util::{BodyDataStream, BodyExt as _};
 use serde_json::Value;
 use tracing::Instrument as _;
 
 use super::{
     Registry, Route,
     api::{Call, ClientApi, EventRelay, Flow, TranslateError, Unservable, Usage},
+    client::{SendError, UpstreamBody, UpstreamResponse},
     sse::{self, SseItem, SseParser},
 };
 use crate::domain::usage::Meter;
@@ -25,6 +27,9 @@ use crate::domain::usage::Meter;
 const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 /// The largest upstream error body read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("workjet/", env!("CARGO_PKG_VERSION")));
+const JSON: HeaderValue = HeaderValue::from_static("application/json");
+const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
 
 /// Why the gateway did not answer.
 #[derive(Debug)]
@@ -106,7 +111,7 @@ impl Registry {
         };
         let mut last_failure = None;
         for route in candidates {
-            let request = match route.provider.api().request(&route.provider, &route.upstream_model, call) {
+            let request = match route.provider.api().request(&route.upstream_model, call) {
                 Ok(request) => request,
                 Err(Unservable::WrongApi) => continue,
                 Err(Unservable::Invalid(error)) => return Err(GatewayError::Invalid(error)),
@@ -145,38 +150,35 @@ impl Registry {
         }
     }
 
-    async fn send(&self, route: &Route, request: super::api::UpstreamRequest, stream: bool) -> Result<reqwest::Response, UpstreamError> {
+    async fn send(&self, route: &Route, request: super::api::UpstreamRequest, stream: bool) -> Result<UpstreamResponse, UpstreamError> {
         let provider = &route.provider;
         let first_byte = Duration::from_millis(self.timeouts.first_byte_ms);
         let mut headers = request.headers;
         for (name, value) in &provider.auth_headers {
             headers.insert(name, value.clone());
         }
+        headers.insert(header::CONTENT_TYPE, JSON);
+        headers.insert(header::ACCEPT, if stream { EVENT_STREAM } else { JSON });
+        headers.insert(header::USER_AGENT, USER_AGENT);
         // The upstream call's span is the provider's parent.
         crate::observe::trace::inject(&mut headers);
-        let sent = provider
-            .client
-            .post(request.url)
-            .headers(headers)
-            .header(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))
-            .header(header::ACCEPT, HeaderValue::from_static(if stream { "text/event-stream" } else { "application/json" }))
-            .body(request.body)
-            .send();
+        let mut upstream = http::Request::new(request.body);
+        *upstream.method_mut() = http::Method::POST;
+        *upstream.uri_mut() = provider.endpoint_uri.clone();
+        *upstream.headers_mut() = headers;
         let started = std::time::Instant::now();
-        let response = match tokio::time::timeout(first_byte, sent).await {
+        let response = match tokio::time::timeout(first_byte, provider.client.send(upstream)).await {
             Err(_) => {
                 tracing::warn!(provider = %provider.name, "upstream did not answer in time");
                 return Err(UpstreamError::TimedOut(Some(first_byte)));
             }
             Ok(Err(error)) => {
-                let failure = if error.is_timeout() {
-                    UpstreamError::TimedOut(None)
-                } else if error.is_connect() {
-                    UpstreamError::Unreachable
-                } else {
-                    UpstreamError::Broken
+                let failure = match error.kind() {
+                    SendError::ConnectTimedOut => UpstreamError::TimedOut(None),
+                    SendError::Unreachable => UpstreamError::Unreachable,
+                    SendError::Broken => UpstreamError::Broken,
                 };
-                tracing::warn!(provider = %provider.name, error = %error.without_url(), "upstream request failed");
+                tracing::warn!(provider = %provider.name, error = %error, "upstream request failed");
                 return Err(failure);
             }
             Ok(Ok(response)) => response,
@@ -190,14 +192,14 @@ impl Registry {
         &self,
         route: &Route,
         call: &Call<'_>,
-        response: reqwest::Response,
+        response: UpstreamResponse,
         meter: Meter,
     ) -> Result<Answer, GatewayError> {
         let idle = Duration::from_millis(self.timeouts.idle_ms);
-        let bytes = match tokio::time::timeout(idle, response.bytes()).await {
+        let bytes = match tokio::time::timeout(idle, response.into_body().collect()).await {
             Err(_) => return Err(failed(meter, UpstreamError::Stalled)),
             Ok(Err(_)) => return Err(failed(meter, UpstreamError::BodyBroken)),
-            Ok(Ok(bytes)) => bytes,
+            Ok(Ok(body)) => body.to_bytes(),
         };
         let what = match call.api {
             ClientApi::ChatCompletions => "a chat completion",
@@ -212,14 +214,14 @@ impl Registry {
         }
     }
 
-    fn relay_stream(&self, route: &Route, call: &Call<'_>, response: reqwest::Response, meter: Meter) -> Result<Answer, GatewayError> {
+    fn relay_stream(&self, route: &Route, call: &Call<'_>, response: UpstreamResponse, meter: Meter) -> Result<Answer, GatewayError> {
         let is_sse =
             response.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.starts_with("text/event-stream"));
         if !is_sse {
             return Err(failed(meter, UpstreamError::NotAnAnswer("an event stream")));
         }
         Ok(Answer::Stream(Box::new(Relay {
-            upstream: Box::pin(response.bytes_stream()),
+            upstream: BodyDataStream::new(response.into_body()),
             parser: SseParser::new(MAX_EVENT_BYTES),
             idle: Duration::from_millis(self.timeouts.idle_ms),
             events: route.provider.api().stream(call),
@@ -237,7 +239,7 @@ fn failed(meter: Meter, error: UpstreamError) -> GatewayError {
 
 /// Classifies a non-2xx upstream answer; the error body is read (bounded) only for 4xx,
 /// whose message may be relayed — never one that could carry the provider's key.
-async fn upstream_failure(route: &Route, response: reqwest::Response) -> UpstreamError {
+async fn upstream_failure(route: &Route, response: UpstreamResponse) -> UpstreamError {
     let status = response.status().as_u16();
     tracing::warn!(provider = %route.provider.name, status, "upstream answered an error");
     match status {
@@ -248,7 +250,7 @@ async fn upstream_failure(route: &Route, response: reqwest::Response) -> Upstrea
     let retry_after = response.headers().get(header::RETRY_AFTER).cloned();
     let retry_after_ms = response.headers().get("retry-after-ms").cloned();
     let mut body = Vec::new();
-    let mut stream = response.bytes_stream();
+    let mut stream = BodyDataStream::new(response.into_body());
     let read = tokio::time::timeout(Duration::from_secs(5), async {
         while let Some(Ok(chunk)) = stream.next().await {
             body.extend_from_slice(&chunk);
@@ -285,7 +287,7 @@ fn might_leak(route: &Route, message: &str) -> bool {
 /// Relays an upstream SSE stream event by event, with an idle timeout; records usage when it
 /// ends, however it ends (499 if the client left first).
 pub struct Relay {
-    upstream: Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send>>,
+    upstream: BodyDataStream<UpstreamBody>,
     parser: SseParser,
     idle: Duration,
     events: Box<dyn EventRelay>,

@@ -3,11 +3,10 @@
 //! unchanged — with only the model name and, for accounting, `stream_options` rewritten.
 
 use bytes::{Bytes, BytesMut};
-use reqwest::header::{AUTHORIZATION, HeaderMap};
+use http::header::{AUTHORIZATION, HeaderMap};
 use serde_json::{Value, json};
 
 use super::{
-    Provider,
     api::{
         Call, ClientApi, EventRelay, Flow, NotAHeaderValue, ProviderApi, Unservable, UpstreamRequest, Usage, chat_error_event,
         openai_usage, peek_chat_completion, sensitive,
@@ -27,7 +26,7 @@ impl ProviderApi for OpenAi {
         Ok(headers)
     }
 
-    fn request(&self, provider: &Provider, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable> {
+    fn request(&self, upstream_model: &str, call: &Call<'_>) -> Result<UpstreamRequest, Unservable> {
         if call.api != ClientApi::ChatCompletions {
             return Err(Unservable::WrongApi);
         }
@@ -43,7 +42,7 @@ impl ProviderApi for OpenAi {
             }
             Bytes::from(serde_json::to_vec(&request).expect("a JSON map serialises"))
         };
-        Ok(UpstreamRequest { url: provider.endpoint.clone(), headers: HeaderMap::new(), body })
+        Ok(UpstreamRequest { headers: HeaderMap::new(), body })
     }
 
     fn path(&self) -> &'static str {

@@ -1,0 +1,296 @@
+//! The pooled HTTP client a provider is called with: hyper-util's connection pool directly,
+//! the provider's endpoint parsed once into a [`Uri`]. (A general-purpose client re-parses
+//! the URL, runs redirect and retry layers and matches proxy rules on every request; none of
+//! that is wanted here: a provider's answer is relayed as it is, redirects included.)
+//!
+//! TLS is rustls with the webpki roots (HTTP/2 by ALPN where the provider offers it); the
+//! connect timeout covers TCP and TLS together.
+//!
+//! An egress proxy named by the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
+//! `NO_PROXY`, as curl reads them) is decided once per provider, when the registry is built:
+//! a provider the proxy intercepts is called through reqwest with that proxy (CONNECT for
+//! `https`), every other one directly.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response, Uri};
+use http_body_util::{Either, Full};
+use hyper::body::Incoming;
+use hyper_util::{
+    client::{
+        legacy::{Client, connect::HttpConnector},
+        proxy::matcher::Matcher,
+    },
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+};
+
+/// TCP, then TLS for `https`, within the connect timeout (boxed: the pool wants a connector
+/// whose future is `Unpin`).
+type Connector = tower::util::BoxCloneSyncService<Uri, hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, tower::BoxError>;
+
+/// A provider's answer's body, from either client.
+pub type UpstreamBody = Either<Incoming, reqwest::Body>;
+/// A provider's answer, its body still to be read.
+pub type UpstreamResponse = Response<UpstreamBody>;
+
+/// One provider's pooled client (one per provider: its size does not matter, an indirection
+/// per request would).
+#[derive(Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum UpstreamClient {
+    Direct(Client<Connector, Full<Bytes>>),
+    /// Through the egress proxy the environment names for the provider.
+    Proxied(reqwest::Client),
+}
+
+/// Why a request got no answer.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The connection (TCP and TLS) was not made within the connect timeout.
+    ConnectTimedOut,
+    /// The connection could not be made.
+    Unreachable,
+    /// The connection failed before an answer's headers.
+    Broken,
+}
+
+/// A failed request, as its client reported it.
+#[derive(Debug)]
+pub enum Failure {
+    Direct(hyper_util::client::legacy::Error),
+    Proxied(reqwest::Error),
+}
+
+impl UpstreamClient {
+    /// The client for `provider`'s `endpoint`: through the proxy `proxies` names for it, if any.
+    pub fn new(provider: &str, endpoint: &Uri, connect_timeout: Duration, proxies: &Matcher) -> Result<Self, String> {
+        let Some(proxy) = proxies.intercept(endpoint) else { return Ok(Self::direct(connect_timeout)) };
+        let mut via = reqwest::Proxy::all(proxy.uri().to_string()).map_err(|_| "the proxy's URL is not one reqwest accepts".to_owned())?;
+        if let Some(auth) = proxy.basic_auth() {
+            via = via.custom_http_auth(auth.clone());
+        }
+        // The proxy's host and port only: its URL may carry credentials.
+        tracing::info!(
+            provider,
+            proxy.host = proxy.uri().host().unwrap_or_default(),
+            proxy.port = proxy.uri().port_u16(),
+            "calling the provider through the environment's proxy"
+        );
+        reqwest::Client::builder()
+            .proxy(via)
+            .connect_timeout(connect_timeout)
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(512)
+            .tcp_nodelay(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map(Self::Proxied)
+            .map_err(|e| format!("cannot build its HTTP client: {e}"))
+    }
+
+    fn direct(connect_timeout: Duration) -> Self {
+        let mut http = HttpConnector::new();
+        // https:// too: the TLS layer above takes it from here.
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(tokio_rustls::rustls::crypto::ring::default_provider())
+            .expect("ring supports the default TLS versions")
+            .https_or_http()
+            .enable_all_versions()
+            .wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .pool_max_idle_per_host(512)
+            .pool_timer(TokioTimer::new())
+            .build(Connector::new(tower::timeout::Timeout::new(tls, connect_timeout)));
+        Self::Direct(client)
+    }
+
+    /// Sends `request`; answers when the answer's headers have arrived.
+    pub async fn send(&self, request: Request<Bytes>) -> Result<UpstreamResponse, Failure> {
+        match self {
+            Self::Direct(client) => {
+                client.request(request.map(Full::new)).await.map(|response| response.map(Either::Left)).map_err(Failure::Direct)
+            }
+            Self::Proxied(client) => {
+                let request = reqwest::Request::try_from(request).map_err(Failure::Proxied)?;
+                let response = client.execute(request).await.map_err(Failure::Proxied)?;
+                Ok(Response::from(response).map(Either::Right))
+            }
+        }
+    }
+}
+
+impl Failure {
+    /// What the failure means.
+    pub fn kind(&self) -> SendError {
+        match self {
+            Self::Direct(error) => classify(error),
+            Self::Proxied(error) if error.is_timeout() => SendError::ConnectTimedOut,
+            Self::Proxied(error) if error.is_connect() => SendError::Unreachable,
+            Self::Proxied(_) => SendError::Broken,
+        }
+    }
+}
+
+/// The error with its causes, for the log (no URL: hyper's errors carry none; reqwest's own
+/// message, which names it, is left out for its causes).
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::error::Error as _;
+        let mut source: Option<&(dyn std::error::Error + 'static)> = match self {
+            Self::Direct(error) => {
+                write!(f, "{error}")?;
+                error.source()
+            }
+            Self::Proxied(error) => {
+                f.write_str("the request through the proxy failed")?;
+                error.source()
+            }
+        };
+        while let Some(cause) = source {
+            write!(f, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// What a failed direct request's error means.
+fn classify(error: &hyper_util::client::legacy::Error) -> SendError {
+    if !error.is_connect() {
+        return SendError::Broken;
+    }
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.is::<tower::timeout::error::Elapsed>()
+            || cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
+        {
+            return SendError::ConnectTimedOut;
+        }
+        source = cause.source();
+    }
+    SendError::Unreachable
+}
+
+/// The URI of a provider's endpoint (`None` if its URL is not one hyper can send to).
+pub fn uri_of(url: &url::Url) -> Option<Uri> {
+    url.as_str().parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use http_body_util::BodyExt as _;
+    use tokio::{
+        io::{AsyncReadExt, AsyncWriteExt},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    fn post(uri: &str) -> Request<Bytes> {
+        Request::post(uri).body(Bytes::from_static(b"{}")).expect("request")
+    }
+
+    async fn failure(client: &UpstreamClient, uri: &str) -> (SendError, String) {
+        let error = client.send(post(uri)).await.expect_err("fails");
+        (error.kind(), error.to_string())
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable_at_once() {
+        let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
+        let started = Instant::now();
+        let (kind, _) = failure(&UpstreamClient::direct(Duration::from_secs(5)), &format!("http://{closed}/v1/chat/completions")).await;
+        assert_eq!(kind, SendError::Unreachable);
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+
+    /// The connect timeout covers the TLS handshake: a server that accepts and never
+    /// answers the handshake times out as a connection, not as a missing answer.
+    #[tokio::test]
+    async fn a_tls_handshake_that_never_ends_is_a_connect_timeout() {
+        let silent = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = silent.local_addr().expect("addr");
+        let held = tokio::spawn(async move {
+            let (socket, _) = silent.accept().await.expect("accept");
+            tokio::time::sleep(Duration::from_secs(30)).await;
+            drop(socket);
+        });
+        let started = Instant::now();
+        let client = UpstreamClient::direct(Duration::from_millis(300));
+        let (kind, message) = failure(&client, &format!("https://{addr}/v1/chat/completions")).await;
+        assert_eq!(kind, SendError::ConnectTimedOut, "{message}");
+        assert!(started.elapsed() < Duration::from_secs(3));
+        held.abort();
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_the_answer_is_broken() {
+        let rude = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = rude.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let (mut socket, _) = rude.accept().await.expect("accept");
+            let mut buffer = [0u8; 1024];
+            let _ = socket.read(&mut buffer).await;
+        });
+        let (kind, message) = failure(&UpstreamClient::direct(Duration::from_secs(5)), &format!("http://{addr}/v1/chat/completions")).await;
+        assert_eq!(kind, SendError::Broken, "{message}");
+    }
+
+    /// A provider the environment's proxy intercepts is called through it (with the proxy's
+    /// credentials); one `NO_PROXY` names is called directly.
+    #[tokio::test]
+    async fn a_provider_behind_the_environments_proxy_is_called_through_it() {
+        let proxy = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let proxy_addr = proxy.local_addr().expect("addr");
+        let seen = tokio::spawn(async move {
+            let (mut socket, _) = proxy.accept().await.expect("accept");
+            let mut head = Vec::new();
+            let mut buffer = [0u8; 4096];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = socket.read(&mut buffer).await.expect("read");
+                assert!(n > 0, "the request's head arrives");
+                head.extend_from_slice(&buffer[..n]);
+            }
+            socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n\r\n{\"via\":\"p\"}")
+                .await
+                .expect("write");
+            String::from_utf8_lossy(&head).into_owned()
+        });
+        let endpoint: Uri = "http://provider.invalid/v1/chat/completions".parse().expect("uri");
+        let proxies = Matcher::builder().http(format!("http://user:pw@{proxy_addr}")).build();
+        let client = UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &proxies).expect("builds");
+        assert!(matches!(client, UpstreamClient::Proxied(_)));
+        let response = client.send(post("http://provider.invalid/v1/chat/completions")).await.expect("answered by the proxy");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.into_body().collect().await.expect("body").to_bytes(), Bytes::from_static(b"{\"via\":\"p\"}"));
+        let head = seen.await.expect("the proxy saw the request");
+        assert!(head.starts_with("POST http://provider.invalid/v1/chat/completions HTTP/1.1\r\n"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("proxy-authorization: basic dxnlcjpwdw=="), "{head}");
+
+        let bypassed = Matcher::builder().http(format!("http://{proxy_addr}")).no("provider.invalid").build();
+        assert!(matches!(
+            UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &bypassed).expect("builds"),
+            UpstreamClient::Direct(_)
+        ));
+        let none = Matcher::builder().build();
+        assert!(matches!(UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &none).expect("builds"), UpstreamClient::Direct(_)));
+    }
+
+    #[test]
+    fn an_endpoint_url_becomes_the_same_uri() {
+        for text in [
+            "http://127.0.0.1:8080/v1/chat/completions",
+            "https://example.openai.azure.com/openai/v1/chat/completions?api-version=2025-01-01",
+        ] {
+            let url = url::Url::parse(text).expect("url");
+            assert_eq!(uri_of(&url).expect("uri").to_string(), text);
+        }
+    }
+}
