@@ -66,6 +66,9 @@ impl UpstreamClient {
     /// The client for `provider`'s `endpoint`: through the proxy `proxies` names for it, if any.
     pub fn new(provider: &str, endpoint: &Uri, connect_timeout: Duration, proxies: &Matcher) -> Result<Self, String> {
         let Some(proxy) = proxies.intercept(endpoint) else { return Ok(Self::direct(connect_timeout)) };
+        if !matches!(proxy.uri().scheme_str(), Some("http" | "https")) {
+            return Err("the environment names a SOCKS proxy for it (ALL_PROXY?), which Workjet cannot use: name an HTTP(S) proxy, or list the provider's host in NO_PROXY".to_owned());
+        }
         let mut via = reqwest::Proxy::all(proxy.uri().to_string()).map_err(|_| "the proxy's URL is not one reqwest accepts".to_owned())?;
         if let Some(auth) = proxy.basic_auth() {
             via = via.custom_http_auth(auth.clone());
@@ -279,6 +282,10 @@ mod tests {
             UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &bypassed).expect("builds"),
             UpstreamClient::Direct(_)
         ));
+        let socks = Matcher::builder().all(format!("socks5://user:pw@{proxy_addr}")).build();
+        let refused =
+            UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &socks).err().expect("a SOCKS proxy is refused at start-up");
+        assert!(refused.contains("SOCKS") && !refused.contains("pw"), "{refused}");
         let none = Matcher::builder().build();
         assert!(matches!(UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &none).expect("builds"), UpstreamClient::Direct(_)));
     }
