@@ -35,10 +35,8 @@ pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
     pub base_url: Url,
-    /// Where its API's requests go: `base_url` joined with the API's path.
-    pub endpoint: Url,
-    /// `endpoint`, parsed once for the client.
-    endpoint_uri: http::Uri,
+    /// Where its API's requests go: `base_url` joined with the API's path, parsed once.
+    pub endpoint: http::Uri,
     /// The provider's credentials as request headers (marked sensitive: never logged).
     auth_headers: HeaderMap,
     client: client::UpstreamClient,
@@ -161,17 +159,15 @@ impl Registry {
                     p.api_key_env.as_deref().unwrap_or("?")
                 )
             })?;
-            let endpoint = join(&p.base_url, api_of(p.kind).path());
-            let endpoint_uri = client::uri_of(&endpoint)
+            let endpoint = client::uri_of(&join(&p.base_url, api_of(p.kind).path()))
                 .ok_or_else(|| format!("provider {:?}: base_url {:?} is not a URL requests can be sent to", p.name, p.base_url.as_str()))?;
-            let client = client::UpstreamClient::new(&p.name, &endpoint_uri, Duration::from_millis(timeouts.connect_ms), &proxies)
+            let client = client::UpstreamClient::new(&p.name, &endpoint, Duration::from_millis(timeouts.connect_ms), &proxies)
                 .map_err(|e| format!("provider {:?}: {e}", p.name))?;
             let provider = Arc::new(Provider {
                 name: p.name.clone(),
                 kind: p.kind,
                 base_url: p.base_url.clone(),
                 endpoint,
-                endpoint_uri,
                 auth_headers,
                 client,
                 cooling_until_ms: AtomicU64::new(0),
@@ -300,6 +296,6 @@ mod tests {
     fn endpoints_keep_the_base_path() {
         let registry = registry(TWO);
         let east = &registry.candidates("m").expect("m").next().expect("east").provider;
-        assert_eq!(east.endpoint.as_str(), "http://127.0.0.1:1/v1/chat/completions");
+        assert_eq!(east.endpoint.to_string(), "http://127.0.0.1:1/v1/chat/completions");
     }
 }

@@ -70,6 +70,16 @@ pub enum UpstreamError {
     NotAnAnswer(&'static str),
 }
 
+impl From<SendError> for UpstreamError {
+    fn from(error: SendError) -> Self {
+        match error {
+            SendError::ConnectTimedOut => Self::TimedOut(None),
+            SendError::Unreachable => Self::Unreachable,
+            SendError::Broken => Self::Broken,
+        }
+    }
+}
+
 impl UpstreamError {
     /// Whether the next provider of the model should be tried.
     pub fn moves_on(&self) -> bool {
@@ -164,7 +174,7 @@ impl Registry {
         crate::observe::trace::inject(&mut headers);
         let mut upstream = http::Request::new(request.body);
         *upstream.method_mut() = http::Method::POST;
-        *upstream.uri_mut() = provider.endpoint_uri.clone();
+        *upstream.uri_mut() = provider.endpoint.clone();
         *upstream.headers_mut() = headers;
         let started = std::time::Instant::now();
         let response = match tokio::time::timeout(first_byte, provider.client.send(upstream)).await {
@@ -173,11 +183,7 @@ impl Registry {
                 return Err(UpstreamError::TimedOut(Some(first_byte)));
             }
             Ok(Err(error)) => {
-                let failure = match error.kind() {
-                    SendError::ConnectTimedOut => UpstreamError::TimedOut(None),
-                    SendError::Unreachable => UpstreamError::Unreachable,
-                    SendError::Broken => UpstreamError::Broken,
-                };
+                let failure = UpstreamError::from(error.kind());
                 tracing::warn!(provider = %provider.name, error = %error, "upstream request failed");
                 return Err(failure);
             }
