@@ -347,6 +347,10 @@ impl From<UpstreamError> for ApiError {
             UpstreamError::Failed { status } => Self::upstream(format!("The model provider returned an error (HTTP {status}).")),
             UpstreamError::Stalled => Self::upstream_timeout("The model provider stopped answering."),
             UpstreamError::BodyBroken => Self::upstream("The connection to the model provider broke."),
+            UpstreamError::TooLarge => Self::upstream(format!(
+                "The model provider's answer was larger than {} MiB.",
+                crate::domain::providers::gateway::MAX_ANSWER_BYTES / (1024 * 1024)
+            )),
             UpstreamError::NotAnAnswer(what) => Self::upstream(format!("The model provider answered something that is not {what}.")),
         }
     }

@@ -223,6 +223,29 @@ backend_tests! {
         }
     }
 
+    async fn an_oversized_complete_answer_is_a_502_and_the_upstream_is_dropped(backend) {
+        let (openai, anthropic) = (Fake::openai().await, Fake::anthropic().await);
+        let (app, key) = gateway_app(backend, &openai, &anthropic, &[]).await.expect("app");
+        // One declares 1 GiB and is refused before a byte is read; the other never ends and is
+        // cut at the bound (32 MiB) — well inside the 1.5 s idle timeout, so not a 504.
+        for script in [Script::DeclaredHuge, Script::Endless] {
+            openai.script(script.clone());
+            let (status, _, body) = error_of(chat(&app, &key, hello("gpt-public", false)).await).await;
+            assert_eq!((status, body["error"]["code"].as_str()), (502, Some("upstream_error")), "{script:?}: {body}");
+            assert_eq!(body["error"]["message"], "The model provider's answer was larger than 32 MiB.", "{script:?}");
+        }
+        assert!(
+            eventually(Duration::from_secs(5), || async { openai.disconnected() }).await,
+            "the endless answer's connection is dropped, not drained"
+        );
+        openai.script(Script::Normal { chunks: 3, gap: Duration::from_millis(5) });
+        let response = chat(&app, &key, hello("gpt-public", false)).await;
+        assert_eq!(response.status(), 200, "the provider is not put on a cool-down by a bad answer");
+        let rows = wait_for_usage(&app, 3).await;
+        let statuses: Vec<i64> = rows.iter().map(|r| r.1).collect();
+        assert_eq!(statuses, [502, 502, 200], "each request's usage is recorded once, with the status answered");
+    }
+
     async fn an_unreachable_upstream_is_a_fast_502(backend) {
         let (openai, anthropic) = (Fake::openai().await, Fake::anthropic().await);
         let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -18,6 +18,7 @@ use axum::{
     response::{IntoResponse, Response},
     routing::post,
 };
+use futures::StreamExt as _;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
@@ -44,6 +45,10 @@ pub enum Script {
     ResetMidStream,
     /// Stream: one piece, then nothing ever again.
     Stall,
+    /// Answer 200 (JSON) with a body that never ends: whitespace, 64 KiB at a time.
+    Endless,
+    /// Answer 200 (JSON) declaring a 1 GiB body, then send a little and nothing more.
+    DeclaredHuge,
 }
 
 #[derive(Default)]
@@ -243,6 +248,22 @@ async fn handle(State(fake): State<Fake>, headers: HeaderMap, body: Bytes) -> Re
         Script::Hang => {
             std::future::pending::<()>().await;
             unreachable!()
+        }
+        Script::Endless => {
+            fake.inner.finished.store(false, Ordering::SeqCst);
+            fake.inner.disconnected.store(false, Ordering::SeqCst);
+            let guard = DisconnectGuard(fake.inner.clone());
+            let blanks = Bytes::from(vec![b' '; 64 * 1024]);
+            let body = futures::stream::unfold(guard, move |guard| {
+                let blanks = blanks.clone();
+                async move { Some((Ok::<_, std::io::Error>(blanks), guard)) }
+            });
+            return ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(body)).into_response();
+        }
+        Script::DeclaredHuge => {
+            let body = futures::stream::once(async { Ok::<_, std::io::Error>(Bytes::from_static(b"{")) }).chain(futures::stream::pending());
+            return ([(header::CONTENT_TYPE, "application/json"), (header::CONTENT_LENGTH, "1073741824")], Body::from_stream(body))
+                .into_response();
         }
         _ => {}
     }

@@ -11,7 +11,8 @@ use std::{convert::Infallible, time::Duration};
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use http::header::{self, HeaderValue};
-use http_body_util::{BodyDataStream, BodyExt as _};
+use http_body::Body as _;
+use http_body_util::{BodyDataStream, BodyExt as _, LengthLimitError, Limited};
 use serde_json::Value;
 use tracing::Instrument as _;
 
@@ -27,6 +28,10 @@ use crate::domain::usage::Meter;
 const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 /// The largest upstream error body read.
 const MAX_ERROR_BODY: usize = 64 * 1024;
+/// The largest complete (non-streaming) answer read: a runaway or hostile upstream must not
+/// hold the server's memory. Ample for a real completion (a 128k-token answer is ~0.5 MiB;
+/// with `logprobs` and several choices a few MiB).
+pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
 const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("workjet/", env!("CARGO_PKG_VERSION")));
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
@@ -66,6 +71,8 @@ pub enum UpstreamError {
     Stalled,
     /// A complete answer's connection broke.
     BodyBroken,
+    /// A complete answer larger than [`MAX_ANSWER_BYTES`].
+    TooLarge,
     /// A 2xx that is not what was asked for (`what`: "a chat completion", "an event stream", …).
     NotAnAnswer(&'static str),
 }
@@ -202,8 +209,18 @@ impl Registry {
         meter: Meter,
     ) -> Result<Answer, GatewayError> {
         let idle = Duration::from_millis(self.timeouts.idle_ms);
-        let bytes = match tokio::time::timeout(idle, response.into_body().collect()).await {
+        let body = response.into_body();
+        // A declared length over the bound fails before a byte is read.
+        if body.size_hint().lower() > MAX_ANSWER_BYTES as u64 {
+            tracing::warn!(provider = %route.provider.name, "upstream declared an answer larger than the bound");
+            return Err(failed(meter, UpstreamError::TooLarge));
+        }
+        let bytes = match tokio::time::timeout(idle, Limited::new(body, MAX_ANSWER_BYTES).collect()).await {
             Err(_) => return Err(failed(meter, UpstreamError::Stalled)),
+            Ok(Err(error)) if error.is::<LengthLimitError>() => {
+                tracing::warn!(provider = %route.provider.name, "upstream answer exceeded the bound");
+                return Err(failed(meter, UpstreamError::TooLarge));
+            }
             Ok(Err(_)) => return Err(failed(meter, UpstreamError::BodyBroken)),
             Ok(Ok(body)) => body.to_bytes(),
         };
