@@ -16,7 +16,7 @@ use std::net::IpAddr;
 
 use crate::{
     domain::{
-        api_keys::{ApiKeyService, AuthFailure, KeyPrincipal, Known, PlainApiKey, last_used::UseSite},
+        api_keys::{ApiKeyHash, ApiKeyService, AuthFailure, KeyPrincipal, Known, last_used::UseSite},
         auth_cache::{FinalRefusal, Generations, bucket_of},
         limits::Limits,
         rate_limit::{Bucket, ClientNet, Decision, Quota},
@@ -153,14 +153,13 @@ impl Admission {
     /// Admits a request that presents an API key, from the client at `site`.
     pub async fn admit_key(&self, token: &str, site: UseSite<'_>) -> Result<Admitted, Refusal> {
         let client = site.ip;
-        let key = match PlainApiKey::parse(token) {
-            Ok(key) => key,
+        let hash = match ApiKeyHash::of_valid(token) {
+            Ok(hash) => hash,
             Err(reason) => {
                 tracing::info!(%reason, "malformed API key refused");
                 return Err(Refusal::Unauthorized(INVALID_KEY));
             }
         };
-        let hash = key.hash();
         let bucket = bucket_of(hash.as_bytes());
         // `counted`: the throttle bucket, for a never-seen key (what the throttle counts).
         let (spent, generation, counted) = match self.keys.known(&hash) {

@@ -55,7 +55,7 @@ impl PlainApiKey {
         let mut key = String::with_capacity(KEY_LEN);
         key.push_str(PREFIX);
         key.push_str(&random);
-        key.push_str(&checksum);
+        key.push_str(std::str::from_utf8(&checksum).expect("base62 is ASCII"));
         Self(key)
     }
 
@@ -111,21 +111,21 @@ pub fn validate(raw: &str) -> Result<(), KeyFormatError> {
     }
     let (random, check) = rest.split_at(RANDOM_LEN);
     // Constant shape of work whatever the input; the checksum is not a secret anyway.
-    if checksum(random.as_bytes()).as_bytes() != check.as_bytes() {
+    if checksum(random.as_bytes()) != check.as_bytes() {
         return Err(KeyFormatError::BadChecksum);
     }
     Ok(())
 }
 
-/// The 6-character base62 CRC-32 of `random`.
-pub fn checksum(random: &[u8]) -> String {
+/// The 6-character base62 CRC-32 of `random` (on the stack: every request's key is checked).
+pub fn checksum(random: &[u8]) -> [u8; CHECKSUM_LEN] {
     let mut value = crc32fast::hash(random) as u64;
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {
         *slot = BASE62[(value % 62) as usize];
         value /= 62;
     }
-    String::from_utf8(out.to_vec()).expect("base62 is ASCII")
+    out
 }
 
 /// The display hint of a whole key.
@@ -140,6 +140,13 @@ pub fn hint_of(key: &str) -> String {
 pub struct ApiKeyHash([u8; 32]);
 
 impl ApiKeyHash {
+    /// The hash of a presented key, once its shape and checksum are checked (no copy of
+    /// the key is made: this is every request's path).
+    pub fn of_valid(raw: &str) -> Result<Self, KeyFormatError> {
+        validate(raw)?;
+        Ok(Self::of(raw))
+    }
+
     /// Hashes a raw key string.
     pub fn of(raw: &str) -> Self {
         Self(Sha256::digest(raw.as_bytes()).into())
@@ -205,18 +212,24 @@ mod tests {
 
     #[test]
     fn checksum_is_zero_padded_base62_crc32() {
-        assert_eq!(checksum(b""), "000000", "crc32 of nothing is 0");
+        assert_eq!(&checksum(b""), b"000000", "crc32 of nothing is 0");
         // The CRC-32 check value: crc32("123456789") = 0xCBF43926 = 3,421,780,262, which is
         // "3jZRME" in base 62 (0-9, A-Z, a-z), most significant digit first.
         assert_eq!(crc32fast::hash(b"123456789"), 0xCBF4_3926);
-        assert_eq!(checksum(b"123456789"), "3jZRME");
-        assert_eq!(checksum(b"123456789").len(), 6);
+        assert_eq!(&checksum(b"123456789"), b"3jZRME");
     }
 
     #[test]
     fn parse_rejects_each_malformation_with_its_reason() {
         let good = PlainApiKey::generate().into_secret();
         assert!(PlainApiKey::parse(&good).is_ok());
+        // The request path's check: the same verdicts, and the stored hash of the whole key.
+        assert_eq!(ApiKeyHash::of_valid(&good).expect("valid"), PlainApiKey::parse(&good).expect("valid").hash());
+        assert_eq!(ApiKeyHash::of_valid(&good[..good.len() - 1]).unwrap_err(), KeyFormatError::WrongLength);
+        assert_eq!(
+            ApiKeyHash::of_valid(&format!("{}a", &good[..good.len() - 1])).map(|_| ()),
+            validate(&format!("{}a", &good[..good.len() - 1]))
+        );
         assert_eq!(validate(&good.replacen("wj_live_", "wj_test_", 1)).unwrap_err(), KeyFormatError::WrongPrefix);
         assert_eq!(validate(&format!("sk-{}", &good[8..])).unwrap_err(), KeyFormatError::WrongPrefix);
         assert_eq!(validate("wj_live_").unwrap_err(), KeyFormatError::WrongLength);

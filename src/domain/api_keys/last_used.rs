@@ -27,6 +27,11 @@ pub struct PendingUse {
     pub user_agent: Option<Arc<str>>,
 }
 
+/// The Unix time in whole seconds, without a calendar date (every request reads it).
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
 /// Pending last uses, by key id.
 #[derive(Clone, Default)]
 pub struct LastUsedTracker {
@@ -45,19 +50,19 @@ fn user_agent_of<'a>(site: &UseSite<'a>) -> Option<&'a str> {
 impl LastUsedTracker {
     /// Records a use now, from `site`.
     pub fn touch(&self, key_id: i64, site: UseSite<'_>) {
-        let now = Utc::now();
         let user_agent = user_agent_of(&site);
         let ip = site.ip.map(|ip| ip.to_canonical());
         // Used again within the second, from the same place: nothing to write (the time is
         // kept to the second), so a busy key's requests share the map's lock instead of
         // taking it in turn.
         if let Some(pending) = self.pending.get(&key_id)
-            && pending.at.timestamp() == now.timestamp()
+            && pending.at.timestamp() == unix_now()
             && pending.ip == ip
             && pending.user_agent.as_deref() == user_agent
         {
             return;
         }
+        let now = Utc::now();
         self.pending
             .entry(key_id)
             .and_modify(|pending| {

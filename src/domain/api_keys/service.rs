@@ -423,7 +423,7 @@ impl ApiKeyService {
         if !self.serve_cached {
             return None;
         }
-        let entry = self.cache.get(hash, generation, Utc::now().timestamp())?;
+        let entry = self.cache.get(hash, generation, super::last_used::unix_now())?;
         let guardrails = self.cache.guardrails_of(&entry)?;
         self.last_used.touch(i64::from(entry.key_id), site);
         Some(KeyPrincipal::from_cached(&entry, guardrails))

@@ -47,6 +47,10 @@ const RETRY_AFTER: HeaderName = HeaderName::from_static("retry-after");
 const RETRY_AFTER_MS: HeaderName = HeaderName::from_static("retry-after-ms");
 const X_SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 
+/// How many headers an admitted `/v1` answer gains after its route: the five here, three
+/// more on a 429, Cache-Control, Vary, the security headers and the request id.
+const RESPONSE_HEADERS_ADDED: usize = 16;
+
 /// Numbers below this are static header values (made once): every reset of at most an hour
 /// and the remaining budget of ordinary limits.
 pub const SMALL: u64 = 4096;
@@ -125,6 +129,9 @@ fn per_limit(policy: Policy, limit: u32) -> (HeaderValue, HeaderValue) {
 /// Writes the rate-limit headers for a decision under `policy` into `headers`, replacing
 /// any of the same names.
 pub fn insert_headers(headers: &mut HeaderMap, decision: &Decision, policy: Policy) {
+    // Room, in one growth, for these and what the layers above add (Cache-Control, Vary,
+    // the security headers, the request id): the map would otherwise grow twice.
+    headers.reserve(RESPONSE_HEADERS_ADDED);
     let reset = ceil_secs(decision.reset_after);
     let (limit, policy_header) = per_limit(policy, decision.limit);
     headers.insert(X_RATELIMIT_LIMIT, limit);
