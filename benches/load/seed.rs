@@ -11,7 +11,8 @@ use workjet::{
 /// A well-formed key from a fast (non-cryptographic-grade is fine here) generator.
 pub fn fake_key() -> String {
     let random: String = rand::rng().sample_iter(Alphanumeric).take(30).map(char::from).collect();
-    format!("{PREFIX}{random}{}", checksum(random.as_bytes()))
+    let checksum = checksum(random.as_bytes());
+    format!("{PREFIX}{random}{}", std::str::from_utf8(&checksum).expect("base62 is ASCII"))
 }
 
 /// Inserts `total` keys for `user_id`; returns the raw keys of the last `keep` of them.
