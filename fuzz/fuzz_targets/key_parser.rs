@@ -1,4 +1,5 @@
-//! API key format: `validate` and `PlainApiKey::parse` on arbitrary strings, checked against
+//! API key format: `validate`, `PlainApiKey::parse` and `ApiKeyHash::of_valid` (what each
+//! `/v1` request runs) on arbitrary strings, checked against
 //! an independent reading of the documented format (src/domain/api_keys/format.rs), plus
 //! keys built from the input with a correct checksum (random input almost never has one)
 //! and single-character corruptions of them.
@@ -34,6 +35,8 @@ fn check(raw: &str) -> Result<(), KeyFormatError> {
     assert_eq!(validated, expected(raw), "validate disagrees with the documented format for {raw:?}");
     let parsed = PlainApiKey::parse(raw);
     assert_eq!(parsed.as_ref().err(), validated.err().as_ref(), "validate and parse disagree on {raw:?}");
+    let on_request_path = ApiKeyHash::of_valid(raw);
+    assert_eq!(on_request_path.as_ref().err(), validated.err().as_ref(), "validate and of_valid disagree on {raw:?}");
     if let Ok(key) = parsed {
         assert_eq!(key.expose_secret(), raw);
         assert_eq!(raw.len(), KEY_LEN);
@@ -45,6 +48,7 @@ fn check(raw: &str) -> Result<(), KeyFormatError> {
         // Hashing is deterministic, of the whole key, and survives storage.
         let hash = key.hash();
         assert!(hash == ApiKeyHash::of(raw));
+        assert!(on_request_path.ok() == Some(hash), "of_valid hashes the whole key as stored");
         assert!(hash == PlainApiKey::parse(raw).expect("parsed once").hash());
         assert!(ApiKeyHash::from_slice(hash.as_bytes()) == Some(hash));
         // Debug and Display never print the secret part.
