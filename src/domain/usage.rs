@@ -4,9 +4,7 @@
 use std::{collections::HashMap, time::Duration};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{
-    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, sea_query::Expr,
-};
+use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, FromQueryResult, QueryFilter, QuerySelect, sea_query::Expr};
 use tokio::sync::mpsc;
 
 use crate::entities::usage_events;
@@ -262,6 +260,7 @@ impl UsageRecorder {
 }
 
 async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<UsageRecord>) {
+    let sql = InsertSql::new(db.get_database_backend());
     let mut batch = Vec::with_capacity(BATCH);
     loop {
         let first = match rx.recv().await {
@@ -280,29 +279,154 @@ async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<UsageRecord>) {
                 () = &mut deadline => break,
             }
         }
-        if let Err(error) = insert(&db, &batch).await {
+        if let Err(error) = insert(&db, &sql, &batch).await {
             tracing::warn!(error = %crate::domain::describe_db_error(&error), dropped = batch.len(), "usage records could not be written");
         }
         batch.clear();
     }
 }
 
-async fn insert(db: &DatabaseConnection, batch: &[UsageRecord]) -> Result<(), DbErr> {
-    let rows = batch.iter().map(|r| usage_events::ActiveModel {
-        user_id: Set(r.user_id),
-        api_key_id: Set(r.api_key_id),
-        model: Set(r.model.chars().take(200).collect()),
-        provider: Set(r.provider.as_ref().map(|p| p.chars().take(200).collect())),
-        status: Set(r.status as i16),
-        latency_ms: Set(r.latency_ms.min(i32::MAX as u32) as i32),
-        prompt_tokens: Set(r.prompt_tokens.min(i64::MAX as u64) as i64),
-        completion_tokens: Set(r.completion_tokens.min(i64::MAX as u64) as i64),
-        streamed: Set(r.streamed),
-        created_at: Set(r.at),
-        ..Default::default()
-    });
-    usage_events::Entity::insert_many(rows).exec_without_returning(db).await?;
-    Ok(())
+/// Rows per `INSERT`: a batch is written as statements of 64 rows, then one statement for
+/// each binary digit of the remainder, so that every statement's SQL is one of seven texts,
+/// which stay prepared in the connection's statement cache. (One `INSERT` of the whole batch
+/// had new SQL for every batch size: the database parsed ~11 placeholders per row again for
+/// every batch, which cost more than storing the rows.)
+const SHAPES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
+
+/// The statement sizes a batch of `rows` is written in, largest first (they sum to `rows`).
+fn shapes(rows: usize) -> impl Iterator<Item = usize> {
+    let full = std::iter::repeat_n(SHAPES[0], rows / SHAPES[0]);
+    let remainder = rows % SHAPES[0];
+    full.chain(SHAPES[1..].iter().copied().filter(move |shape| remainder & shape != 0))
+}
+
+/// The `INSERT` SQL of each of [`SHAPES`] for one backend, built once.
+struct InsertSql {
+    backend: sea_orm::DatabaseBackend,
+    by_shape: Vec<(usize, String)>,
+}
+
+const COLUMNS: [usage_events::Column; 10] = [
+    usage_events::Column::UserId,
+    usage_events::Column::ApiKeyId,
+    usage_events::Column::Model,
+    usage_events::Column::Provider,
+    usage_events::Column::Status,
+    usage_events::Column::LatencyMs,
+    usage_events::Column::PromptTokens,
+    usage_events::Column::CompletionTokens,
+    usage_events::Column::Streamed,
+    usage_events::Column::CreatedAt,
+];
+
+impl InsertSql {
+    fn new(backend: sea_orm::DatabaseBackend) -> Self {
+        let by_shape = SHAPES
+            .iter()
+            .map(|&rows| {
+                let mut insert = sea_orm::sea_query::Query::insert();
+                insert.into_table(usage_events::Entity).columns(COLUMNS);
+                let placeholder = row_values(&UsageRecord {
+                    user_id: 0,
+                    api_key_id: None,
+                    model: String::new(),
+                    provider: None,
+                    status: 0,
+                    latency_ms: 0,
+                    prompt_tokens: 0,
+                    completion_tokens: 0,
+                    streamed: false,
+                    at: DateTime::UNIX_EPOCH,
+                });
+                for _ in 0..rows {
+                    insert.values_panic(placeholder.iter().cloned().map(Into::into));
+                }
+                (rows, backend.build(&insert).sql)
+            })
+            .collect();
+        Self { backend, by_shape }
+    }
+
+    fn statement(&self, rows: &[UsageRecord]) -> sea_orm::Statement {
+        let sql = self.by_shape.iter().find(|(shape, _)| *shape == rows.len()).map(|(_, sql)| sql.clone()).expect("one of SHAPES");
+        let values: Vec<sea_orm::Value> = rows.iter().flat_map(row_values).collect();
+        sea_orm::Statement::from_sql_and_values(self.backend, sql, values)
+    }
+}
+
+/// A record's values, in the order of [`COLUMNS`], as the entity stores them.
+fn row_values(r: &UsageRecord) -> [sea_orm::Value; 10] {
+    [
+        r.user_id.into(),
+        r.api_key_id.into(),
+        bounded(&r.model).into(),
+        r.provider.as_deref().map(bounded).into(),
+        (r.status as i16).into(),
+        (r.latency_ms.min(i32::MAX as u32) as i32).into(),
+        (r.prompt_tokens.min(i64::MAX as u64) as i64).into(),
+        (r.completion_tokens.min(i64::MAX as u64) as i64).into(),
+        r.streamed.into(),
+        r.at.into(),
+    ]
+}
+
+/// At most the column's 200 characters.
+fn bounded(text: &str) -> String {
+    match text.char_indices().nth(200) {
+        Some((end, _)) => text[..end].to_owned(),
+        None => text.to_owned(),
+    }
+}
+
+/// Writes a batch in one transaction (all of it or none).
+async fn insert(db: &DatabaseConnection, sql: &InsertSql, batch: &[UsageRecord]) -> Result<(), DbErr> {
+    use sea_orm::{ConnectionTrait, TransactionTrait};
+    let txn = db.begin().await?;
+    let mut rest = batch;
+    for rows in shapes(batch.len()) {
+        let (these, after) = rest.split_at(rows);
+        txn.execute_raw(sql.statement(these)).await?;
+        rest = after;
+    }
+    txn.commit().await
+}
+
+#[cfg(test)]
+mod insert_tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_is_written_in_at_most_seven_shapes_plus_full_statements() {
+        for rows in 0..=1_100 {
+            let parts: Vec<usize> = shapes(rows).collect();
+            assert_eq!(parts.iter().sum::<usize>(), rows, "{rows}");
+            assert!(parts.iter().all(|p| SHAPES.contains(p)), "{rows}: {parts:?}");
+            assert!(parts.windows(2).all(|w| w[0] >= w[1]), "{rows}: largest first");
+            assert!(parts.len() <= rows / 64 + 6, "{rows}: {parts:?}");
+        }
+        assert_eq!(shapes(500).collect::<Vec<_>>(), vec![64, 64, 64, 64, 64, 64, 64, 32, 16, 4]);
+    }
+
+    #[test]
+    fn each_shape_has_one_placeholder_per_value() {
+        for backend in [sea_orm::DatabaseBackend::Sqlite, sea_orm::DatabaseBackend::Postgres] {
+            let sql = InsertSql::new(backend);
+            for (rows, text) in &sql.by_shape {
+                let placeholders = match backend {
+                    sea_orm::DatabaseBackend::Postgres => text.matches('$').count(),
+                    _ => text.matches('?').count(),
+                };
+                assert_eq!(placeholders, rows * COLUMNS.len(), "{backend:?}, {rows} rows: {text}");
+            }
+        }
+    }
+
+    #[test]
+    fn model_and_provider_names_are_cut_at_200_characters() {
+        assert_eq!(bounded("gpt"), "gpt");
+        assert_eq!(bounded(&"é".repeat(250)), "é".repeat(200));
+        assert_eq!(bounded(&"x".repeat(200)), "x".repeat(200));
+    }
 }
 
 #[cfg(test)]

@@ -319,6 +319,53 @@ backend_tests! {
         }
         assert_eq!(content_of(&events(&String::from_utf8_lossy(&rest))), "part0 part1 part2 ");
     }
+
+    async fn usage_records_are_stored_whole_in_batches_of_any_size(backend) {
+        use sea_orm::{EntityTrait, QueryOrder};
+        use workjet::{domain::usage::{UsageRecord, UsageRecorder}, entities::usage_events};
+        let app = spawn_app_with(backend, &[]).await.expect("app");
+        let user = make_user(&app, "usage@example.com").await;
+        let (key_id, _) = make_key(&app, user.id).await;
+        // Whole microseconds: PostgreSQL keeps no finer.
+        let base = chrono::DateTime::from_timestamp_micros(chrono::Utc::now().timestamp_micros()).expect("now");
+        // More than two of the writer's batches (500), so that full statements and the
+        // remainder's statements are all written; every field varies from row to row.
+        let records: Vec<UsageRecord> = (0..1_137u32)
+            .map(|i| UsageRecord {
+                user_id: user.id,
+                api_key_id: (i % 3 != 0).then_some(key_id),
+                model: match i % 4 { 0 => "é".repeat(250), 1 => format!("model-{i}"), _ => "gpt-4o".into() },
+                provider: (i % 5 != 0).then(|| format!("provider-{}", i % 7)),
+                status: [200, 429, 499, 502, 504][i as usize % 5],
+                latency_ms: if i == 7 { u32::MAX } else { i },
+                prompt_tokens: if i == 11 { u64::MAX } else { u64::from(i) * 3 },
+                completion_tokens: u64::from(i) * 5 + 1,
+                streamed: i % 2 == 0,
+                at: base + chrono::Duration::microseconds(i64::from(i)),
+            })
+            .collect();
+        let recorder = UsageRecorder::start(app.state.db.clone());
+        for record in &records {
+            recorder.record(record.clone());
+        }
+        assert!(
+            eventually(Duration::from_secs(10), || async { count_rows(&app, "usage_events").await == 1_137 }).await,
+            "all records written: {}",
+            count_rows(&app, "usage_events").await
+        );
+        let stored = usage_events::Entity::find().order_by_asc(usage_events::Column::CreatedAt).all(&app.state.db).await.expect("rows");
+        assert_eq!(stored.len(), records.len());
+        for (row, record) in stored.iter().zip(&records) {
+            let expected_model: String = record.model.chars().take(200).collect();
+            assert_eq!(
+                (row.user_id, row.api_key_id, &row.model, &row.provider, row.status, row.streamed, row.created_at),
+                (record.user_id, record.api_key_id, &expected_model, &record.provider, record.status as i16, record.streamed, record.at),
+            );
+            assert_eq!(row.latency_ms, record.latency_ms.min(i32::MAX as u32) as i32);
+            assert_eq!(row.prompt_tokens, record.prompt_tokens.min(i64::MAX as u64) as i64);
+            assert_eq!(row.completion_tokens, record.completion_tokens as i64);
+        }
+    }
 }
 
 /// Each chunk leaves Workjet within 5 ms of the fake sending it (the fake spaces them 20 ms
