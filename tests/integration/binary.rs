@@ -261,6 +261,9 @@ fn without_providers_the_start_up_log_says_how_to_add_one() {
     let log = std::fs::read_to_string(dir.path().join("log")).expect("log");
     assert_eq!(log.matches("no model provider is configured").count(), 1, "said once: {log}");
     assert!(log.contains("ANTHROPIC_API_KEY") && log.contains("OPENAI_API_KEY") && log.contains("workjet.toml"), "{log}");
+    // Written to a file (not a terminal): plain text, no colour escape codes.
+    assert!(!log.contains('\u{1b}'), "escape codes in a log file: {log:?}");
+    assert!(log.contains(" WARN workjet::server::startup: no model provider is configured"), "{log}");
 }
 
 /// `LEPTOS_SITE_ROOT` names the site the binary serves, whatever its working directory (and
