@@ -342,6 +342,20 @@ backend_tests! {
         assert_eq!(anthropic.status(), 403);
         assert_eq!(anthropic.json::<Value>().await.expect("json")["error"]["type"], "permission_error");
         assert!(fake.requests().is_empty(), "a refused model reached the provider");
+        // Naming the model twice (the allowed one last, where this server reads it; the other
+        // first, where some providers' parsers read it) is refused at either door, never sent.
+        for (path, auth, body) in [
+            ("/v1/chat/completions", "authorization", r#"{"model":"claude-4-opus","messages":[{"role":"user","content":"hi"}],"model":"claude-4-sonnet"}"#),
+            ("/v1/messages", "x-api-key", r#"{"model":"claude-4-opus","max_tokens":10,"messages":[{"role":"user","content":"hi"}],"model":"claude-4-sonnet"}"#),
+        ] {
+            let value = if auth == "authorization" { bearer(&key) } else { key.clone() };
+            let response = app.client.post(app.url(path)).header(auth, value).header("anthropic-version", "2023-06-01")
+                .header(header::CONTENT_TYPE, "application/json").body(body).send().await.expect("send");
+            assert_eq!(response.status(), 400, "{path}");
+            let error: Value = response.json().await.expect("json");
+            assert!(error["error"]["message"].as_str().expect("message").contains("names a key twice"), "{path}: {error}");
+        }
+        assert!(fake.requests().is_empty(), "a request naming its model twice reached the provider");
 
         // Under the budget: served. The request that crosses it finishes; the next is refused.
         assert_eq!(json_of(app.post_json("/v1/chat/completions", &key, chat("claude-4-sonnet")).await).await.0, 200);

@@ -30,10 +30,23 @@ use crate::{
 };
 
 /// Checks what every inference request needs: a JSON object with a non-empty `model`, a
-/// `messages` array and, if present, a boolean `stream`.
+/// `messages` array and, if present, a boolean `stream`; and that no object in it names a
+/// key twice.
+///
+/// Duplicate keys are refused because the request is passed on as it came: parsers disagree
+/// on which of two `"model"` keys counts (this one keeps the last, others the first), so a
+/// request naming an allowed model last and another model first would pass the key's model
+/// allow-list here and be served by the other model upstream; two `"include_usage"` keys
+/// would hide a streamed request's tokens from its budget.
 pub fn parse_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
-    let value: Value =
-        serde_json::from_slice(body).map_err(|e| ApiError::bad_request(format!("The request body is not valid JSON: {e}")))?;
+    let Unique(value) = serde_json::from_slice(body).map_err(|e| {
+        if e.is_data() {
+            // Only [`Unique`]'s own refusal is a data error here: the text names the key.
+            ApiError::bad_request(format!("The request body names a key twice in one object: {e}"))
+        } else {
+            ApiError::bad_request(format!("The request body is not valid JSON: {e}"))
+        }
+    })?;
     let Value::Object(map) = value else {
         return Err(ApiError::bad_request("The request body must be a JSON object."));
     };
@@ -49,6 +62,73 @@ pub fn parse_request(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
         return Err(ApiError::invalid_param("invalid_request", "stream", "stream must be a boolean."));
     }
     Ok(map)
+}
+
+/// A JSON value whose objects name each key once (see [`parse_request`]); built in the same
+/// single pass as a plain [`Value`] (serde_json's nesting limit applies as usual).
+struct Unique(Value);
+
+impl<'de> serde::Deserialize<'de> for Unique {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(UniqueVisitor).map(Unique)
+    }
+}
+
+struct UniqueVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UniqueVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(64));
+        while let Some(Unique(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut access: A) -> Result<Value, A::Error> {
+        let mut map = Map::new();
+        while let Some(key) = access.next_key::<String>()? {
+            let Unique(value) = access.next_value()?;
+            match map.entry(key) {
+                serde_json::map::Entry::Vacant(slot) => {
+                    slot.insert(value);
+                }
+                serde_json::map::Entry::Occupied(slot) => {
+                    let shown: String = slot.key().chars().take(64).collect();
+                    return Err(serde::de::Error::custom(format_args!("duplicate key \"{}\"", shown.escape_default())));
+                }
+            }
+        }
+        Ok(Value::Object(map))
+    }
 }
 
 /// Creates a chat completion through the model's provider.
@@ -105,6 +185,8 @@ pub fn respond(answer: Answer) -> Response {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::Value;
+
     use super::parse_request;
 
     #[test]
@@ -125,6 +207,26 @@ mod tests {
         ] {
             assert_eq!(parse_request(bad).unwrap_err().status(), 400, "{}", String::from_utf8_lossy(bad));
         }
+        for duplicated in [
+            &br#"{"model":"allowed","messages":[],"model":"other"}"#[..],
+            br#"{"model":"m","messages":[],"stream":true,"stream_options":{"include_usage":true,"include_usage":false}}"#,
+            br#"{"model":"m","messages":[{"role":"user","content":"a","content":"b"}]}"#,
+            br#"{"model":"m","messages":[],"stream":false,"stream":true}"#,
+            br#"{"model":"m","messages":[],"m\u006fdel":"other"}"#,
+        ] {
+            let error = parse_request(duplicated).unwrap_err();
+            assert_eq!(error.status(), 400, "{}", String::from_utf8_lossy(duplicated));
+            assert!(format!("{error:?}").contains("names a key twice"), "{error:?}");
+        }
+        // The same key in different objects is fine, and values come through as they were.
+        let request = parse_request(
+            br#"{"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}],"n":-1,"t":0.5,"u":18446744073709551615,"x":null}"#,
+        )
+        .expect("parses");
+        assert_eq!(
+            Value::Object(request),
+            serde_json::json!({"model":"m","messages":[{"role":"user","content":"a"},{"role":"user","content":"b"}],"n":-1,"t":0.5,"u":18446744073709551615u64,"x":null})
+        );
         let deep = format!("{}{}", "[".repeat(10_000), "]".repeat(10_000));
         assert_eq!(parse_request(deep.as_bytes()).unwrap_err().status(), 400, "deep nesting is refused, not a stack overflow");
     }
