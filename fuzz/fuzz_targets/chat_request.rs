@@ -70,6 +70,9 @@ fuzz_target!(|data: &[u8]| {
             assert!(request.get("model").and_then(Value::as_str).is_some_and(|m| !m.is_empty()), "accepted without a model");
             assert!(request.get("messages").is_some_and(Value::is_array), "accepted without messages");
             assert!(request.get("stream").is_none_or(|s| s.is_boolean() || s.is_null()), "accepted a non-boolean stream");
+            // The duplicate-refusing parse builds exactly the document serde_json's own would.
+            let plain = serde_json::from_slice::<Value>(data).expect("accepted, so it is JSON");
+            assert_eq!(plain, Value::Object(request.clone()), "the accepted document differs from serde_json's");
             check_translation(&request);
         }
         Err(error) => assert_eq!(error.status(), 400, "a refused body is a 400"),

@@ -289,7 +289,7 @@ async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<UsageRecord>) {
 /// Rows per `INSERT`: a batch is written as statements of 64 rows, then one statement for
 /// each binary digit of the remainder, so that every statement's SQL is one of seven texts,
 /// which stay prepared in the connection's statement cache. (One `INSERT` of the whole batch
-/// had new SQL for every batch size: the database parsed ~11 placeholders per row again for
+/// had new SQL for every batch size: the database parsed ten placeholders per row again for
 /// every batch, which cost more than storing the rows.)
 const SHAPES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
