@@ -42,8 +42,20 @@ struct Target {
 pub struct Report {
     command: String,
     body: String,
-    bars: Vec<(String, f64)>,
+    bars: Vec<Bar>,
     targets: Vec<Target>,
+}
+
+/// One bar of the chart: a throughput ratio, and the least ratio its target asks for (`None`:
+/// a reported figure, or one whose target is not a ratio, such as added latency).
+struct Bar {
+    label: String,
+    ratio: f64,
+    target: Option<f64>,
+}
+
+fn bar(label: impl Into<String>, ratio: f64, target: Option<f64>) -> Bar {
+    Bar { label: label.into(), ratio, target }
 }
 
 fn row(r: &Row, baseline: Option<&Row>) -> String {
@@ -122,8 +134,8 @@ impl Report {
             self.body.push_str(&row(base, None));
             self.body.push_str(&row(hot, Some(base)));
             self.body.push_str(&row(random, Some(base)));
-            self.bars.push((format!("auth, hot key, c={}", base.concurrency), hot.throughput / base.throughput));
-            self.bars.push((format!("auth, random keys, c={}", base.concurrency), random.throughput / base.throughput));
+            self.bars.push(bar(format!("auth, hot key, c={}", base.concurrency), hot.throughput / base.throughput, Some(0.9)));
+            self.bars.push(bar(format!("auth, random keys, c={}", base.concurrency), random.throughput / base.throughput, Some(0.9)));
             self.target(
                 &format!("authenticated throughput, hot key, c={}", base.concurrency),
                 "≥ 0.90× baseline".into(),
@@ -239,11 +251,11 @@ impl Report {
         self.body.push('\n');
         if let Some(hot) = runs.iter().find(|c| c.concurrency == 64) {
             let ratio = hot.arms[1].row.throughput / hot.arms[0].row.throughput;
-            self.bars.push(("Redis gate, c=64".into(), ratio));
+            self.bars.push(bar("Redis gate, c=64", ratio, Some(0.75)));
             self.target("cached /v1 through the Redis gate vs in-process, c=64", "≥ 0.75×".into(), format!("{ratio:.3}×"), ratio >= 0.75);
         }
         let ratio = spread.arms[1].row.throughput / spread.arms[0].row.throughput;
-        self.bars.push(("Redis gate, a key per connection, c=64".into(), ratio));
+        self.bars.push(bar("Redis gate, a key per connection, c=64", ratio, None));
     }
 
     pub fn junk(&mut self, valid: &Row, bad: &Row, unknown: &Row, repeated: &Row) {
@@ -282,7 +294,7 @@ impl Report {
                 failover.p50_ms - via.p50_ms,
                 failover.throughput / via.throughput
             ));
-            self.bars.push((format!("gateway, c={}", direct.concurrency), via.throughput / direct.throughput));
+            self.bars.push(bar(format!("gateway, c={}", direct.concurrency), via.throughput / direct.throughput, None));
             if direct.concurrency == 1 {
                 let added = via.p50_ms - direct.p50_ms;
                 self.target("p50 added by the gateway, non-streaming, c=1", "≤ 0.3 ms".into(), format!("{added:.3} ms"), added <= 0.3);
@@ -420,7 +432,7 @@ impl Report {
             if let (Some(first), Some(last)) = (of_db.first(), of_db.last()) {
                 let ratio = last.2.throughput / first.2.throughput;
                 let short = db.split(" (").next().unwrap_or(&db);
-                self.bars.push((format!("{short}: {} vs {} keys", last.1, first.1), ratio));
+                self.bars.push(bar(format!("{short}: {} vs {} keys", last.1, first.1), ratio, Some(0.9)));
                 self.target(
                     &format!("{db}: {} keys vs {} keys", last.1, first.1),
                     "within 10%".into(),
@@ -516,8 +528,8 @@ impl Report {
             let (nginx_added, via_added) = (nginx.p50_ms - direct.p50_ms, via.p50_ms - direct.p50_ms);
             let ratio = via.throughput / nginx.throughput;
             let _ = writeln!(self.body, "| {c} | {nginx_added:.3} ms | {via_added:.3} ms | {ratio:.2}× |");
-            self.bars.push((format!("nginx, c={c}"), nginx.throughput / direct.throughput));
-            self.bars.push((format!("gateway beside nginx, c={c}"), via.throughput / direct.throughput));
+            self.bars.push(bar(format!("nginx, c={c}"), nginx.throughput / direct.throughput, None));
+            self.bars.push(bar(format!("gateway beside nginx, c={c}"), via.throughput / direct.throughput, None));
             if c == 1 {
                 self.target(
                     "p50 added by the gateway beside nginx's, c=1",
@@ -598,7 +610,7 @@ impl Report {
             );
             let direct_rate = direct.chunks() as f64 / direct.wall.as_secs_f64();
             let via_rate = via.chunks() as f64 / via.wall.as_secs_f64();
-            self.bars.push((format!("streams, {n}: chunks/s vs direct"), via_rate / direct_rate));
+            self.bars.push(bar(format!("streams, {n}: chunks/s vs direct"), via_rate / direct_rate, None));
             if i == 0 {
                 self.target(
                     &format!("errors, {n} concurrent streams"),
@@ -661,17 +673,20 @@ impl Report {
             height - 24.0,
             height - 10.0
         );
-        for (i, (label, ratio)) in self.bars.iter().enumerate() {
+        let _ = writeln!(
+            s,
+            "<text x=\"20\" y=\"{}\" fill=\"#475569\">blue: its target met · red: missed · grey: reported</text>",
+            height - 10.0
+        );
+        for (i, Bar { label, ratio, target }) in self.bars.iter().enumerate() {
             let y = 50.0 + i as f64 * bar_height;
             let w = ratio.clamp(0.0, 1.2) * scale;
-            // The 0.9 target is for authentication and key-store scale; the gateway's targets are
-            // absolute (added latency, req/s), so its bars are neutral.
-            let color = if label.starts_with("gateway") || label.starts_with("nginx") {
-                "#64748b"
-            } else if *ratio >= 0.9 {
-                "#0ea5e9"
-            } else {
-                "#ef4444"
+            // Blue: its target met; red: missed; grey: reported, or a target that is not a ratio
+            // (the gateway's are added latency and req/s; the streams' the delay per chunk).
+            let color = match target {
+                None => "#64748b",
+                Some(least) if ratio >= least => "#0ea5e9",
+                Some(_) => "#ef4444",
             };
             let label = label.replace('&', "&amp;").replace('<', "&lt;");
             let _ = writeln!(s, "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{label}</text>", left - 8.0, y + 16.0);
