@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use crate::entities::usage_events;
 
 /// One gateway request.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct UsageRecord {
     pub user_id: i64,
     pub api_key_id: Option<i64>,
@@ -303,7 +303,8 @@ fn shapes(rows: usize) -> impl Iterator<Item = usize> {
 /// The `INSERT` SQL of each of [`SHAPES`] for one backend, built once.
 struct InsertSql {
     backend: sea_orm::DatabaseBackend,
-    by_shape: Vec<(usize, String)>,
+    /// In the order of [`SHAPES`].
+    by_shape: [String; SHAPES.len()],
 }
 
 const COLUMNS: [usage_events::Column; 10] = [
@@ -321,34 +322,22 @@ const COLUMNS: [usage_events::Column; 10] = [
 
 impl InsertSql {
     fn new(backend: sea_orm::DatabaseBackend) -> Self {
-        let by_shape = SHAPES
-            .iter()
-            .map(|&rows| {
-                let mut insert = sea_orm::sea_query::Query::insert();
-                insert.into_table(usage_events::Entity).columns(COLUMNS);
-                let placeholder = row_values(&UsageRecord {
-                    user_id: 0,
-                    api_key_id: None,
-                    model: String::new(),
-                    provider: None,
-                    status: 0,
-                    latency_ms: 0,
-                    prompt_tokens: 0,
-                    completion_tokens: 0,
-                    streamed: false,
-                    at: DateTime::UNIX_EPOCH,
-                });
-                for _ in 0..rows {
-                    insert.values_panic(placeholder.iter().cloned().map(Into::into));
-                }
-                (rows, backend.build(&insert).sql)
-            })
-            .collect();
+        // Any record's values: only their types reach the SQL, as placeholders.
+        let placeholder = row_values(&UsageRecord::default());
+        let by_shape = SHAPES.map(|rows| {
+            let mut insert = sea_orm::sea_query::Query::insert();
+            insert.into_table(usage_events::Entity).columns(COLUMNS);
+            for _ in 0..rows {
+                insert.values_panic(placeholder.iter().cloned().map(Into::into));
+            }
+            backend.build(&insert).sql
+        });
         Self { backend, by_shape }
     }
 
     fn statement(&self, rows: &[UsageRecord]) -> sea_orm::Statement {
-        let sql = self.by_shape.iter().find(|(shape, _)| *shape == rows.len()).map(|(_, sql)| sql.clone()).expect("one of SHAPES");
+        let shape = SHAPES.iter().position(|&shape| shape == rows.len()).expect("one of SHAPES");
+        let sql = self.by_shape[shape].clone();
         let values: Vec<sea_orm::Value> = rows.iter().flat_map(row_values).collect();
         sea_orm::Statement::from_sql_and_values(self.backend, sql, values)
     }
@@ -359,8 +348,9 @@ fn row_values(r: &UsageRecord) -> [sea_orm::Value; 10] {
     [
         r.user_id.into(),
         r.api_key_id.into(),
-        bounded(&r.model).into(),
-        r.provider.as_deref().map(bounded).into(),
+        // At most the columns' 200 characters.
+        r.model.chars().take(200).collect::<String>().into(),
+        r.provider.as_ref().map(|p| p.chars().take(200).collect::<String>()).into(),
         (r.status as i16).into(),
         (r.latency_ms.min(i32::MAX as u32) as i32).into(),
         (r.prompt_tokens.min(i64::MAX as u64) as i64).into(),
@@ -368,14 +358,6 @@ fn row_values(r: &UsageRecord) -> [sea_orm::Value; 10] {
         r.streamed.into(),
         r.at.into(),
     ]
-}
-
-/// At most the column's 200 characters.
-fn bounded(text: &str) -> String {
-    match text.char_indices().nth(200) {
-        Some((end, _)) => text[..end].to_owned(),
-        None => text.to_owned(),
-    }
 }
 
 /// Writes a batch in one transaction (all of it or none).
@@ -411,7 +393,7 @@ mod insert_tests {
     fn each_shape_has_one_placeholder_per_value() {
         for backend in [sea_orm::DatabaseBackend::Sqlite, sea_orm::DatabaseBackend::Postgres] {
             let sql = InsertSql::new(backend);
-            for (rows, text) in &sql.by_shape {
+            for (rows, text) in SHAPES.iter().zip(&sql.by_shape) {
                 let placeholders = match backend {
                     sea_orm::DatabaseBackend::Postgres => text.matches('$').count(),
                     _ => text.matches('?').count(),
@@ -423,9 +405,14 @@ mod insert_tests {
 
     #[test]
     fn model_and_provider_names_are_cut_at_200_characters() {
-        assert_eq!(bounded("gpt"), "gpt");
-        assert_eq!(bounded(&"é".repeat(250)), "é".repeat(200));
-        assert_eq!(bounded(&"x".repeat(200)), "x".repeat(200));
+        let stored = |name: String| {
+            let values = row_values(&UsageRecord { model: name.clone(), provider: Some(name), ..UsageRecord::default() });
+            assert_eq!(values[2], values[3], "model and provider are cut alike");
+            values[2].clone()
+        };
+        assert_eq!(stored("gpt".into()), sea_orm::Value::from("gpt"));
+        assert_eq!(stored("é".repeat(250)), sea_orm::Value::from("é".repeat(200)));
+        assert_eq!(stored("x".repeat(200)), sea_orm::Value::from("x".repeat(200)));
     }
 }
 
