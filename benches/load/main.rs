@@ -667,7 +667,8 @@ async fn main() {
     }
     let portal_sqlite = portal_path(&server.base, &cookie, plan.portal_ops).await;
     drop(server);
-    report.cache_memory(cache_bytes_per_key(plan.sizes[2]));
+    let (held, grown) = cache_bytes_per_key(plan.sizes[2]);
+    report.cache_memory(held, grown);
 
     let mut portal = vec![("SQLite".to_owned(), seeded, portal_sqlite)];
     let mut two = None;
@@ -888,9 +889,19 @@ async fn revocation_under_load(revoke_base: &str, use_base: &str, cookie: &str) 
     result
 }
 
-/// Bytes of memory per cached key, measured in this process with `n` entries.
-fn cache_bytes_per_key(n: usize) -> Figure {
+/// Bytes of memory per cached key, measured in this process with `n` entries: the resident
+/// memory the cache holds once the allocator has given back what it freed (the cache's hash
+/// tables double as they fill, and glibc keeps the outgrown arrays resident for reuse: that
+/// slack is the allocator's, not the cache's). Returns that figure and the growth before the
+/// give-back, which is reported beside it.
+fn cache_bytes_per_key(n: usize) -> (Figure, f64) {
+    unsafe extern "C" {
+        /// glibc: returns free heap memory to the system; 1 when some was returned.
+        fn malloc_trim(pad: usize) -> i32;
+    }
     let cache = workjet::domain::auth_cache::KeyCache::new(n * 2);
+    // SAFETY: malloc_trim only walks glibc's own free lists (the bench runs on glibc).
+    unsafe { malloc_trim(0) };
     let before = rss_kib(std::process::id());
     for _ in 0..n {
         let hash = workjet::domain::api_keys::ApiKeyHash::of(&seed::fake_key());
@@ -900,8 +911,22 @@ fn cache_bytes_per_key(n: usize) -> Figure {
             Some(0),
         );
     }
-    let after = rss_kib(std::process::id());
-    let per_key = (after.saturating_sub(before) * 1024) as f64 / n as f64;
-    eprintln!("  cache: {n} keys, {:.1} bytes per key", per_key);
-    Figure { label: format!("cache memory per key ({n} keys)"), value: per_key, unit: "bytes", target: Some(100.0), lower_is_better: true }
+    let grown = rss_kib(std::process::id());
+    // SAFETY: as above.
+    unsafe { malloc_trim(0) };
+    let held = rss_kib(std::process::id());
+    let per_key = |kib: u64| (kib.saturating_sub(before) * 1024) as f64 / n as f64;
+    let (grown, per_key) = (per_key(grown), per_key(held));
+    eprintln!("  cache: {n} keys, {per_key:.1} bytes per key held ({grown:.1} grown while filling)");
+    drop(cache);
+    (
+        Figure {
+            label: format!("cache memory per key ({n} keys)"),
+            value: per_key,
+            unit: "bytes",
+            target: Some(100.0),
+            lower_is_better: true,
+        },
+        grown,
+    )
 }

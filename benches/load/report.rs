@@ -399,11 +399,12 @@ impl Report {
         );
     }
 
-    pub fn cache_memory(&mut self, figure: Figure) {
+    /// The key cache's memory per key: what it holds, and the growth while filling it.
+    pub fn cache_memory(&mut self, figure: Figure, grown: f64) {
         let _ = writeln!(
             self.body,
-            "Key cache: {} = **{:.1} {}** (measured as resident-memory growth while filling it).\n",
-            figure.label, figure.value, figure.unit
+            "Key cache: {} = **{:.1} {}**, the resident memory it holds once the allocator has returned what it freed ({grown:.1} {} of growth while filling it: glibc keeps the hash tables' outgrown arrays resident for reuse).\n",
+            figure.label, figure.value, figure.unit, figure.unit
         );
         if let Some(t) = figure.target {
             let met = if figure.lower_is_better { figure.value <= t } else { figure.value >= t };
@@ -710,7 +711,7 @@ impl Report {
             .find_map(|l| l.strip_prefix("model name").map(|v| v.trim_start_matches([' ', '\t', ':']).to_owned()))
             .unwrap_or_else(|| "unknown CPU".into());
         let mut md = format!(
-            "# Benchmarks\n\nMeasured with `{}` on {} ({cores} cores), {}. The load generator, the Workjet release binary and the fake upstream share these cores, so absolute numbers are pessimistic; each figure stands beside a baseline measured in the same run. Throughputs are medians of the runs, with the spread (min–max).\n\n![Throughput relative to baseline]({svg_path})\n\n## Targets\n\n| figure | target | measured | |\n|---|---|---|---|\n",
+            "# Benchmarks\n\nMeasured with `{}` on {} ({cores} cores), {}. The load generator, the Workjet release binary and the fake upstream share these cores, so absolute numbers are pessimistic; each figure stands beside a baseline measured in the same run. The servers log at `RUST_LOG=error`: as shipped (`info`), each request also makes its log span (see the notes for its cost). Throughputs are medians of the runs, with the spread (min–max).\n\n![Throughput relative to baseline]({svg_path})\n\n## Targets\n\n| figure | target | measured | |\n|---|---|---|---|\n",
             self.command,
             cpu,
             chrono::Utc::now().format("%Y-%m-%d %H:%M UTC")
