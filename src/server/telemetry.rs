@@ -44,9 +44,11 @@ pub fn init(format: LogFormat) -> Result<Telemetry, trace::TraceConfigError> {
     let result = match (&traces, levels) {
         // Without traces the log's filter is the only one, so it filters for the whole
         // subscriber: nothing per span but the log's own work (a per-layer filter looks each
-        // span up on every enter and exit of every request's span).
-        (None, LogLevels::Targets(targets)) => tracing_subscriber::registry().with(targets).with(log_layer(format)).try_init(),
-        (None, LogLevels::Env(env)) => tracing_subscriber::registry().with(env).with(log_layer(format)).try_init(),
+        // span up on every enter and exit of every request's span). It is the outermost
+        // layer: a callsite it turns off is then off for good ("never"); under the log's
+        // layer it would be asked again at every event ("sometimes").
+        (None, LogLevels::Targets(targets)) => tracing_subscriber::registry().with(log_layer(format)).with(targets).try_init(),
+        (None, LogLevels::Env(env)) => tracing_subscriber::registry().with(log_layer(format)).with(env).try_init(),
         // Each layer has its own filter: the log's (RUST_LOG), and the traces' (Workjet's spans).
         (Some(provider), levels) => {
             tracing_subscriber::registry().with(log_layer(format).with_filter(levels.boxed())).with(trace::layer(provider)).try_init()
