@@ -915,8 +915,8 @@ fn cache_bytes_per_key(n: usize) -> (Figure, f64) {
     // SAFETY: as above.
     unsafe { malloc_trim(0) };
     let held = rss_kib(std::process::id());
-    let per_key = |kib: u64| (kib.saturating_sub(before) * 1024) as f64 / n as f64;
-    let (grown, per_key) = (per_key(grown), per_key(held));
+    let bytes_per_key = |kib: u64| (kib.saturating_sub(before) * 1024) as f64 / n as f64;
+    let (grown, per_key) = (bytes_per_key(grown), bytes_per_key(held));
     eprintln!("  cache: {n} keys, {per_key:.1} bytes per key held ({grown:.1} grown while filling)");
     drop(cache);
     (

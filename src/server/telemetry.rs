@@ -106,11 +106,11 @@ impl LogLevels {
     /// [`EnvFilter`] reads it, as before).
     fn is_plain(spec: &str) -> bool {
         let word = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':' || b == b'-');
-        !spec.is_empty()
-            && spec.split(',').all(|directive| match directive.split_once('=') {
-                Some((target, level)) => word(target) && word(level),
-                None => word(directive),
-            })
+        // An empty value splits into one empty directive, which is not a word.
+        spec.split(',').all(|directive| match directive.split_once('=') {
+            Some((target, level)) => word(target) && word(level),
+            None => word(directive),
+        })
     }
 
     fn boxed<S: Subscriber + for<'span> LookupSpan<'span>>(self) -> Box<dyn tracing_subscriber::layer::Filter<S> + Send + Sync> {
