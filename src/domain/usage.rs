@@ -119,6 +119,13 @@ impl UsageRecorder {
         Self { tx, db }
     }
 
+    /// A recorder whose records go to the returned receiver (no database, no writer task).
+    #[cfg(test)]
+    pub fn for_tests() -> (Self, mpsc::Receiver<UsageRecord>) {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        (Self { tx, db: DatabaseConnection::default() }, rx)
+    }
+
     /// Queues a record; never waits. A full queue (the database is far behind) drops the
     /// record and says so, rather than slowing requests.
     pub fn record(&self, record: UsageRecord) {

@@ -450,17 +450,17 @@ impl EventRelay for ToChat {
     fn relay(&mut self, event: Option<&str>, data: &str, out: &mut BytesMut) -> Flow {
         for output in self.0.translate(event, data) {
             match output {
-                StreamOutput::Chunk(chunk) => out.extend_from_slice(&sse::frame(None, &chunk.to_string())),
-                StreamOutput::KeepAlive => out.extend_from_slice(&sse::comment("ping")),
+                StreamOutput::Chunk(chunk) => sse::frame_into(out, None, &chunk.to_string()),
+                StreamOutput::KeepAlive => sse::comment_into(out, "ping"),
                 StreamOutput::Error(error) => {
-                    out.extend_from_slice(&sse::frame(None, &error.to_string()));
+                    sse::frame_into(out, None, &error.to_string());
                     return Flow::Failed;
                 }
                 StreamOutput::Done => {
                     if let Some(usage) = self.0.usage_chunk() {
-                        out.extend_from_slice(&sse::frame(None, &usage.to_string()));
+                        sse::frame_into(out, None, &usage.to_string());
                     }
-                    out.extend_from_slice(&sse::frame(None, "[DONE]"));
+                    sse::frame_into(out, None, "[DONE]");
                     return Flow::Done;
                 }
             }
@@ -489,7 +489,7 @@ struct PassThrough {
 
 impl EventRelay for PassThrough {
     fn relay(&mut self, event: Option<&str>, data: &str, out: &mut BytesMut) -> Flow {
-        out.extend_from_slice(&sse::frame(event, data));
+        sse::frame_into(out, event, data);
         let kind = event.unwrap_or_default();
         match kind {
             "message_start" | "message_delta" => {

@@ -6,7 +6,13 @@
 //! timeout, ending with an error event (never a hang) if the upstream fails mid-way. Usage is
 //! recorded once per request, however it ends, naming the provider that answered.
 
-use std::{convert::Infallible, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future as _,
+    pin::Pin,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
@@ -243,15 +249,12 @@ impl Registry {
         if !is_sse {
             return Err(failed(meter, UpstreamError::NotAnAnswer("an event stream")));
         }
-        Ok(Answer::Stream(Box::new(Relay {
-            upstream: BodyDataStream::new(response.into_body()),
-            parser: SseParser::new(MAX_EVENT_BYTES),
-            idle: Duration::from_millis(self.timeouts.idle_ms),
-            events: route.provider.api().stream(call),
-            finished: false,
-            status: 200,
-            meter: Some(meter),
-        })))
+        Ok(Answer::Stream(Box::new(Relay::new(
+            response.into_body(),
+            Duration::from_millis(self.timeouts.idle_ms),
+            route.provider.api().stream(call),
+            meter,
+        ))))
     }
 }
 
@@ -309,10 +312,22 @@ fn might_leak(route: &Route, message: &str) -> bool {
 
 /// Relays an upstream SSE stream event by event, with an idle timeout; records usage when it
 /// ends, however it ends (499 if the client left first).
+///
+/// A [`Stream`] polled in place (no future built and moved per chunk), with one timer for the
+/// whole stream: it is armed once and, when it fires, moved to the end of the current wait if
+/// chunks came meanwhile, so that a chunk costs a clock read, not a timer wheel insert and
+/// removal. The idle time counts from the first poll that finds nothing to relay, as a timeout
+/// around each wait would: a client slow to read never makes the upstream look idle.
 pub struct Relay {
     upstream: BodyDataStream<UpstreamBody>,
     parser: SseParser,
+    /// Parsed items, reused from chunk to chunk.
+    items: Vec<SseItem>,
     idle: Duration,
+    /// When the current wait for the upstream began (`None`: not waiting).
+    waiting_since: Option<tokio::time::Instant>,
+    /// Fires at the idle deadline of some wait, at or before the current one's.
+    timer: Pin<Box<tokio::time::Sleep>>,
     events: Box<dyn EventRelay>,
     finished: bool,
     /// 200 unless the stream failed.
@@ -321,55 +336,68 @@ pub struct Relay {
 }
 
 impl Relay {
+    fn new(upstream: UpstreamBody, idle: Duration, events: Box<dyn EventRelay>, meter: Meter) -> Self {
+        Self {
+            upstream: BodyDataStream::new(upstream),
+            parser: SseParser::new(MAX_EVENT_BYTES),
+            items: Vec::new(),
+            idle,
+            waiting_since: None,
+            timer: Box::pin(tokio::time::sleep(idle)),
+            events,
+            finished: false,
+            status: 200,
+            meter: Some(meter),
+        }
+    }
+
     /// The client's body: when the client goes away it is dropped, and with it the upstream
     /// connection.
     pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-        futures::stream::unfold(self, |mut relay| async move { relay.next_chunk().await.map(|chunk| (Ok(chunk), relay)) })
+        self
     }
 
-    async fn next_chunk(&mut self) -> Option<Bytes> {
-        loop {
+    /// What `chunk` becomes for the client (empty: nothing yet, e.g. a partial event).
+    fn translate(&mut self, chunk: &[u8]) -> Bytes {
+        if self.parser.feed_into(chunk, &mut self.items).is_err() {
+            self.items.clear();
+            return self.fail(502, "The model provider sent an oversized stream event.", "upstream_error");
+        }
+        let mut out = BytesMut::new();
+        for item in self.items.drain(..) {
             if self.finished {
-                return None;
+                continue;
             }
-            let chunk = match tokio::time::timeout(self.idle, self.upstream.next()).await {
-                Err(_) => return Some(self.fail(504, "The model provider stopped sending for too long.", "upstream_timeout")),
-                Ok(Some(Err(_))) => {
-                    return Some(self.fail(502, "The connection to the model provider broke mid-stream.", "upstream_error"));
+            let flow = match item {
+                SseItem::Comment(text) => {
+                    sse::comment_into(&mut out, &text);
+                    Flow::More
                 }
-                Ok(None) => {
-                    if self.events.complete() {
-                        self.finished = true;
-                        return None;
-                    }
-                    return Some(self.fail(502, "The model provider ended the stream early.", "upstream_error"));
-                }
-                Ok(Some(Ok(chunk))) => chunk,
+                SseItem::Event { event, data } => self.events.relay(event.as_deref(), &data, &mut out),
             };
-            let items = match self.parser.feed(&chunk) {
-                Ok(items) => items,
-                Err(_) => return Some(self.fail(502, "The model provider sent an oversized stream event.", "upstream_error")),
-            };
-            let mut out = BytesMut::new();
-            for item in items {
-                let flow = match item {
-                    SseItem::Comment(text) => {
-                        out.extend_from_slice(&sse::comment(&text));
-                        Flow::More
-                    }
-                    SseItem::Event { event, data } => self.events.relay(event.as_deref(), &data, &mut out),
-                };
-                match flow {
-                    Flow::More => continue,
-                    Flow::Done => {}
-                    Flow::Failed => self.status = 502,
-                }
-                self.finished = true;
-                break;
+            match flow {
+                Flow::More => continue,
+                Flow::Done => {}
+                Flow::Failed => self.status = 502,
             }
-            if !out.is_empty() {
-                return Some(out.freeze());
+            self.finished = true;
+        }
+        out.freeze()
+    }
+
+    /// Whether the upstream has been silent for the idle time (re-arming the timer for the
+    /// current wait's deadline when it fired for an earlier one).
+    fn idle_for_too_long(&mut self, cx: &mut Context<'_>) -> bool {
+        let started = *self.waiting_since.get_or_insert_with(tokio::time::Instant::now);
+        let deadline = started + self.idle;
+        loop {
+            if self.timer.as_mut().poll(cx).is_pending() {
+                return false;
             }
+            if tokio::time::Instant::now() >= deadline {
+                return true;
+            }
+            self.timer.as_mut().reset(deadline);
         }
     }
 
@@ -380,11 +408,161 @@ impl Relay {
     }
 }
 
+impl Stream for Relay {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            if this.finished {
+                return Poll::Ready(None);
+            }
+            let chunk = match Pin::new(&mut this.upstream).poll_next(cx) {
+                Poll::Pending => {
+                    if this.idle_for_too_long(cx) {
+                        return Poll::Ready(Some(Ok(this.fail(
+                            504,
+                            "The model provider stopped sending for too long.",
+                            "upstream_timeout",
+                        ))));
+                    }
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Err(_))) => {
+                    return Poll::Ready(Some(Ok(this.fail(
+                        502,
+                        "The connection to the model provider broke mid-stream.",
+                        "upstream_error",
+                    ))));
+                }
+                Poll::Ready(None) => {
+                    if this.events.complete() {
+                        this.finished = true;
+                        return Poll::Ready(None);
+                    }
+                    return Poll::Ready(Some(Ok(this.fail(502, "The model provider ended the stream early.", "upstream_error"))));
+                }
+                Poll::Ready(Some(Ok(chunk))) => chunk,
+            };
+            this.waiting_since = None;
+            let out = this.translate(&chunk);
+            if !out.is_empty() {
+                return Poll::Ready(Some(Ok(out)));
+            }
+        }
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         if let Some(meter) = self.meter.take() {
             let status = if self.finished { self.status } else { 499 };
             meter.record(status, self.events.usage());
         }
+    }
+}
+
+#[cfg(test)]
+mod relay_tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+    use futures::StreamExt;
+    use http_body_util::Either;
+    use tokio::time::Instant;
+
+    use super::Relay;
+    use crate::domain::{
+        providers::api::{Call, ClientApi, ProviderApi as _},
+        usage::{Meter, UsageRecorder},
+    };
+
+    /// Real time (tokio's paused clock would need its `test-util` feature, which would slow every
+    /// timer of the benchmarked server). The assertions hold however late a task runs: the
+    /// relay polls the upstream before its timer, so a chunk whose time has come always wins.
+    const IDLE: Duration = Duration::from_millis(300);
+
+    fn event(i: usize) -> Bytes {
+        Bytes::from(format!("data: {{\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\"t{i}\"}}}}]}}\n\n"))
+    }
+
+    /// A relay of an OpenAI stream whose chunks come at the given times after the start (then
+    /// `[DONE]` and the end, or, with `stall`, nothing more ever).
+    fn relay(at: Vec<Duration>, stall: bool, recorder: UsageRecorder) -> Relay {
+        let start = Instant::now();
+        let chunks = futures::stream::iter(at.into_iter().enumerate()).then(move |(i, after)| async move {
+            tokio::time::sleep_until(start + after).await;
+            Ok::<_, std::io::Error>(event(i))
+        });
+        let body: futures::stream::BoxStream<'static, Result<Bytes, std::io::Error>> = if stall {
+            chunks.chain(futures::stream::pending()).boxed()
+        } else {
+            chunks.chain(futures::stream::once(async { Ok(Bytes::from_static(b"data: [DONE]\n\n")) })).boxed()
+        };
+        let (request, raw) = (serde_json::Map::new(), Bytes::new());
+        let call = Call {
+            api: ClientApi::ChatCompletions,
+            request: &request,
+            raw: &raw,
+            model: "m",
+            stream: true,
+            include_usage: true,
+            forward: Default::default(),
+        };
+        let events = crate::domain::providers::openai::OpenAi.stream(&call);
+        Relay::new(Either::Right(reqwest::Body::wrap_stream(body)), IDLE, events, Meter::start(recorder, 1, Some(1), "m", true))
+    }
+
+    #[tokio::test]
+    async fn chunks_closer_than_the_idle_time_never_time_out_however_long_the_stream() {
+        let (recorder, mut records) = UsageRecorder::for_tests();
+        // Twelve chunks 0.6 idle times apart: over seven idle times in all.
+        let at: Vec<Duration> = (1..=12).map(|i| IDLE * 6 * i / 10).collect();
+        let out: Vec<Bytes> = relay(at, false, recorder).map(|c| c.expect("infallible")).collect().await;
+        let text: String = out.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        assert_eq!(text.matches("data: {").count(), 12, "{text}");
+        assert!(text.ends_with("data: [DONE]\n\n") && !text.contains("upstream_timeout"), "{text}");
+        assert_eq!(records.recv().await.expect("a usage record").status, 200);
+    }
+
+    #[tokio::test]
+    async fn an_upstream_silent_for_the_idle_time_ends_the_stream_with_a_timeout_event() {
+        let (recorder, mut records) = UsageRecorder::for_tests();
+        let mut relay = relay(vec![IDLE / 3, IDLE * 4 / 3], true, recorder);
+        for _ in 0..2 {
+            relay.next().await.expect("a chunk").expect("infallible");
+        }
+        let silent_from = Instant::now();
+        let last = relay.next().await.expect("the timeout event").expect("infallible");
+        assert!(String::from_utf8_lossy(&last).contains("upstream_timeout"), "{last:?}");
+        // The idle time counts from the last chunk, not from the timer armed before it.
+        assert!(silent_from.elapsed() >= IDLE, "{:?}", silent_from.elapsed());
+        assert!(relay.next().await.is_none());
+        drop(relay);
+        assert_eq!(records.recv().await.expect("a usage record").status, 504);
+    }
+
+    #[tokio::test]
+    async fn a_client_slow_to_read_does_not_make_the_upstream_look_idle() {
+        let (recorder, mut records) = UsageRecorder::for_tests();
+        let mut relay = relay(vec![IDLE / 10, IDLE / 5, IDLE * 7 / 2], false, recorder);
+        relay.next().await.expect("a chunk").expect("infallible");
+        // The client reads again only after three idle times; the upstream sent meanwhile.
+        tokio::time::sleep(3 * IDLE).await;
+        let second = relay.next().await.expect("a chunk").expect("infallible");
+        assert!(String::from_utf8_lossy(&second).contains("t1"), "{second:?}");
+        let rest: Vec<Bytes> = relay.map(|c| c.expect("infallible")).collect().await;
+        let text: String = rest.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
+        assert!(text.contains("t2") && text.ends_with("data: [DONE]\n\n") && !text.contains("upstream_timeout"), "{text}");
+        assert_eq!(records.recv().await.expect("a usage record").status, 200);
+    }
+
+    #[tokio::test]
+    async fn a_client_that_leaves_mid_stream_is_recorded_as_499() {
+        let (recorder, mut records) = UsageRecorder::for_tests();
+        let mut relay = relay(vec![IDLE / 10, IDLE / 5], true, recorder);
+        relay.next().await.expect("a chunk").expect("infallible");
+        drop(relay);
+        assert_eq!(records.recv().await.expect("a usage record").status, 499);
     }
 }

@@ -59,6 +59,10 @@ impl ProviderApi for OpenAi {
     }
 }
 
+/// The key whose chunks are parsed for their token counts (the others pass untouched).
+static USAGE_KEY: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new("\"usage\""));
+
 /// Pass-through of chat-completion chunks; `strip_usage` drops the usage-only chunk the
 /// client did not ask for.
 struct ChatRelay {
@@ -71,10 +75,10 @@ impl EventRelay for ChatRelay {
     fn relay(&mut self, event: Option<&str>, data: &str, out: &mut BytesMut) -> Flow {
         if data == "[DONE]" {
             self.saw_done = true;
-            out.extend_from_slice(&sse::frame(None, "[DONE]"));
+            sse::frame_into(out, None, "[DONE]");
             return Flow::Done;
         }
-        if data.contains("\"usage\"")
+        if USAGE_KEY.find(data.as_bytes()).is_some()
             && let Ok(value) = serde_json::from_str::<Value>(data)
         {
             if let Some(usage) = openai_usage(&value) {
@@ -85,7 +89,7 @@ impl EventRelay for ChatRelay {
                 return Flow::More;
             }
         }
-        out.extend_from_slice(&sse::frame(event, data));
+        sse::frame_into(out, event, data);
         Flow::More
     }
 
