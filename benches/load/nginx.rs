@@ -49,8 +49,8 @@ impl Nginx {
         // As many workers as Workjet has runtime threads (one per core); a keep-alive pool of
         // 64 connections to the upstream, HTTP/1.1, no buffering (streams pass as they come).
         let conf = format!(
-            "worker_processes auto;\nworker_rlimit_nofile 65536;\nerror_log {d}/error.log error;\npid {d}/nginx.pid;\n\
-             events {{ worker_connections 32768; }}\n\
+            "worker_processes auto;\nworker_rlimit_nofile 131072;\nerror_log {d}/error.log error;\npid {d}/nginx.pid;\n\
+             events {{ worker_connections 65536; }}\n\
              http {{\n  access_log off;\n  client_body_temp_path {d}/body;\n  proxy_temp_path {d}/proxy;\n  fastcgi_temp_path {d}/fastcgi;\n  uwsgi_temp_path {d}/uwsgi;\n  scgi_temp_path {d}/scgi;\n  keepalive_requests 1000000;\n\
              \x20 upstream fake {{ server {upstream}; keepalive 64; keepalive_requests 1000000; }}\n\
              \x20 server {{\n    listen {addr} backlog=4096;\n    location / {{\n      proxy_pass http://fake;\n      proxy_http_version 1.1;\n      proxy_set_header Connection \"\";\n      proxy_buffering off;\n    }}\n  }}\n}}\n"
@@ -80,6 +80,13 @@ impl Nginx {
         }
         let _ = child.kill();
         Err("nginx did not start listening in 5 s".into())
+    }
+}
+
+impl Nginx {
+    /// The master process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 

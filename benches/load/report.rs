@@ -553,20 +553,29 @@ impl Report {
     /// 4d: concurrent streams, straight to the fake upstream and through Workjet.
     pub fn streams(&mut self, section: &crate::streams::Section) {
         use crate::streams::{CHUNKS, GAP};
+        let nginx_note = match (&section.nginx_skipped, section.nginx_idle_kib) {
+            (Some(why), _) => format!(" nginx was not measured ({why})."),
+            (None, Some(idle)) => format!(
+                " nginx (the same configuration as section 4c: `proxy_pass`, `proxy_buffering off`, as many workers as cores) runs as the other proxy; its memory and CPU are its master's and workers' together, idle after its own warm-up: {:.1} MiB.",
+                idle as f64 / 1024.0
+            ),
+            (None, None) => String::new(),
+        };
         let _ = write!(
             self.body,
             "### 4d. Concurrent streams\n\nStreaming chat completions held open together, one connection each (`Connection: close`), opened over 0.2–1.5 s (10,000 a second); the fake upstream sends {CHUNKS} chunks {} ms apart, then usage and `[DONE]`. The fake upstream and the client are hand-written HTTP/1.1 on tokio's TCP (no per-chunk allocation), each in a process of its own (the bench binary, and again as the fake), on the same cores as the server. \
-             **Chunk delay** = a chunk's arrival at the client − the time the fake upstream scheduled it for (its start + i × {} ms, stamped in the chunk, on the clock the client shares), so it counts the fake's own lateness, the transit and, through Workjet, the gateway; the direct run is the baseline, and **added** = through Workjet − directly, percentile by percentile. \
-             An error is a failed connection, a status other than 200, a stream cut short or a wrong chunk count. **Memory per open stream** = (server RSS at the 50 ms sample with the most streams open − its RSS idle after the warm-up) ÷ streams open then. A stream not done within 20 s of the run's start (ten times its schedule) counts as an error; the chunks it delivered until then count in the delays and the CPU per chunk, those still due do not. **CPU** = utime + stime from `/proc` over the run (ramp to last byte), per 1,000 chunks delivered, each stream's set-up included; the client's figure is the bench process's. RLIMIT_NOFILE {}; server RSS idle after a warm-up of 200 streams: {:.1} MiB.\n\n\
-             | run | streams | peak open | errors | chunk delay p50 ms | p99 ms | max ms | chunks/s | wall s | server KiB per open stream | server CPU ms per 1,000 chunks | fake upstream CPU ms per 1,000 | client CPU ms per 1,000 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+             **Chunk delay** = a chunk's arrival at the client − the time the fake upstream scheduled it for (its start + i × {} ms, stamped in the chunk, on the clock the client shares), so it counts the fake's own lateness, the transit and, through a proxy, the proxy; the direct run is the baseline, and **added** = through the proxy − directly, percentile by percentile. \
+             An error is a failed connection, a status other than 200, a stream cut short or a wrong chunk count. **Memory per open stream** = (the proxy's RSS at the 50 ms sample with the most streams open − its RSS idle after the warm-up) ÷ streams open then. A stream not done within 20 s of the run's start (ten times its schedule) counts as an error; the chunks it delivered until then count in the delays and the CPU per chunk, those still due do not. **CPU** = utime + stime from `/proc` over the run (ramp to last byte), per 1,000 chunks delivered, each stream's set-up included; the client's figure is the bench process's. \
+             The first count is a light load, one these cores can schedule with the client and the fake upstream on them too: what a proxy adds per chunk when the machine is not overloaded. RLIMIT_NOFILE {}; Workjet's RSS idle after a warm-up of 200 streams: {:.1} MiB.{nginx_note}\n\n\
+             | run | streams | peak open | errors | chunk delay p50 ms | p99 ms | max ms | chunks/s | wall s | proxy KiB per open stream | proxy CPU ms per 1,000 chunks | fake upstream CPU ms per 1,000 | client CPU ms per 1,000 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
             GAP.as_millis(),
             GAP.as_millis(),
             section.nofile,
             section.server_idle_kib as f64 / 1024.0
         );
         let dash = || "–".to_owned();
-        for (direct, via) in &section.runs {
-            for r in [direct, via] {
+        for count in section.light.iter().chain(&section.runs) {
+            for r in [Some(&count.direct), count.nginx.as_ref(), Some(&count.via)].into_iter().flatten() {
                 let errors = if r.errors.is_empty() {
                     "0".to_owned()
                 } else {
@@ -594,35 +603,91 @@ impl Report {
             let _ = writeln!(self.body, "\n{line}.");
         }
         self.body.push('\n');
-        for (i, (direct, via)) in section.runs.iter().enumerate() {
+        // What a proxy's run adds over the direct one, at p50 and p99, and its CPU per 1,000 chunks.
+        let added = |run: &crate::streams::StreamRun, direct: &crate::streams::StreamRun| {
+            (
+                run.delay_ms(0.5) - direct.delay_ms(0.5),
+                run.delay_ms(0.99) - direct.delay_ms(0.99),
+                run.server_cpu.map(|c| run.per_1000_chunks(c)).unwrap_or(f64::NAN),
+            )
+        };
+        let beside_nginx = |count: &crate::streams::CountRuns| {
+            count
+                .nginx
+                .as_ref()
+                .map(|nginx| {
+                    let (p50, p99, cpu) = added(nginx, &count.direct);
+                    format!(
+                        " nginx adds {p50:.2} ms at p50 and {p99:.2} ms at p99, with {} errors, {} KiB per open stream and {cpu:.2} ms of CPU per 1,000 chunks.",
+                        nginx.errors_total(),
+                        nginx.kib_per_stream().map(|k| format!("{k:.1}")).unwrap_or_else(|| "–".into()),
+                    )
+                })
+                .unwrap_or_default()
+        };
+        if let Some(light) = &section.light {
+            let (p50, p99, cpu) = added(&light.via, &light.direct);
+            let n = light.via.streams;
+            let _ = writeln!(
+                self.body,
+                "{n} streams (the light load): Workjet adds {p50:.2} ms at p50 and {p99:.2} ms at p99 per chunk, with {} errors and {cpu:.2} ms of server CPU per 1,000 chunks (the direct run's p99 is {:.2} ms).{}\n",
+                light.via.errors_total(),
+                light.direct.delay_ms(0.99),
+                beside_nginx(light),
+            );
+            let nginx_p99 = light.nginx.as_ref().map(|nginx| added(nginx, &light.direct).1);
+            self.target(
+                &format!("p99 delay added per chunk, {n} concurrent streams (a load these cores can schedule)"),
+                "reported".into(),
+                match nginx_p99 {
+                    Some(nginx) => format!("{p99:.2} ms (nginx: {nginx:.2} ms)"),
+                    None => format!("{p99:.2} ms"),
+                },
+                true,
+            );
+        }
+        for (i, count) in section.runs.iter().enumerate() {
+            let (direct, via) = (&count.direct, &count.via);
             let n = via.streams;
-            let added_p50 = via.delay_ms(0.5) - direct.delay_ms(0.5);
-            let added_p99 = via.delay_ms(0.99) - direct.delay_ms(0.99);
+            let (added_p50, added_p99, cpu) = added(via, direct);
             let per_stream = via.kib_per_stream().unwrap_or(f64::NAN);
-            let cpu = via.server_cpu.map(|c| via.per_1000_chunks(c)).unwrap_or(f64::NAN);
             // What the schedule asks of the server alone, at the CPU cost measured.
             let demand = n as f64 * (1.0 / GAP.as_secs_f64()) * cpu / 1_000_000.0;
             let _ = writeln!(
                 self.body,
-                "{n} streams: Workjet adds {added_p50:.2} ms at p50 and {added_p99:.2} ms at p99 per chunk; {} errors (direct: {}); {per_stream:.1} KiB per open stream; {cpu:.2} ms of server CPU per 1,000 chunks, so the schedule ({:.0} chunks/s) asks {demand:.2} cores of the server alone.\n",
+                "{n} streams: Workjet adds {added_p50:.2} ms at p50 and {added_p99:.2} ms at p99 per chunk; {} errors (direct: {}); {per_stream:.1} KiB per open stream; {cpu:.2} ms of server CPU per 1,000 chunks, so the schedule ({:.0} chunks/s) asks {demand:.2} cores of the server alone.{}\n",
                 via.errors_total(),
                 direct.errors_total(),
                 n as f64 / GAP.as_secs_f64(),
+                beside_nginx(count),
             );
             let direct_rate = direct.chunks() as f64 / direct.wall.as_secs_f64();
             let via_rate = via.chunks() as f64 / via.wall.as_secs_f64();
             self.bars.push(bar(format!("streams, {n}: chunks/s vs direct"), via_rate / direct_rate, None));
+            if let Some(nginx) = &count.nginx {
+                let nginx_rate = nginx.chunks() as f64 / nginx.wall.as_secs_f64();
+                self.bars.push(bar(format!("streams, {n}: nginx's chunks/s vs direct"), nginx_rate / direct_rate, None));
+            }
+            let nginx_added = count.nginx.as_ref().map(|nginx| added(nginx, direct));
             if i == 0 {
                 self.target(
                     &format!("errors, {n} concurrent streams"),
                     "0".into(),
-                    via.errors_total().to_string(),
+                    match &count.nginx {
+                        Some(nginx) => format!("{} (nginx: {})", via.errors_total(), nginx.errors_total()),
+                        None => via.errors_total().to_string(),
+                    },
                     via.errors_total() == 0,
                 );
                 self.target(
                     &format!("p99 delay added per chunk, {n} concurrent streams"),
                     "≤ 5 ms".into(),
-                    format!("{added_p99:.2} ms ({:.2} vs {:.2} ms direct)", via.delay_ms(0.99), direct.delay_ms(0.99)),
+                    format!(
+                        "{added_p99:.2} ms ({:.2} vs {:.2} ms direct{})",
+                        via.delay_ms(0.99),
+                        direct.delay_ms(0.99),
+                        nginx_added.map(|(_, p99, _)| format!("; nginx adds {p99:.2} ms")).unwrap_or_default()
+                    ),
                     added_p99 <= 5.0,
                 );
                 self.target(
@@ -635,9 +700,10 @@ impl Report {
                     &format!("server CPU per 1,000 chunks, {n} streams"),
                     "reported".into(),
                     format!(
-                        "{cpu:.2} ms (fake upstream {:.2} ms, client {:.2} ms)",
+                        "{cpu:.2} ms (fake upstream {:.2} ms, client {:.2} ms{})",
                         via.per_1000_chunks(via.fake_cpu),
-                        via.per_1000_chunks(via.client_cpu)
+                        via.per_1000_chunks(via.client_cpu),
+                        nginx_added.map(|(_, _, cpu)| format!("; nginx {cpu:.2} ms")).unwrap_or_default()
                     ),
                     true,
                 );
@@ -646,8 +712,9 @@ impl Report {
                     &format!("{n} concurrent streams (where it bends)"),
                     "reported".into(),
                     format!(
-                        "{} errors, p99 added {added_p99:.2} ms, {per_stream:.1} KiB per stream, {cpu:.2} ms CPU per 1,000 chunks",
-                        via.errors_total()
+                        "{} errors, p99 added {added_p99:.2} ms, {per_stream:.1} KiB per stream, {cpu:.2} ms CPU per 1,000 chunks{}",
+                        via.errors_total(),
+                        count.nginx.as_ref().map(|nginx| format!(" (nginx: {} errors)", nginx.errors_total())).unwrap_or_default()
                     ),
                     true,
                 );

@@ -246,7 +246,7 @@ async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<()
                 continue;
             };
             if !buf.starts_with(b"HTTP/1.1 200 ") {
-                return Err("status not 200");
+                return Err(refusal(&buf));
             }
             buf.drain(..end + 4);
             head_done = true;
@@ -279,6 +279,26 @@ async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<()
         return Err("stream cut short");
     }
     Ok(())
+}
+
+/// A refused stream's status and, when the answer's first read holds it, its error code.
+fn refusal(answer: &[u8]) -> &'static str {
+    const KNOWN: [(&[u8], &str, &str); 5] = [
+        (b"502", "upstream_error", "status 502 upstream_error"),
+        (b"503", "service_unavailable", "status 503 service_unavailable"),
+        (b"504", "upstream_timeout", "status 504 upstream_timeout"),
+        (b"429", "rate_limited", "status 429 rate_limited"),
+        (b"429", "upstream_rate_limited", "status 429 upstream_rate_limited"),
+    ];
+    let status = answer.get(9..12).unwrap_or_default();
+    let code = |code: &str| find(answer, format!("\"code\":\"{code}\"").as_bytes()).is_some();
+    KNOWN.iter().find(|(s, c, _)| *s == status && code(c)).map(|(_, _, label)| *label).unwrap_or(match status {
+        b"429" => "status 429",
+        b"502" => "status 502",
+        b"503" => "status 503",
+        b"504" => "status 504",
+        _ => "status not 200",
+    })
 }
 
 /// One run: `streams` streams opened over `ramp`, all read to their end.
@@ -329,28 +349,66 @@ impl StreamRun {
     }
 }
 
-/// Runs `streams` streams against `target` (a server: its pid, for memory and CPU).
-/// `server`: its pid and its idle RSS (KiB), the baseline of its memory per stream.
-async fn run(label: &str, target: SocketAddr, request: Arc<Vec<u8>>, streams: usize, server: Option<(u32, u64)>, fake: &Fake) -> StreamRun {
+/// The processes measured as a run's server (Workjet's one, or nginx's master and workers).
+#[derive(Clone)]
+pub struct Procs(Vec<u32>);
+
+impl Procs {
+    pub fn one(pid: u32) -> Self {
+        Self(vec![pid])
+    }
+
+    /// `parent` and its children (nginx's master and its workers).
+    pub fn family(parent: u32) -> Self {
+        let mut pids = vec![parent];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else { continue };
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)).and_then(|v| v.parse::<u32>().ok());
+            if ppid == Some(parent) {
+                pids.push(pid);
+            }
+        }
+        Self(pids)
+    }
+
+    fn cpu_seconds(&self) -> f64 {
+        self.0.iter().map(|pid| cpu_seconds(&format!("/proc/{pid}/stat"))).sum()
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        self.0.iter().map(|&pid| crate::rss_kib(pid)).sum()
+    }
+}
+
+/// Runs `streams` streams against `target`. `server`: the processes serving it (for memory
+/// and CPU) and their idle RSS (KiB), the baseline of their memory per stream.
+async fn run(
+    label: &str,
+    target: SocketAddr,
+    request: Arc<Vec<u8>>,
+    streams: usize,
+    server: Option<(&Procs, u64)>,
+    fake: &Fake,
+) -> StreamRun {
     let ramp = Duration::from_secs_f64((streams as f64 / 10_000.0).clamp(0.2, 1.5));
     let open = Arc::new(Open::default());
     let idle_rss = server.map(|(_, idle)| idle);
-    let server = server.map(|(pid, _)| pid);
-    let server_stat = server.map(|pid| format!("/proc/{pid}/stat"));
-    let server_cpu_before = server_stat.as_deref().map(cpu_seconds);
+    let server = server.map(|(procs, _)| procs.clone());
+    let server_cpu_before = server.as_ref().map(Procs::cpu_seconds);
     let (fake_before, self_before) = (fake.cpu_seconds(), cpu_seconds("/proc/self/stat"));
     let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
     // Samples every 50 ms: the server's RSS when the most streams are open.
     let sampler = {
-        let (open, done) = (open.clone(), done.clone());
+        let (open, done, server) = (open.clone(), done.clone(), server.clone());
         tokio::spawn(async move {
             let mut best = (0u64, 0usize);
             while !done.load(Ordering::Relaxed) {
                 let now = open.now.load(Ordering::Relaxed);
-                if let Some(pid) = server
+                if let Some(procs) = &server
                     && now >= best.1
                 {
-                    best = (crate::rss_kib(pid), now);
+                    best = (procs.rss_kib(), now);
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
@@ -387,7 +445,7 @@ async fn run(label: &str, target: SocketAddr, request: Arc<Vec<u8>>, streams: us
     let (peak_rss, open_at_peak) = sampler.await.unwrap_or_default();
     let fake_cpu = fake.cpu_seconds() - fake_before;
     let client_cpu = cpu_seconds("/proc/self/stat") - self_before;
-    let server_cpu = server_stat.as_deref().map(cpu_seconds).zip(server_cpu_before).map(|(after, before)| after - before);
+    let server_cpu = server.as_ref().map(Procs::cpu_seconds).zip(server_cpu_before).map(|(after, before)| after - before);
     delays_us.sort_unstable();
     let run = StreamRun {
         label: label.to_owned(),
@@ -433,24 +491,41 @@ fn request(key: Option<&str>) -> Arc<Vec<u8>> {
     )
 }
 
-/// What the section measured; `Err` says why a count was not run.
+/// One stream count, run straight to the fake upstream, through nginx (when it is installed)
+/// and through Workjet.
+pub struct CountRuns {
+    pub direct: StreamRun,
+    pub nginx: Option<StreamRun>,
+    pub via: StreamRun,
+}
+
+/// What the section measured.
 pub struct Section {
-    /// Per stream count: the direct run and the run through Workjet.
-    pub runs: Vec<(StreamRun, StreamRun)>,
+    /// A light load first: one these cores can schedule with the client and the fake upstream
+    /// on them too, so that what the gateway adds per chunk shows without the queueing of an
+    /// overloaded machine.
+    pub light: Option<CountRuns>,
+    /// Per stream count asked (the first is the count to be held).
+    pub runs: Vec<CountRuns>,
+    /// Why a count was not run as asked.
     pub skipped: Vec<String>,
+    /// Why nginx was not measured.
+    pub nginx_skipped: Option<String>,
     pub nofile: u64,
     pub server_idle_kib: u64,
+    pub nginx_idle_kib: Option<u64>,
 }
 
 /// Files a process keeps besides its streams' sockets (listeners, database, logs, epoll…).
 const SPARE_FDS: u64 = 256;
 
-/// Runs each count of `counts` straight to the fake upstream, then through a Workjet of its
-/// own. Each stream holds one socket in the client and one in the fake upstream (processes of
-/// their own), and two in the server. The first count is run only as far as the server's file
-/// limit allows (it is the count to be held); the others are pushed as far as the client's
-/// limit allows, past the server's if need be, to show where it bends.
-pub async fn section(counts: &[usize]) -> Section {
+/// Runs each count of `counts` (after the `light` one) straight to the fake upstream, through
+/// nginx as a plain reverse proxy and through a Workjet of its own. Each stream holds one
+/// socket in the client and one in the fake upstream (processes of their own), and two in each
+/// proxy. The first count is run only as far as the server's file limit allows (it is the count
+/// to be held); the others are pushed as far as the client's limit allows, past the server's if
+/// need be, to show where it bends.
+pub async fn section(light: Option<usize>, counts: &[usize]) -> Section {
     let want = counts.iter().copied().max().unwrap_or(0) as u64 * 2 + SPARE_FDS;
     if let Ok((soft, hard)) = rlimit::getrlimit(rlimit::Resource::NOFILE)
         && soft < want
@@ -477,17 +552,60 @@ pub async fn section(counts: &[usize]) -> Section {
         ("WJ_AUTH_FAILURES_PER_MINUTE", "60000000".into()),
     ])
     .await;
+    let workjet = Procs::one(server.pid());
     let cookie = crate::sign_in(&server.base, "streams@example.com").await;
     let (_, key) = crate::create_key(&server.base, &cookie, 60_000_000).await;
     let (direct_request, via_request) = (request(None), request(Some(&key)));
     // Warm-up: the key cached, the upstream client's pool and both runtimes exercised.
     let before_warm_up = server.rss_kib();
-    let warm = run("warm-up through Workjet", server.addr, via_request.clone(), 200, Some((server.pid(), before_warm_up)), &fake).await;
+    let warm = run("warm-up through Workjet", server.addr, via_request.clone(), 200, Some((&workjet, before_warm_up)), &fake).await;
     assert_eq!(warm.errors_total(), 0, "warm-up streams through Workjet failed: {:?}", warm.errors);
+    // nginx, warmed up the same way.
+    let nginx = match crate::nginx::binary() {
+        None => Err("nginx not installed".to_owned()),
+        Some(binary) => crate::nginx::Nginx::start(&binary, fake.addr).await,
+    };
+    let (nginx, nginx_skipped) = match nginx {
+        Ok(nginx) => {
+            let procs = Procs::family(nginx.pid());
+            let warm = run("warm-up through nginx", nginx.addr, direct_request.clone(), 200, Some((&procs, procs.rss_kib())), &fake).await;
+            (Some((nginx, procs)), (warm.errors_total() > 0).then(|| format!("nginx's warm-up failed: {:?}", warm.errors)))
+        }
+        Err(why) => {
+            eprintln!("  nginx skipped: {why}");
+            (None, Some(why))
+        }
+    };
+    let nginx = nginx.filter(|_| nginx_skipped.is_none());
     tokio::time::sleep(Duration::from_millis(500)).await;
     // The baseline of every run's memory per stream (memory a run leaves with the allocator
     // counts against the next run's streams, not as idle).
     let server_idle_kib = server.rss_kib();
+    let nginx_idle_kib = nginx.as_ref().map(|(_, procs)| procs.rss_kib());
+    let one_count = |streams: usize| {
+        let (fake, server, workjet, nginx) = (&fake, &server, &workjet, &nginx);
+        let (direct_request, via_request) = (direct_request.clone(), via_request.clone());
+        async move {
+            let pause = || tokio::time::sleep(Duration::from_millis(500));
+            let direct = run("straight to the fake upstream", fake.addr, direct_request.clone(), streams, None, fake).await;
+            // Sockets of the last run close (TIME_WAIT stays on the servers' side).
+            pause().await;
+            let mut through_nginx = None;
+            if let Some((proxy, procs)) = nginx {
+                let idle = nginx_idle_kib.unwrap_or(0);
+                through_nginx =
+                    Some(run("through nginx (proxy_pass)", proxy.addr, direct_request, streams, Some((procs, idle)), fake).await);
+                pause().await;
+            }
+            let via = run("through Workjet", server.addr, via_request, streams, Some((workjet, server_idle_kib)), fake).await;
+            pause().await;
+            CountRuns { direct, nginx: through_nginx, via }
+        }
+    };
+    let light = match light {
+        Some(streams) => Some(one_count(streams).await),
+        None => None,
+    };
     let mut runs = Vec::new();
     let mut capped = Vec::new();
     for (i, &asked) in counts.iter().enumerate() {
@@ -499,28 +617,30 @@ pub async fn section(counts: &[usize]) -> Section {
                 if i == 0 { "a stream holds two sockets in the server" } else { "a stream holds one socket in the client" }
             ));
         }
-        let direct = run("straight to the fake upstream", fake.addr, direct_request.clone(), streams, None, &fake).await;
-        // Sockets of the last run close (TIME_WAIT stays on the servers' side).
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let via = run("through Workjet", server.addr, via_request.clone(), streams, Some((server.pid(), server_idle_kib)), &fake).await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        runs.push((direct, via));
+        runs.push(one_count(streams).await);
     }
-    Section { runs, skipped: capped, nofile, server_idle_kib }
+    Section { light, runs, skipped: capped, nginx_skipped, nofile, server_idle_kib, nginx_idle_kib }
 }
 
 /// The stream counts: 10,000 then 20,000 (`WJ_BENCH_QUICK=1`: 1,000 and 2,000;
-/// `WJ_BENCH_STREAMS=a,b,…` to choose).
-fn counts() -> Vec<usize> {
+/// `WJ_BENCH_STREAMS=a,b,…` to choose), after a light load of 1,000 (quick: 100;
+/// `WJ_BENCH_STREAMS_LIGHT`, 0 for none).
+fn counts() -> (Option<usize>, Vec<usize>) {
+    let quick = std::env::var("WJ_BENCH_QUICK").is_ok_and(|v| v == "1");
+    let parse = |v: &str| v.trim().replace('_', "").parse::<usize>().ok();
+    let light = match std::env::var("WJ_BENCH_STREAMS_LIGHT").ok().filter(|v| !v.is_empty()) {
+        Some(v) => parse(&v).filter(|&n| n > 0),
+        None => Some(if quick { 100 } else { 1_000 }),
+    };
     if let Some(list) = std::env::var("WJ_BENCH_STREAMS").ok().filter(|v| !v.is_empty()) {
-        return list.split(',').filter_map(|v| v.trim().replace('_', "").parse().ok()).collect();
+        return (light, list.split(',').filter_map(parse).collect());
     }
-    if std::env::var("WJ_BENCH_QUICK").is_ok_and(|v| v == "1") { vec![1_000, 2_000] } else { vec![10_000, 20_000] }
+    (light, if quick { vec![1_000, 2_000] } else { vec![10_000, 20_000] })
 }
 
 /// Runs section 4d into `report`.
 pub async fn section_into(report: &mut crate::report::Report) {
-    let counts = counts();
-    eprintln!("-- 4d. concurrent streams: {counts:?}");
-    report.streams(&section(&counts).await);
+    let (light, counts) = counts();
+    eprintln!("-- 4d. concurrent streams: {light:?} (light), then {counts:?}");
+    report.streams(&section(light, &counts).await);
 }
