@@ -283,6 +283,17 @@ async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<()
 
 /// A refused stream's status and, when the answer's first read holds it, its error code.
 fn refusal(answer: &[u8]) -> &'static str {
+    // The gateway's 502s, by their message: which side of the upstream connection failed.
+    const UPSTREAM_502: [(&str, &str); 3] = [
+        ("could not be reached", "status 502 upstream_error (upstream unreachable)"),
+        ("connection to the model provider failed", "status 502 upstream_error (upstream connection failed)"),
+        ("returned an error", "status 502 upstream_error (upstream answered an error)"),
+    ];
+    if answer.get(9..12) == Some(b"502")
+        && let Some((_, label)) = UPSTREAM_502.iter().find(|(message, _)| find(answer, message.as_bytes()).is_some())
+    {
+        return label;
+    }
     const KNOWN: [(&[u8], &str, &str); 5] = [
         (b"502", "upstream_error", "status 502 upstream_error"),
         (b"503", "service_unavailable", "status 503 service_unavailable"),
