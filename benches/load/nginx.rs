@@ -35,6 +35,11 @@ pub struct Nginx {
 }
 
 impl Nginx {
+    /// The master process.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub async fn start(binary: &Path, upstream: SocketAddr) -> Result<Self, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         // Workers may run as another user (nginx started as root): they need to reach the
@@ -80,13 +85,6 @@ impl Nginx {
         }
         let _ = child.kill();
         Err("nginx did not start listening in 5 s".into())
-    }
-}
-
-impl Nginx {
-    /// The master process.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
     }
 }
 

@@ -281,35 +281,31 @@ async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<()
     Ok(())
 }
 
-/// A refused stream's status and, when the answer's first read holds it, its error code.
+/// A refused stream's status and, when the answer's first read holds it, its error code (a
+/// gateway 502 also by the failure its message names: which side of the upstream connection
+/// failed).
 fn refusal(answer: &[u8]) -> &'static str {
-    // The gateway's 502s, by their message: which side of the upstream connection failed.
-    const UPSTREAM_502: [(&str, &str); 3] = [
-        ("could not be reached", "status 502 upstream_error (upstream unreachable)"),
-        ("connection to the model provider failed", "status 502 upstream_error (upstream connection failed)"),
-        ("returned an error", "status 502 upstream_error (upstream answered an error)"),
-    ];
-    if answer.get(9..12) == Some(b"502")
-        && let Some((_, label)) = UPSTREAM_502.iter().find(|(message, _)| find(answer, message.as_bytes()).is_some())
-    {
-        return label;
-    }
-    const KNOWN: [(&[u8], &str, &str); 5] = [
-        (b"502", "upstream_error", "status 502 upstream_error"),
-        (b"503", "service_unavailable", "status 503 service_unavailable"),
-        (b"504", "upstream_timeout", "status 504 upstream_timeout"),
-        (b"429", "rate_limited", "status 429 rate_limited"),
-        (b"429", "upstream_rate_limited", "status 429 upstream_rate_limited"),
+    // Most specific first: a status, what the answer's body holds, the label.
+    const KNOWN: [(&[u8], &str, &str); 8] = [
+        (b"502", "could not be reached", "status 502 upstream_error (upstream unreachable)"),
+        (b"502", "connection to the model provider failed", "status 502 upstream_error (upstream connection failed)"),
+        (b"502", "returned an error", "status 502 upstream_error (upstream answered an error)"),
+        (b"502", "\"code\":\"upstream_error\"", "status 502 upstream_error"),
+        (b"503", "\"code\":\"service_unavailable\"", "status 503 service_unavailable"),
+        (b"504", "\"code\":\"upstream_timeout\"", "status 504 upstream_timeout"),
+        (b"429", "\"code\":\"rate_limited\"", "status 429 rate_limited"),
+        (b"429", "\"code\":\"upstream_rate_limited\"", "status 429 upstream_rate_limited"),
     ];
     let status = answer.get(9..12).unwrap_or_default();
-    let code = |code: &str| find(answer, format!("\"code\":\"{code}\"").as_bytes()).is_some();
-    KNOWN.iter().find(|(s, c, _)| *s == status && code(c)).map(|(_, _, label)| *label).unwrap_or(match status {
-        b"429" => "status 429",
-        b"502" => "status 502",
-        b"503" => "status 503",
-        b"504" => "status 504",
-        _ => "status not 200",
-    })
+    KNOWN.iter().find(|(s, needle, _)| *s == status && find(answer, needle.as_bytes()).is_some()).map(|(_, _, label)| *label).unwrap_or(
+        match status {
+            b"429" => "status 429",
+            b"502" => "status 502",
+            b"503" => "status 503",
+            b"504" => "status 504",
+            _ => "status not 200",
+        },
+    )
 }
 
 /// One run: `streams` streams opened over `ramp`, all read to their end.

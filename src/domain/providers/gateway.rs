@@ -318,6 +318,9 @@ fn might_leak(route: &Route, message: &str) -> bool {
 /// chunks came meanwhile, so that a chunk costs a clock read, not a timer wheel insert and
 /// removal. The idle time counts from the first poll that finds nothing to relay, as a timeout
 /// around each wait would: a client slow to read never makes the upstream look idle.
+///
+/// It is the client's body: when the client goes away it is dropped, and with it the upstream
+/// connection.
 pub struct Relay {
     upstream: BodyDataStream<UpstreamBody>,
     parser: SseParser,
@@ -349,12 +352,6 @@ impl Relay {
             status: 200,
             meter: Some(meter),
         }
-    }
-
-    /// The client's body: when the client goes away it is dropped, and with it the upstream
-    /// connection.
-    pub fn into_stream(self) -> impl Stream<Item = Result<Bytes, Infallible>> + Send {
-        self
     }
 
     /// What `chunk` becomes for the client (empty: nothing yet, e.g. a partial event).

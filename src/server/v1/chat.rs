@@ -177,7 +177,7 @@ pub fn respond(answer: Answer) -> Response {
                 (header::CACHE_CONTROL, HeaderValue::from_static("no-cache")),
                 (HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no")),
             ],
-            Body::from_stream(relay.into_stream()),
+            Body::from_stream(relay),
         )
             .into_response(),
     }
