@@ -10,7 +10,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use workjet::server::{
     config::Config,
-    database, site,
+    database, limits, site,
     startup::{Application, ShutdownSignal},
     telemetry,
 };
@@ -63,6 +63,7 @@ async fn serve() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    limits::raise_and_log();
     let code = run(config).await;
     // The last spans leave before the process does.
     let _ = tokio::task::spawn_blocking(move || telemetry.shutdown()).await;

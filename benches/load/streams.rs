@@ -286,8 +286,9 @@ async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<()
 /// failed).
 fn refusal(answer: &[u8]) -> &'static str {
     // Most specific first: a status, what the answer's body holds, the label.
-    const KNOWN: [(&[u8], &str, &str); 8] = [
+    const KNOWN: [(&[u8], &str, &str); 9] = [
         (b"502", "could not be reached", "status 502 upstream_error (upstream unreachable)"),
+        (b"503", "too many connections open", "status 503 service_unavailable (the server out of sockets)"),
         (b"502", "connection to the model provider failed", "status 502 upstream_error (upstream connection failed)"),
         (b"502", "returned an error", "status 502 upstream_error (upstream answered an error)"),
         (b"502", "\"code\":\"upstream_error\"", "status 502 upstream_error"),

@@ -321,6 +321,10 @@ impl From<UpstreamError> for ApiError {
             }
             UpstreamError::TimedOut(None) => Self::upstream_timeout("The model provider did not answer in time."),
             UpstreamError::Unreachable => Self::upstream("The model provider could not be reached."),
+            UpstreamError::OutOfSockets => {
+                Self::unavailable_because("This server has too many connections open to reach the model provider. Please retry shortly.")
+                    .with_header(header::RETRY_AFTER, HeaderValue::from_static("1"))
+            }
             UpstreamError::Broken => Self::upstream("The connection to the model provider failed."),
             UpstreamError::CredentialsRefused => {
                 Self::upstream("The model provider refused this server's credentials. The operator must check the provider's API key.")
@@ -422,5 +426,20 @@ mod tests {
         let (_, _, body) = body_of(ApiError::model_not_found("gpt-x")).await;
         assert_eq!(body["error"]["code"], "model_not_found");
         assert_eq!(body["error"]["param"], "model");
+    }
+
+    /// This server out of sockets is its own shortage, said as such: 503 with a retry hint,
+    /// where an unreachable provider is a 502.
+    #[tokio::test]
+    async fn out_of_sockets_is_this_servers_503_not_the_providers_502() {
+        let (status, headers, body) = body_of(UpstreamError::OutOfSockets.into()).await;
+        assert_eq!(status, 503);
+        assert_eq!(headers[header::RETRY_AFTER], "1");
+        assert_eq!(body["error"]["code"], "service_unavailable");
+        assert!(body["error"]["message"].as_str().expect("message").contains("too many connections"), "{body}");
+        assert_eq!(body_of(UpstreamError::Unreachable.into()).await.0, 502);
+        assert_eq!(UpstreamError::OutOfSockets.status(), 503);
+        assert!(!UpstreamError::OutOfSockets.moves_on(), "the next provider would fail the same way, and this one is not at fault");
+        assert!(UpstreamError::Unreachable.moves_on());
     }
 }

@@ -131,11 +131,17 @@ impl Drop for Running {
 }
 
 fn start_in(dir: &std::path::Path, port: u16, env: &[(&str, String)]) -> Running {
+    start_with(dir, port, env, |_| ())
+}
+
+/// [`start_in`], with `configure` applied to the command first.
+fn start_with(dir: &std::path::Path, port: u16, env: &[(&str, String)], configure: impl FnOnce(&mut Command)) -> Running {
     let log = std::fs::File::create(dir.join("log")).expect("log");
     let mut cmd = workjet();
     for var in ["ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "OPENAI_API_KEY", "OPENAI_BASE_URL"] {
         cmd.env_remove(var);
     }
+    configure(&mut cmd);
     let child = cmd
         .current_dir(dir)
         .env("WJ_LISTEN_ADDR", format!("127.0.0.1:{port}"))
@@ -365,3 +371,119 @@ fn the_systemd_unit_passes_systemd_analyze_verify() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success() && stderr.trim().is_empty(), "systemd-analyze verify: {stderr}");
 }
+
+/// One HTTP/1.1 request on a kept-alive connection: the status, the head (lower-cased) and the
+/// body, or `None` when no answer came within `wait`.
+fn exchange(conn: &mut std::net::TcpStream, request: &str, wait: Duration) -> Option<(u16, String, String)> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    conn.set_read_timeout(Some(wait)).expect("timeout");
+    conn.write_all(request.as_bytes()).ok()?;
+    let mut reader = BufReader::new(conn);
+    let mut head = String::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        head.push_str(&line.to_ascii_lowercase());
+    }
+    let status = head.get(9..12)?.parse().ok()?;
+    let length: usize = head.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().expect("length"));
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((status, head, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// `workjet serve` raises its soft open-file limit to the hard one (a shell's 1,024 would stop
+/// it at ~500 streams) and warns when even that is low. When the descriptors run out anyway,
+/// a chat completion that needs a new upstream connection is this server's own 503 with
+/// `Retry-After`, not a 502 blaming the provider, which is never asked; the log says what to
+/// raise; and once connections close, the same provider answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn out_of_descriptors_is_a_503_of_this_server_and_it_recovers() {
+    const HARD: u64 = 160;
+    let fake = crate::upstream::Fake::anthropic().await;
+    let dir = tempfile::tempdir().expect("dir");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let env = [("ANTHROPIC_API_KEY", "sk-ant-limits".to_owned()), ("ANTHROPIC_BASE_URL", format!("http://{}", fake.addr))];
+    let server = start_with(dir.path(), port, &env, |cmd| {
+        use std::os::unix::process::CommandExt as _;
+        // SAFETY: setrlimit is async-signal-safe and touches only the child.
+        unsafe {
+            cmd.pre_exec(|| rlimit::setrlimit(rlimit::Resource::NOFILE, 64, HARD));
+        }
+    });
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.0.id())).expect("limits");
+    let open_files = limits.lines().find(|l| l.starts_with("Max open files")).expect("the open-file line");
+    assert_eq!(open_files.split_whitespace().skip(3).take(2).collect::<Vec<_>>(), ["160", "160"], "soft raised to hard: {open_files}");
+    let key = key_in(dir.path()).await;
+    let chat = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nhost: workjet\r\nauthorization: Bearer {key}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{}",
+        CHAT.len(),
+        CHAT
+    );
+    let healthz = "GET /healthz HTTP/1.1\r\nhost: workjet\r\n\r\n";
+    let models = format!("GET /v1/models HTTP/1.1\r\nhost: workjet\r\nauthorization: Bearer {key}\r\n\r\n");
+
+    let (held, answered) = tokio::task::spawn_blocking({
+        let chat = chat.clone();
+        move || {
+            let mut held = Vec::new();
+            // The key is looked up once (the database is open), then connections are held until
+            // one is not accepted: the server has no descriptor left.
+            let mut first = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            assert_eq!(exchange(&mut first, &models, Duration::from_secs(10)).expect("answered").0, 200);
+            held.push(first);
+            loop {
+                assert!(held.len() < HARD as usize, "a server limited to {HARD} descriptors accepted {} connections", held.len());
+                let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect (the backlog takes it)");
+                match exchange(&mut conn, healthz, Duration::from_secs(2)) {
+                    Some((status, _, _)) => {
+                        assert_eq!(status, 200);
+                        held.push(conn);
+                    }
+                    None => break,
+                }
+            }
+            let answered = exchange(&mut held[0], &chat, Duration::from_secs(10)).expect("answered");
+            (held, answered)
+        }
+    })
+    .await
+    .expect("client");
+    let (status, head, body) = answered;
+    assert_eq!(status, 503, "{head}{body}");
+    assert!(head.contains("retry-after: 1\r\n"), "{head}");
+    let error: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(error["error"]["code"], "service_unavailable", "{body}");
+    assert!(fake.requests().is_empty(), "the provider was never asked");
+    let log = std::fs::read_to_string(dir.path().join("log")).expect("log");
+    assert!(log.contains("the open-file limit is low") && log.contains("ulimit -Hn"), "{log}");
+    assert!(log.contains("out of sockets") && log.contains("LimitNOFILE"), "{log}");
+    assert!(!log.contains(&key) && !log.contains("sk-ant-limits"), "no secret in the log");
+
+    // Connections close: the same provider answers on the connection that was refused.
+    let mut held = held;
+    let mut first = held.remove(0);
+    drop(held);
+    let answered = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
+        loop {
+            let answer = exchange(&mut first, &chat, Duration::from_secs(10)).expect("answered");
+            if answer.0 != 503 || started.elapsed() > Duration::from_secs(10) {
+                return answer;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+    .await
+    .expect("client");
+    assert_eq!(answered.0, 200, "{}{}", answered.1, answered.2);
+    assert_eq!(fake.requests().len(), 1);
+}
+
+/// The seed's chat completion.
+const CHAT: &str = r#"{"model":"claude-4-sonnet","messages":[{"role":"user","content":"Hello, world!"}]}"#;

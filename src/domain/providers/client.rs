@@ -51,6 +51,10 @@ pub enum SendError {
     ConnectTimedOut,
     /// The connection could not be made.
     Unreachable,
+    /// This server could not open a socket for the connection: it is out of descriptors (its
+    /// open-file limit, `EMFILE`, or the system's, `ENFILE`), of local ports
+    /// (`EADDRNOTAVAIL`) or of kernel memory (`ENOBUFS`, `ENOMEM`). Not the provider's fault.
+    OutOfSockets,
     /// The connection failed before an answer's headers.
     Broken,
 }
@@ -131,6 +135,7 @@ impl Failure {
     pub fn kind(&self) -> SendError {
         match self {
             Self::Direct(error) => classify(error),
+            Self::Proxied(error) if error.is_connect() && out_of_sockets(error) => SendError::OutOfSockets,
             Self::Proxied(error) if error.is_timeout() => SendError::ConnectTimedOut,
             Self::Proxied(error) if error.is_connect() => SendError::Unreachable,
             Self::Proxied(_) => SendError::Broken,
@@ -166,6 +171,9 @@ fn classify(error: &hyper_util::client::legacy::Error) -> SendError {
     if !error.is_connect() {
         return SendError::Broken;
     }
+    if out_of_sockets(error) {
+        return SendError::OutOfSockets;
+    }
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
         if cause.is::<tower::timeout::error::Elapsed>()
@@ -176,6 +184,23 @@ fn classify(error: &hyper_util::client::legacy::Error) -> SendError {
         source = cause.source();
     }
     SendError::Unreachable
+}
+
+/// Whether an I/O error among `error`'s causes says this server could not open a socket.
+fn out_of_sockets(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<std::io::Error>().is_some_and(is_out_of_sockets) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// Whether `error` is this machine running out of what a new socket needs.
+fn is_out_of_sockets(error: &std::io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL | libc::ENOBUFS | libc::ENOMEM))
 }
 
 /// The URI of a provider's endpoint (`None` if its URL is not one hyper can send to).
@@ -288,6 +313,31 @@ mod tests {
         assert!(refused.contains("SOCKS") && !refused.contains("pw"), "{refused}");
         let none = Matcher::builder().build();
         assert!(matches!(UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &none).expect("builds"), UpstreamClient::Direct(_)));
+    }
+
+    /// A socket this server cannot open (the connector fails as `socket()` and `connect()` do
+    /// at the open-file limit, out of local ports or of kernel memory) is this server's
+    /// shortage, through hyper's own error; a refused or unroutable connection stays the
+    /// provider being unreachable.
+    #[tokio::test]
+    async fn a_socket_this_server_cannot_open_is_out_of_sockets() {
+        for (errno, expected) in [
+            (libc::EMFILE, SendError::OutOfSockets),
+            (libc::ENFILE, SendError::OutOfSockets),
+            (libc::EADDRNOTAVAIL, SendError::OutOfSockets),
+            (libc::ENOBUFS, SendError::OutOfSockets),
+            (libc::ECONNREFUSED, SendError::Unreachable),
+            (libc::EHOSTUNREACH, SendError::Unreachable),
+        ] {
+            let connector = Connector::new(tower::service_fn(move |_: Uri| async move {
+                Err::<hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, tower::BoxError>(
+                    std::io::Error::from_raw_os_error(errno).into(),
+                )
+            }));
+            let client = UpstreamClient::Direct(Client::builder(TokioExecutor::new()).build(connector));
+            let (kind, message) = failure(&client, "http://127.0.0.1:9/v1/chat/completions").await;
+            assert_eq!(kind, expected, "errno {errno}: {message}");
+        }
     }
 
     #[test]

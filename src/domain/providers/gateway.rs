@@ -63,6 +63,9 @@ pub enum UpstreamError {
     TimedOut(Option<Duration>),
     /// The connection could not be made.
     Unreachable,
+    /// This server could not open a socket for the connection (out of descriptors, local ports
+    /// or kernel memory): the provider was never asked, and the next one would fare no better.
+    OutOfSockets,
     /// The connection failed before an answer.
     Broken,
     /// The provider refused this server's credentials (401/403).
@@ -88,13 +91,16 @@ impl From<SendError> for UpstreamError {
         match error {
             SendError::ConnectTimedOut => Self::TimedOut(None),
             SendError::Unreachable => Self::Unreachable,
+            SendError::OutOfSockets => Self::OutOfSockets,
             SendError::Broken => Self::Broken,
         }
     }
 }
 
 impl UpstreamError {
-    /// Whether the next provider of the model should be tried.
+    /// Whether the next provider of the model should be tried (and this one rested). Not when
+    /// this server is out of sockets: that is no provider's fault, and the next one's
+    /// connection would fail the same way.
     pub fn moves_on(&self) -> bool {
         matches!(
             self,
@@ -111,6 +117,7 @@ impl UpstreamError {
     pub fn status(&self) -> u16 {
         match self {
             Self::TimedOut(_) | Self::Stalled => 504,
+            Self::OutOfSockets => 503,
             Self::RateLimited { .. } => 429,
             Self::Refused { status, .. } => *status,
             _ => 502,
@@ -197,7 +204,15 @@ impl Registry {
             }
             Ok(Err(error)) => {
                 let failure = UpstreamError::from(error.kind());
-                tracing::warn!(provider = %provider.name, error = %error, "upstream request failed");
+                if matches!(failure, UpstreamError::OutOfSockets) {
+                    tracing::error!(
+                        provider = %provider.name,
+                        error = %error,
+                        "this server is out of sockets and could not connect to the provider: raise its open-file limit (systemd LimitNOFILE=, ulimit -n)"
+                    );
+                } else {
+                    tracing::warn!(provider = %provider.name, error = %error, "upstream request failed");
+                }
                 return Err(failure);
             }
             Ok(Ok(response)) => response,
