@@ -404,18 +404,26 @@ async fn main() {
         // merely being another process costs or gains.
         let control = Server::start(&common(&sqlite)).await;
         let arms = [
-            metrics_cost::Arm { label: "GET /v1/models, hot key, metrics off", addr: server.addr, pid: server.pid(), _server: &server },
+            metrics_cost::Arm {
+                label: "GET /v1/models, hot key, metrics off",
+                addr: server.addr,
+                pid: server.pid(),
+                _server: &server,
+                redis: None,
+            },
             metrics_cost::Arm {
                 label: "GET /v1/models, hot key, WJ_METRICS_ADDR set",
                 addr: metered.addr,
                 pid: metered.pid(),
                 _server: &metered,
+                redis: None,
             },
             metrics_cost::Arm {
                 label: "GET /v1/models, hot key, metrics off, another server (A/A)",
                 addr: control.addr,
                 pid: control.pid(),
                 _server: &control,
+                redis: None,
             },
         ];
         let rounds = if plan.repeats > 1 { 5 } else { 1 };
@@ -441,7 +449,7 @@ async fn main() {
     eprintln!("-- 1d. the Redis gate on the cached path");
     if let Some(redis) = std::env::var("WJ_BENCH_REDIS_URL").ok().filter(|v| !v.is_empty() && wants("redis")) {
         let mut env = common(&sqlite);
-        env.push(("WJ_REDIS_URL", redis));
+        env.push(("WJ_REDIS_URL", redis.clone()));
         env.push(("WJ_REDIS_PREFIX", format!("bench-gate-{}:", std::process::id())));
         let gated = Server::start(&env).await;
         let arms = [
@@ -450,12 +458,14 @@ async fn main() {
                 addr: server.addr,
                 pid: server.pid(),
                 _server: &server,
+                redis: None,
             },
             metrics_cost::Arm {
                 label: "GET /v1/models, hot key, Redis gate (WJ_REDIS_URL)",
                 addr: gated.addr,
                 pid: gated.pid(),
                 _server: &gated,
+                redis: Some(&redis),
             },
         ];
         let rounds = if plan.repeats > 1 { 3 } else { 1 };
@@ -690,7 +700,7 @@ async fn main() {
         if let Some(redis) = std::env::var("WJ_BENCH_REDIS_URL").ok().filter(|v| !v.is_empty()) {
             eprintln!("== two instances, PostgreSQL + Redis");
             let mut env = common(&pg);
-            env.push(("WJ_REDIS_URL", redis));
+            env.push(("WJ_REDIS_URL", redis.clone()));
             env.push(("WJ_REDIS_PREFIX", format!("bench-{}:", std::process::id())));
             let a = Server::start(&env).await;
             let b = Server::start(&env).await;

@@ -31,6 +31,9 @@ pub struct Arm<'a> {
     pub addr: SocketAddr,
     pub pid: u32,
     pub _server: &'a crate::Server,
+    /// The Redis the server gates through, if any: its script calls and its own CPU are read
+    /// around each run (section 1d).
+    pub redis: Option<&'a str>,
 }
 
 /// One server's figures over the rounds.
@@ -40,12 +43,56 @@ pub struct ArmResult {
     pub row: Row,
     /// The server's CPU time per request, µs, per round.
     pub cpu_us: Vec<f64>,
+    /// What Redis did per round, when the arm names one.
+    pub redis: Vec<RedisWork>,
 }
 
 impl ArmResult {
     pub fn cpu_median(&self) -> f64 {
         median(&self.cpu_us)
     }
+
+    /// Requests per script call (the gate's checks per batch on the cached path), Redis' own
+    /// CPU per request and its time in the script per request (µs): medians of the rounds.
+    pub fn redis_medians(&self) -> Option<[f64; 3]> {
+        (!self.redis.is_empty()).then(|| {
+            let of = |f: fn(&RedisWork) -> f64| median(&self.redis.iter().map(f).collect::<Vec<_>>());
+            [of(|w| w.requests_per_call), of(|w| w.cpu_us), of(|w| w.script_us)]
+        })
+    }
+}
+
+/// What Redis did over one run, per request answered.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RedisWork {
+    /// Requests answered per script call (`EVALSHA` and `EVAL`, from `INFO commandstats`).
+    pub requests_per_call: f64,
+    /// Redis' own CPU (`used_cpu_user` + `used_cpu_sys`), µs per request.
+    pub cpu_us: f64,
+    /// Redis' time executing the scripts (`usec` of the script calls), µs per request.
+    pub script_us: f64,
+}
+
+/// Redis' counters now: script calls, µs in them, and its CPU in µs.
+async fn redis_counters(url: &str) -> Option<[f64; 3]> {
+    let client = redis::Client::open(url).ok()?;
+    let mut connection = client.get_multiplexed_async_connection().await.ok()?;
+    let info: String = redis::cmd("INFO").arg("commandstats").arg("cpu").query_async(&mut connection).await.ok()?;
+    let mut counters = [0.0; 3];
+    for line in info.lines() {
+        if let Some(stats) = line.strip_prefix("cmdstat_evalsha:").or_else(|| line.strip_prefix("cmdstat_eval:")) {
+            for field in stats.split(',') {
+                match field.split_once('=') {
+                    Some(("calls", v)) => counters[0] += v.parse::<f64>().ok()?,
+                    Some(("usec", v)) => counters[1] += v.parse::<f64>().ok()?,
+                    _ => {}
+                }
+            }
+        } else if let Some(v) = line.strip_prefix("used_cpu_user:").or_else(|| line.strip_prefix("used_cpu_sys:")) {
+            counters[2] += v.trim().parse::<f64>().ok()? * 1e6;
+        }
+    }
+    Some(counters)
 }
 
 /// One concurrency: off, on, control (in that order).
@@ -87,13 +134,28 @@ fn cpu_ns(pid: u32) -> u64 {
 pub async fn compare(plan: &Plan, arms: &[Arm<'_>], concurrency: usize, rounds: usize, make: client::MakeRequest) -> Comparison {
     let mut samples: Vec<Vec<client::Sample>> = vec![Vec::new(); arms.len()];
     let mut cpu: Vec<Vec<f64>> = vec![Vec::new(); arms.len()];
+    let mut redis: Vec<Vec<RedisWork>> = vec![Vec::new(); arms.len()];
     for round in 0..rounds {
         for turn in 0..arms.len() {
             let i = (turn + round) % arms.len();
+            let redis_before = match arms[i].redis {
+                Some(url) => redis_counters(url).await,
+                None => None,
+            };
             let before = cpu_ns(arms[i].pid);
             let sample = client::run(arms[i].addr, concurrency, plan.warmup, plan.duration, make.clone(), StatusCode::OK).await;
             let spent = cpu_ns(arms[i].pid).saturating_sub(before);
-            cpu[i].push(spent as f64 / 1000.0 / sample.all_requests.max(1) as f64);
+            let requests = sample.all_requests.max(1) as f64;
+            cpu[i].push(spent as f64 / 1000.0 / requests);
+            if let (Some(url), Some(b)) = (arms[i].redis, redis_before)
+                && let Some(a) = redis_counters(url).await
+            {
+                redis[i].push(RedisWork {
+                    requests_per_call: requests / (a[0] - b[0]).max(1.0),
+                    script_us: (a[1] - b[1]) / requests,
+                    cpu_us: (a[2] - b[2]) / requests,
+                });
+            }
             samples[i].push(sample);
         }
     }
@@ -101,7 +163,8 @@ pub async fn compare(plan: &Plan, arms: &[Arm<'_>], concurrency: usize, rounds: 
         .iter()
         .zip(samples)
         .zip(cpu)
-        .map(|((arm, mut runs), cpu_us)| {
+        .zip(redis)
+        .map(|(((arm, mut runs), cpu_us), redis)| {
             runs.sort_by(|a, b| a.throughput().total_cmp(&b.throughput()));
             let mid = &runs[runs.len() / 2];
             let row = Row {
@@ -114,7 +177,7 @@ pub async fn compare(plan: &Plan, arms: &[Arm<'_>], concurrency: usize, rounds: 
                 p99_ms: mid.percentile_ms(0.99),
                 unexpected: runs.iter().map(|s| s.unexpected).sum(),
             };
-            let result = ArmResult { row, cpu_us };
+            let result = ArmResult { row, cpu_us, redis };
             eprintln!(
                 "  {:<44} c={:<3} {:>9.0} req/s  server CPU {:.2} µs/request (rounds {:?})",
                 result.row.label,

@@ -240,12 +240,24 @@ impl Report {
     /// connection at c=64 (no two checks of a batch share a bucket).
     pub fn redis_gate(&mut self, runs: &[crate::metrics_cost::Comparison], spread: &crate::metrics_cost::Comparison) {
         let rounds = runs.first().map_or(0, |r| r.rounds);
-        self.body.push_str(&format!("### 1d. The Redis gate on the cached path\n\nThe same cached request on two servers of this build and database: without Redis (the rate limit and the revocation generation decided in the process) and with `WJ_REDIS_URL` (every request's rate-limit spend and revocation check is one step of an atomic script in Redis; the checks of concurrent requests go to Redis together in one script call, and the checks of one key in it are stepped as one group). The hot key is every connection's; the last two rows give each of the 64 connections a key of its own, so that no two checks of a batch share a bucket. Interleaved for {rounds} rounds; each row is the median round, with the spread of the rounds; server CPU as in 1c (Redis' own CPU not included).\n\n"));
+        self.body.push_str(&format!("### 1d. The Redis gate on the cached path\n\nThe same cached request on two servers of this build and database: without Redis (the rate limit and the revocation generation decided in the process) and with `WJ_REDIS_URL` (every request's rate-limit spend and revocation check is one step of an atomic script in Redis; the checks of concurrent requests go to Redis together in one script call, and the checks of one key in it are stepped as one group). The hot key is every connection's; the last two rows give each of the 64 connections a key of its own, so that no two checks of a batch share a bucket. Interleaved for {rounds} rounds; each row is the median round, with the spread of the rounds; server CPU as in 1c (Redis' own CPU not included: it follows the table).\n\n"));
         self.body.push_str(COMPARISON_HEADER);
         for comparison in runs.iter().chain([spread]) {
             let base = &comparison.arms[0];
             for arm in &comparison.arms {
                 self.body.push_str(&comparison_row(arm, base));
+            }
+        }
+        self.body.push('\n');
+        self.body.push_str("What Redis did for the gated server, per request answered (read from its `INFO commandstats` and `INFO cpu` around each run; medians of the rounds): *requests per script call* is how many gate checks a batch carried on average; *Redis CPU* is all of Redis' own CPU time, on the same two cores; *in the script* is Redis' time executing the gate's script.\n\n| request | connections | requests per script call | Redis CPU µs per request | in the script, µs per request |\n|---|---|---|---|---|\n");
+        for comparison in runs.iter().chain([spread]) {
+            for arm in &comparison.arms {
+                if let Some([per_call, cpu, script]) = arm.redis_medians() {
+                    self.body.push_str(&format!(
+                        "| {} | {} | {per_call:.1} | {cpu:.2} | {script:.2} |\n",
+                        arm.row.label, comparison.concurrency
+                    ));
+                }
             }
         }
         self.body.push('\n');
