@@ -440,7 +440,7 @@ async fn out_of_descriptors_is_a_503_of_this_server_and_it_recovers() {
             loop {
                 assert!(held.len() < HARD as usize, "a server limited to {HARD} descriptors accepted {} connections", held.len());
                 let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect (the backlog takes it)");
-                match exchange(&mut conn, healthz, Duration::from_secs(2)) {
+                match exchange(&mut conn, healthz, Duration::from_secs(3)) {
                     Some((status, _, _)) => {
                         assert_eq!(status, 200);
                         held.push(conn);

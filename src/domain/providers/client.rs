@@ -52,8 +52,8 @@ pub enum SendError {
     /// The connection could not be made.
     Unreachable,
     /// This server could not open a socket for the connection: it is out of descriptors (its
-    /// open-file limit, `EMFILE`, or the system's, `ENFILE`), of local ports
-    /// (`EADDRNOTAVAIL`) or of kernel memory (`ENOBUFS`, `ENOMEM`). Not the provider's fault.
+    /// open-file limit, `EMFILE`, or the system's, `ENFILE`) or of kernel memory (`ENOBUFS`,
+    /// `ENOMEM`). Not the provider's fault.
     OutOfSockets,
     /// The connection failed before an answer's headers.
     Broken,
@@ -198,9 +198,12 @@ fn out_of_sockets(error: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
-/// Whether `error` is this machine running out of what a new socket needs.
+/// Whether `error` is this machine running out of what a new socket needs. (Not
+/// `EADDRNOTAVAIL`: besides local ports running out, it is also what an address this host
+/// cannot reach gives, a provider's misconfiguration that must not pass for a passing
+/// shortage.)
 fn is_out_of_sockets(error: &std::io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::EADDRNOTAVAIL | libc::ENOBUFS | libc::ENOMEM))
+    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
 }
 
 /// The URI of a provider's endpoint (`None` if its URL is not one hyper can send to).
@@ -315,17 +318,18 @@ mod tests {
         assert!(matches!(UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &none).expect("builds"), UpstreamClient::Direct(_)));
     }
 
-    /// A socket this server cannot open (the connector fails as `socket()` and `connect()` do
-    /// at the open-file limit, out of local ports or of kernel memory) is this server's
-    /// shortage, through hyper's own error; a refused or unroutable connection stays the
-    /// provider being unreachable.
+    /// A socket this server cannot open (the connector fails as `socket()` does at the
+    /// open-file limit or out of kernel memory) is this server's shortage, through hyper's own
+    /// error; a refused, unroutable or unassignable address stays the provider being
+    /// unreachable.
     #[tokio::test]
     async fn a_socket_this_server_cannot_open_is_out_of_sockets() {
         for (errno, expected) in [
             (libc::EMFILE, SendError::OutOfSockets),
             (libc::ENFILE, SendError::OutOfSockets),
-            (libc::EADDRNOTAVAIL, SendError::OutOfSockets),
             (libc::ENOBUFS, SendError::OutOfSockets),
+            (libc::ENOMEM, SendError::OutOfSockets),
+            (libc::EADDRNOTAVAIL, SendError::Unreachable),
             (libc::ECONNREFUSED, SendError::Unreachable),
             (libc::EHOSTUNREACH, SendError::Unreachable),
         ] {

@@ -63,8 +63,8 @@ pub enum UpstreamError {
     TimedOut(Option<Duration>),
     /// The connection could not be made.
     Unreachable,
-    /// This server could not open a socket for the connection (out of descriptors, local ports
-    /// or kernel memory): the provider was never asked, and the next one would fare no better.
+    /// This server could not open a socket for the connection (out of descriptors or kernel
+    /// memory): the provider was never asked, and the next one would fare no better.
     OutOfSockets,
     /// The connection failed before an answer.
     Broken,
