@@ -229,56 +229,135 @@ async fn one_stream(addr: SocketAddr, request: Arc<Vec<u8>>, open: Arc<Open>, de
 }
 
 async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<(), &'static str> {
-    let mut buf = Vec::with_capacity(2048);
-    let (mut head_done, mut saw_done) = (false, false);
+    // `raw`: bytes read and not yet decoded; `body`: the decoded body not yet scanned.
+    let mut raw = Vec::with_capacity(2048);
+    let mut body = Vec::with_capacity(2048);
+    let mut chunks: Option<Dechunk> = None;
+    let mut saw_done = false;
     loop {
-        match tcp.read_buf(&mut buf).await {
+        match tcp.read_buf(&mut raw).await {
             Err(_) => return Err("connection broken"),
             Ok(0) => break,
             Ok(_) => {}
         }
         let arrival = now_us();
-        if !head_done {
-            let Some(end) = find(&buf, b"\r\n\r\n") else {
-                if buf.len() > 64 * 1024 {
-                    return Err("response head too large");
+        let dechunk = match &mut chunks {
+            Some(dechunk) => dechunk,
+            None => {
+                let Some(end) = find(&raw, b"\r\n\r\n") else {
+                    if raw.len() > 64 * 1024 {
+                        return Err("response head too large");
+                    }
+                    continue;
+                };
+                if !raw.starts_with(b"HTTP/1.1 200 ") {
+                    return Err(refusal(&raw));
                 }
-                continue;
-            };
-            if !buf.starts_with(b"HTTP/1.1 200 ") {
-                return Err(refusal(&buf));
+                if !raw[..end].to_ascii_lowercase().windows(26).any(|w| w == b"transfer-encoding: chunked") {
+                    return Err("answer not chunked");
+                }
+                raw.drain(..end + 4);
+                chunks.insert(Dechunk::default())
             }
-            buf.drain(..end + 4);
-            head_done = true;
-        }
+        };
+        // A proxy may cut its chunks anywhere in the upstream's (nginx does, as it reads): the
+        // stamps are looked for in the decoded body, never in the framing.
+        let used = dechunk.feed(&raw, &mut body)?;
+        raw.drain(..used);
         let mut at = 0;
-        while let Some(p) = find(&buf[at..], MARK) {
+        while let Some(p) = find(&body[at..], MARK) {
             let start = at + p;
-            if start + MARK_LEN > buf.len() {
+            if start + MARK_LEN > body.len() {
                 break;
             }
-            let digits = &buf[start + MARK.len()..start + MARK_LEN];
+            let digits = &body[start + MARK.len()..start + MARK_LEN];
             let Some(due) = std::str::from_utf8(digits).ok().and_then(|d| d.parse::<u64>().ok()) else {
                 return Err("garbled chunk");
             };
             delays_us.push(arrival.saturating_sub(due).min(u64::from(u32::MAX)) as u32);
             at = start + MARK_LEN;
         }
-        saw_done |= find(&buf, b"data: [DONE]").is_some();
-        // Keep what may be the start of a stamp cut by this read.
-        let keep_from = at.max(buf.len().saturating_sub(MARK_LEN - 1));
-        buf.drain(..keep_from);
+        saw_done |= find(&body, b"data: [DONE]").is_some();
+        // Keep what may be the start of a stamp, or of the end, cut by this read.
+        let keep_from = at.max(body.len().saturating_sub(MARK_LEN - 1));
+        body.drain(..keep_from);
     }
-    if !head_done {
+    let Some(dechunk) = chunks else {
         return Err("no response");
-    }
+    };
     if delays_us.len() != CHUNKS {
         return Err("wrong chunk count");
     }
-    if !saw_done || !buf.ends_with(b"0\r\n\r\n") {
+    if !saw_done || !dechunk.ended(&raw) {
         return Err("stream cut short");
     }
     Ok(())
+}
+
+/// Undoes HTTP/1.1's chunked framing as the bytes come (RFC 9112 §7.1).
+#[derive(Default)]
+enum Dechunk {
+    /// A chunk's size line is next.
+    #[default]
+    Size,
+    /// This many bytes of a chunk's data are still to come.
+    Data(usize),
+    /// The CRLF after a chunk's data is next.
+    DataEnd,
+    /// The last chunk (size 0) came: only trailers and the final CRLF may follow.
+    Last,
+}
+
+impl Dechunk {
+    /// Moves the data of the whole chunks (and the start of a partial one) in `raw` to `body`;
+    /// answers how many bytes of `raw` it used (the rest: a size line or CRLF not yet whole).
+    fn feed(&mut self, raw: &[u8], body: &mut Vec<u8>) -> Result<usize, &'static str> {
+        let mut at = 0;
+        loop {
+            let rest = &raw[at..];
+            match *self {
+                Dechunk::Size => {
+                    let Some(eol) = find(rest, b"\r\n") else {
+                        return if rest.len() > 1024 { Err("garbled chunk framing") } else { Ok(at) };
+                    };
+                    let digits = rest[..eol].split(|b| *b == b';').next().unwrap_or_default();
+                    let size = std::str::from_utf8(digits)
+                        .ok()
+                        .and_then(|d| usize::from_str_radix(d.trim(), 16).ok())
+                        .ok_or("garbled chunk framing")?;
+                    at += eol + 2;
+                    *self = if size == 0 { Dechunk::Last } else { Dechunk::Data(size) };
+                }
+                Dechunk::Data(left) => {
+                    let take = left.min(rest.len());
+                    body.extend_from_slice(&rest[..take]);
+                    at += take;
+                    if take < left {
+                        *self = Dechunk::Data(left - take);
+                        return Ok(at);
+                    }
+                    *self = Dechunk::DataEnd;
+                }
+                Dechunk::DataEnd => {
+                    if rest.len() < 2 {
+                        return Ok(at);
+                    }
+                    if &rest[..2] != b"\r\n" {
+                        return Err("garbled chunk framing");
+                    }
+                    at += 2;
+                    *self = Dechunk::Size;
+                }
+                Dechunk::Last => return Ok(at),
+            }
+        }
+    }
+
+    /// Whether the body ended as it must: the last chunk, then (no trailers here) the final
+    /// CRLF, the last bytes of `rest` (what [`Dechunk::feed`] left).
+    fn ended(&self, rest: &[u8]) -> bool {
+        matches!(self, Dechunk::Last) && rest == b"\r\n"
+    }
 }
 
 /// A refused stream's status and, when the answer's first read holds it, its error code (a
