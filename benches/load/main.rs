@@ -488,7 +488,22 @@ async fn main() {
         ];
         let spread =
             metrics_cost::compare(&plan, &arms, 64, rounds, Arc::new(move |w, _| get("/v1/models", Some(&own[w % own.len()])))).await;
-        report.redis_gate(&comparisons, &spread);
+        // The cross-check with another client: the hot key on both servers, alternating.
+        let [in_process, through_redis] = &arms;
+        let side = |label: &str, addr: std::net::SocketAddr| wrk::Side {
+            label: label.replace(", a key per connection", ", hot key"),
+            url: format!("http://{addr}/v1/models"),
+            keyed: true,
+        };
+        let wrk_rows = wrk::alternate(
+            side(in_process.label, in_process.addr),
+            side(through_redis.label, through_redis.addr),
+            &hot,
+            dir.path(),
+            plan.repeats == 1,
+        )
+        .await;
+        report.redis_gate(&comparisons, &spread, &wrk_rows);
     }
     if let Some(section) = &only {
         let path = format!("bench-{section}.md");

@@ -238,7 +238,14 @@ impl Report {
 
     /// `runs`: the hot key at each concurrency (c=64 holds the target); `spread`: a key per
     /// connection at c=64 (no two checks of a batch share a bucket).
-    pub fn redis_gate(&mut self, runs: &[crate::metrics_cost::Comparison], spread: &crate::metrics_cost::Comparison) {
+    /// `wrk`: the hot key on both servers with `wrk -t2 -c64` (alternating, medians of three),
+    /// or why there are none.
+    pub fn redis_gate(
+        &mut self,
+        runs: &[crate::metrics_cost::Comparison],
+        spread: &crate::metrics_cost::Comparison,
+        wrk: &Result<(Row, Row), String>,
+    ) {
         let rounds = runs.first().map_or(0, |r| r.rounds);
         self.body.push_str(&format!("### 1d. The Redis gate on the cached path\n\nThe same cached request on two servers of this build and database: without Redis (the rate limit and the revocation generation decided in the process) and with `WJ_REDIS_URL` (every request's rate-limit spend and revocation check is one step of an atomic script in Redis; the checks of concurrent requests go to Redis together in one script call, and the checks of one key in it are stepped as one group). The hot key is every connection's; the last two rows give each of the 64 connections a key of its own, so that no two checks of a batch share a bucket. Interleaved for {rounds} rounds; each row is the median round, with the spread of the rounds; server CPU as in 1c (Redis' own CPU not included: it follows the table).\n\n"));
         self.body.push_str(COMPARISON_HEADER);
@@ -268,6 +275,25 @@ impl Report {
         }
         let ratio = spread.arms[1].row.throughput / spread.arms[0].row.throughput;
         self.bars.push(bar("Redis gate, a key per connection, c=64", ratio, None));
+        match wrk {
+            Ok((in_process, gated)) => {
+                self.body.push_str("The cross-check with another client: `wrk -t2 -c64 --latency`, the hot key on the in-process server and on the gated one, alternating, three runs each, the median (min–max of the three).\n\n");
+                self.body.push_str(ROW_HEADER);
+                self.body.push_str(&row(in_process, None));
+                self.body.push_str(&row(gated, Some(in_process)));
+                self.body.push('\n');
+                let ratio = gated.throughput / in_process.throughput;
+                self.bars.push(bar("Redis gate, c=64, wrk", ratio, Some(0.75)));
+                self.target(
+                    "cached /v1 through the Redis gate vs in-process, c=64, wrk",
+                    "≥ 0.75×".into(),
+                    format!("{ratio:.3}×"),
+                    ratio >= 0.75,
+                );
+            }
+            Err(why) if !why.is_empty() => self.body.push_str(&format!("The `wrk` cross-check: {why}.\n\n")),
+            Err(_) => {}
+        }
     }
 
     pub fn junk(&mut self, valid: &Row, bad: &Row, unknown: &Row, repeated: &Row) {
@@ -577,7 +603,7 @@ impl Report {
             self.body,
             "### 4d. Concurrent streams\n\nStreaming chat completions held open together, one connection each (`Connection: close`), opened over 0.2–1.5 s (10,000 a second); the fake upstream sends {CHUNKS} chunks {} ms apart, then usage and `[DONE]`. The fake upstream and the client are hand-written HTTP/1.1 on tokio's TCP (no per-chunk allocation), each in a process of its own (the bench binary, and again as the fake), on the same cores as the server. \
              **Chunk delay** = a chunk's arrival at the client − the time the fake upstream scheduled it for (its start + i × {} ms, stamped in the chunk, on the clock the client shares), so it counts the fake's own lateness, the transit and, through a proxy, the proxy; the direct run is the baseline, and **added** = through the proxy − directly, percentile by percentile. \
-             An error is a failed connection, a status other than 200, a stream cut short or a wrong chunk count. **Memory per open stream** = (the proxy's RSS at the 50 ms sample with the most streams open − its RSS idle after the warm-up) ÷ streams open then. A stream not done within 20 s of the run's start (ten times its schedule) counts as an error; the chunks it delivered until then count in the delays and the CPU per chunk, those still due do not. **CPU** = utime + stime from `/proc` over the run (ramp to last byte), per 1,000 chunks delivered, each stream's set-up included; the client's figure is the bench process's. \
+             The client undoes the chunked framing before it looks for the stamps (a proxy may cut its chunks anywhere in the upstream's). An error is a failed connection, a status other than 200, an answer not chunked or framed wrongly, a stream cut short or a wrong chunk count. **Memory per open stream** = (the proxy's RSS at the 50 ms sample with the most streams open − its RSS idle after the warm-up) ÷ streams open then. A stream not done within 20 s of the run's start (ten times its schedule) counts as an error; the chunks it delivered until then count in the delays and the CPU per chunk, those still due do not. **CPU** = utime + stime from `/proc` over the run (ramp to last byte), per 1,000 chunks delivered, each stream's set-up included; the client's figure is the bench process's. \
              The first count is a light load, one these cores can schedule with the client and the fake upstream on them too: what a proxy adds per chunk when the machine is not overloaded. RLIMIT_NOFILE {}; Workjet's RSS idle after a warm-up of 200 streams: {:.1} MiB.{nginx_note}\n\n\
              | run | streams | peak open | errors | chunk delay p50 ms | p99 ms | max ms | chunks/s | wall s | proxy KiB per open stream | proxy CPU ms per 1,000 chunks | fake upstream CPU ms per 1,000 | client CPU ms per 1,000 |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
             GAP.as_millis(),

@@ -78,8 +78,24 @@ fn median_row(label: &str, mut runs: Vec<Run>) -> Row {
     }
 }
 
-/// The baseline and the hot-key rows, or why there are none (wrk is not installed).
+/// One side of a cross-check: its row's label and URL, and whether it sends the key.
+pub struct Side {
+    pub label: String,
+    pub url: String,
+    pub keyed: bool,
+}
+
+/// The baseline (`/healthz`) and the hot-key rows of section 1, or why there are none (wrk
+/// is not installed).
 pub async fn cross_check(addr: SocketAddr, key: &str, dir: &Path, quick: bool) -> Result<(Row, Row), String> {
+    let base = Side { label: "GET /healthz (no auth, baseline)".into(), url: format!("http://{addr}/healthz"), keyed: false };
+    let auth = Side { label: "GET /v1/models, hot key".into(), url: format!("http://{addr}/v1/models"), keyed: true };
+    alternate(base, auth, key, dir, quick).await
+}
+
+/// `wrk -t2 -c64` on `base` and on `other`, alternating, three rounds: the median rows (the
+/// labels prefixed with the command), or why there are none (wrk is not installed).
+pub async fn alternate(base: Side, other: Side, key: &str, dir: &Path, quick: bool) -> Result<(Row, Row), String> {
     if Command::new("wrk").arg("--version").output().is_err() {
         return Err("skipped (wrk not installed)".into());
     }
@@ -93,16 +109,18 @@ pub async fn cross_check(addr: SocketAddr, key: &str, dir: &Path, quick: bool) -
         std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o600)).expect("chmod the wrk script");
     }
     let duration = Duration::from_secs(if quick { 1 } else { 8 });
-    let (mut base, mut auth) = (Vec::new(), Vec::new());
+    let script_of = |side: &Side| side.keyed.then(|| script.clone());
+    let (mut base_runs, mut other_runs) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        base.push(wrk(format!("http://{addr}/healthz"), None, duration).await);
-        auth.push(wrk(format!("http://{addr}/v1/models"), Some(script.clone()), duration).await);
+        base_runs.push(wrk(base.url.clone(), script_of(&base), duration).await);
+        other_runs.push(wrk(other.url.clone(), script_of(&other), duration).await);
     }
     let _ = std::fs::remove_file(&script);
     let seconds = duration.as_secs();
-    let base = median_row(&format!("wrk -t2 -c64 -d{seconds}s: GET /healthz (no auth, baseline)"), base);
-    let auth = median_row(&format!("wrk -t2 -c64 -d{seconds}s: GET /v1/models, hot key"), auth);
-    eprintln!("  {:<44} c=64  {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms", base.label, base.throughput, base.p50_ms, base.p99_ms);
-    eprintln!("  {:<44} c=64  {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms", auth.label, auth.throughput, auth.p50_ms, auth.p99_ms);
-    Ok((base, auth))
+    let base = median_row(&format!("wrk -t2 -c64 -d{seconds}s: {}", base.label), base_runs);
+    let other = median_row(&format!("wrk -t2 -c64 -d{seconds}s: {}", other.label), other_runs);
+    for row in [&base, &other] {
+        eprintln!("  {:<44} c=64  {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms", row.label, row.throughput, row.p50_ms, row.p99_ms);
+    }
+    Ok((base, other))
 }
