@@ -482,6 +482,12 @@ async fn main() {
         }
         let own = Arc::new(own);
         let [in_process, through_redis] = arms;
+        // The `wrk` cross-check below runs the hot key on these two servers, under their labels.
+        let [wrk_in_process, wrk_gated] = [&in_process, &through_redis].map(|arm| wrk::Side {
+            label: arm.label.into(),
+            url: format!("http://{}/v1/models", arm.addr),
+            keyed: true,
+        });
         let arms = [
             metrics_cost::Arm { label: "GET /v1/models, a key per connection, in-process gate (no Redis)", ..in_process },
             metrics_cost::Arm { label: "GET /v1/models, a key per connection, Redis gate (WJ_REDIS_URL)", ..through_redis },
@@ -489,20 +495,7 @@ async fn main() {
         let spread =
             metrics_cost::compare(&plan, &arms, 64, rounds, Arc::new(move |w, _| get("/v1/models", Some(&own[w % own.len()])))).await;
         // The cross-check with another client: the hot key on both servers, alternating.
-        let [in_process, through_redis] = &arms;
-        let side = |label: &str, addr: std::net::SocketAddr| wrk::Side {
-            label: label.replace(", a key per connection", ", hot key"),
-            url: format!("http://{addr}/v1/models"),
-            keyed: true,
-        };
-        let wrk_rows = wrk::alternate(
-            side(in_process.label, in_process.addr),
-            side(through_redis.label, through_redis.addr),
-            &hot,
-            dir.path(),
-            plan.repeats == 1,
-        )
-        .await;
+        let wrk_rows = wrk::alternate(wrk_in_process, wrk_gated, &hot, dir.path(), plan.repeats == 1).await;
         report.redis_gate(&comparisons, &spread, &wrk_rows);
     }
     if let Some(section) = &only {
