@@ -2,6 +2,8 @@
 //! the `wj_signin` cookie of a sign-in in progress (sent, as a browser would, only to the
 //! callback path), and walks the sign-in flow through a test identity provider.
 
+use std::time::Duration;
+
 use reqwest::{Response, header};
 
 use crate::{helpers::TestApp, idp::TestIdp};
@@ -25,8 +27,12 @@ impl Default for Browser {
 }
 
 impl Browser {
+    /// A request (body included) that takes longer than this fails the test with its method and
+    /// URL, instead of hanging the whole run: no page or server function takes seconds here.
+    const TIMEOUT: Duration = Duration::from_secs(60);
+
     pub fn new() -> Self {
-        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(Self::TIMEOUT).build().expect("client");
         Self { client, cookie: None, last_set_cookie: None, signin: None, last_signin_set_cookie: None }
     }
 
@@ -63,7 +69,7 @@ impl Browser {
     }
 
     pub async fn get(&mut self, url: &str) -> Response {
-        let response = self.with_cookie(url, self.client.get(url)).send().await.expect("GET");
+        let response = self.with_cookie(url, self.client.get(url)).send().await.unwrap_or_else(|e| panic!("GET {url}: {e}"));
         self.absorb(&response);
         response
     }
@@ -76,7 +82,7 @@ impl Browser {
             .header("sec-fetch-site", "same-origin")
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
             .body(body.to_owned());
-        let response = request.send().await.expect("POST");
+        let response = request.send().await.unwrap_or_else(|e| panic!("POST {url}: {e}"));
         self.absorb(&response);
         response
     }
@@ -108,7 +114,7 @@ impl Browser {
         if to_provider.starts_with("/login") {
             return to_provider;
         }
-        let at_provider = self.client.get(&to_provider).send().await.expect("authorize");
+        let at_provider = self.client.get(&to_provider).send().await.unwrap_or_else(|e| panic!("GET {to_provider}: {e}"));
         let callback = location(&at_provider);
         let response = self.get(&callback).await;
         location(&response)
@@ -117,7 +123,8 @@ impl Browser {
     /// Starts a sign-in and returns the provider's redirect to the callback, unused.
     pub async fn begin_sign_in(&mut self, app: &TestApp) -> String {
         let response = self.get(&app.url("/auth/google")).await;
-        let at_provider = self.client.get(location(&response)).send().await.expect("authorize");
+        let to_provider = location(&response);
+        let at_provider = self.client.get(&to_provider).send().await.unwrap_or_else(|e| panic!("GET {to_provider}: {e}"));
         location(&at_provider)
     }
 }
