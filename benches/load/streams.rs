@@ -251,6 +251,7 @@ async fn read_stream(tcp: &mut TcpStream, delays_us: &mut Vec<u32>) -> Result<()
                     continue;
                 };
                 if !raw.starts_with(b"HTTP/1.1 200 ") {
+                    whole_answer(tcp, &mut raw, end + 4).await;
                     return Err(refusal(&raw));
                 }
                 if !raw[..end].to_ascii_lowercase().windows(26).any(|w| w == b"transfer-encoding: chunked") {
@@ -360,9 +361,25 @@ impl Dechunk {
     }
 }
 
-/// A refused stream's status and, when the answer's first read holds it, its error code (a
-/// gateway 502 also by the failure its message names: which side of the upstream connection
-/// failed).
+/// Reads the rest of a refusal whose head (`body_at` bytes) is in `answer`: up to its
+/// `Content-Length`, or to the end of the connection, for at most 2 s and 64 KiB (a refusal is
+/// classified by its body, which need not come in the head's read).
+async fn whole_answer(tcp: &mut TcpStream, answer: &mut Vec<u8>, body_at: usize) {
+    let head = String::from_utf8_lossy(&answer[..body_at]).to_ascii_lowercase();
+    let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
+    let want = body_at + length.unwrap_or(64 * 1024).min(64 * 1024);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    while answer.len() < want {
+        match tokio::time::timeout_at(deadline, tcp.read_buf(answer)).await {
+            Ok(Ok(n)) if n > 0 => {}
+            _ => break,
+        }
+    }
+}
+
+/// A refused stream's status and, from its whole answer, its error code (a gateway 502 also
+/// by the failure its message names: which side of the upstream connection failed); a refusal
+/// with no body at all is labelled so.
 fn refusal(answer: &[u8]) -> &'static str {
     // Most specific first: a status, what the answer's body holds, the label.
     const KNOWN: [(&[u8], &str, &str); 9] = [
@@ -377,6 +394,15 @@ fn refusal(answer: &[u8]) -> &'static str {
         (b"429", "\"code\":\"upstream_rate_limited\"", "status 429 upstream_rate_limited"),
     ];
     let status = answer.get(9..12).unwrap_or_default();
+    let empty = find(answer, b"\r\n\r\n").is_some_and(|end| end + 4 == answer.len());
+    if empty {
+        return match status {
+            b"502" => "status 502, no body",
+            b"503" => "status 503, no body",
+            b"504" => "status 504, no body",
+            _ => "status not 200, no body",
+        };
+    }
     KNOWN.iter().find(|(s, needle, _)| *s == status && find(answer, needle.as_bytes()).is_some()).map(|(_, _, label)| *label).unwrap_or(
         match status {
             b"429" => "status 429",
