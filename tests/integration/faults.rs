@@ -286,3 +286,95 @@ backend_tests! {
         );
     }
 }
+
+/// The key lookups (`api_keys` joined with `users`, whose columns are aliased `A_…`; the
+/// statement's text is cut at 1 KiB, before its `FROM`) of this test database waiting for a
+/// lock.
+async fn waiting_lookups(monitor: &sea_orm::DatabaseConnection) -> i64 {
+    let row = monitor
+        .query_one_raw(sea_orm::Statement::from_string(
+            sea_orm::DatabaseBackend::Postgres,
+            r#"SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT "api_keys"."id" AS "A_id",%'"#,
+        ))
+        .await
+        .expect("pg_stat_activity")
+        .expect("a row");
+    row.try_get("", "n").expect("n")
+}
+
+/// The most lookups seen waiting at once over `window`.
+async fn most_waiting(monitor: &sea_orm::DatabaseConnection, window: Duration) -> i64 {
+    let (start, mut most) = (Instant::now(), 0);
+    while start.elapsed() < window {
+        most = most.max(waiting_lookups(monitor).await);
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    most
+}
+
+/// A key arriving on many connections at once (a new key, or a hot key whose cache entry aged
+/// out) costs the database one lookup, not one per request; a request under another generation
+/// (a revocation began) never shares a lookup begun before it, and one whose shared lookup is
+/// abandoned looks the key up itself. The database is held up with a table lock, so the
+/// lookups in flight can be counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs WJ_TEST_POSTGRES_URL"]
+async fn concurrent_lookups_of_one_key_share_one_postgres_query() {
+    use sea_orm::TransactionTrait;
+    use workjet::domain::api_keys::{format::ApiKeyHash, last_used::UseSite};
+    let app = Arc::new(
+        spawn_app_with(Backend::Postgres, &[("WJ_AUTH_CACHE", "on".into()), ("WJ_RATE_LIMIT_PER_MINUTE", "100000".into())])
+            .await
+            .unwrap_or_else(|| {
+                required_env("WJ_TEST_POSTGRES_URL");
+                unreachable!("a database is created whenever WJ_TEST_POSTGRES_URL is set")
+            }),
+    );
+    let user = make_user(&app, "ada@example.com").await;
+    let (_, key) = make_key(&app, user.id).await;
+    // A connection of its own: the server's pool is what a stampede of lookups would drain.
+    let monitor = sea_orm::Database::connect(&app.db.url).await.expect("monitor");
+
+    // 32 requests at once with a key this instance has never seen.
+    let lock = app.state.db.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let requests: Vec<_> = (0..32)
+        .map(|_| {
+            let (app, key) = (app.clone(), key.clone());
+            tokio::spawn(async move { app.client.get(app.url("/v1/me")).bearer_auth(&key).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    assert!(eventually(Duration::from_secs(10), || async { waiting_lookups(&monitor).await >= 1 }).await, "a lookup waits");
+    assert_eq!(most_waiting(&monitor, Duration::from_secs(2)).await, 1, "one query for 32 requests");
+    assert!(requests.iter().all(|r| !r.is_finished()), "all 32 wait for that query");
+    lock.rollback().await.expect("unlock");
+    for request in requests {
+        assert_eq!(request.await.expect("task").expect("answered"), StatusCode::OK);
+    }
+
+    // Straight at the service: the same generation joins, another does not; an abandoned
+    // lookup leaves the ones that joined it to look the key up themselves.
+    let hash = ApiKeyHash::of_valid(&key).expect("well-formed");
+    let lookup = |generation: u64| {
+        let app = app.clone();
+        tokio::spawn(async move { app.state.keys.lookup_and_cache(&hash, Some(generation), UseSite { ip: None, user_agent: None }).await })
+    };
+    let lock = app.state.db.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let first = lookup(1_000);
+    assert!(eventually(Duration::from_secs(10), || async { waiting_lookups(&monitor).await == 1 }).await, "the first lookup waits");
+    let joined = lookup(1_000);
+    assert_eq!(most_waiting(&monitor, Duration::from_millis(500)).await, 1, "the same generation joins");
+    let other = lookup(1_001);
+    assert!(
+        eventually(Duration::from_secs(10), || async { waiting_lookups(&monitor).await == 2 }).await,
+        "another generation looks up itself"
+    );
+    first.abort();
+    let _ = first.await;
+    lock.rollback().await.expect("unlock");
+    for task in [joined, other] {
+        let found = tokio::time::timeout(Duration::from_secs(10), task).await.expect("never hangs").expect("task");
+        assert_eq!(found.expect("found").user_id, user.id);
+    }
+}

@@ -368,7 +368,7 @@ pub enum Known {
 
 /// Why a presented key does not authenticate. Callers answer all of them with the same
 /// 401 shape; the reason is for logs and metrics.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum AuthFailure {
     #[error("malformed key: {0}")]
     Malformed(#[from] KeyFormatError),
@@ -395,6 +395,26 @@ pub struct ApiKeyService {
     serve_cached: bool,
     refused: Arc<RefusedKeys>,
     generations: Arc<Generations>,
+    /// The database lookups in flight that fill the cache, by key and generation: see
+    /// [`ApiKeyService::shared_lookup`].
+    flights: Arc<Flights>,
+}
+
+/// A lookup in flight: its outcome, once there is one.
+type Flight = tokio::sync::watch::Receiver<Option<Result<KeyPrincipal, AuthFailure>>>;
+type Flights = dashmap::DashMap<([u8; 32], u64), Flight>;
+
+/// Takes a finished or abandoned lookup off [`Flights`] (whoever waits on it then learns
+/// its outcome, or, abandoned, looks the key up itself).
+struct Landing<'a> {
+    flights: &'a Flights,
+    id: ([u8; 32], u64),
+}
+
+impl Drop for Landing<'_> {
+    fn drop(&mut self) {
+        self.flights.remove(&self.id);
+    }
 }
 
 /// The most keys one instance caches.
@@ -414,6 +434,7 @@ impl ApiKeyService {
             serve_cached,
             refused: Arc::new(RefusedKeys::new(MAX_REFUSED_KEYS)),
             generations,
+            flights: Arc::default(),
         }
     }
 
@@ -452,7 +473,11 @@ impl ApiKeyService {
         generation_before: Option<u64>,
         site: UseSite<'_>,
     ) -> Result<KeyPrincipal, AuthFailure> {
-        let principal = match self.lookup(hash).await {
+        let found = match generation_before.filter(|_| self.serve_cached) {
+            Some(generation) => self.shared_lookup(hash, generation).await,
+            None => self.lookup(hash).await,
+        };
+        let principal = match found {
             Ok(principal) => principal,
             Err(failure) => {
                 let refusal = match failure {
@@ -475,6 +500,41 @@ impl ApiKeyService {
         }
         self.last_used.touch(principal.key_id, site);
         Ok(principal)
+    }
+
+    /// [`ApiKeyService::lookup`], shared by the requests that present the same key under the
+    /// same generation while it is in flight: when a hot key's cache entry ages out, or a new
+    /// key arrives on many connections at once, the database answers once, not once per
+    /// request (thousands at once queued for the pool, and timed out, before). Only the same
+    /// generation joins: a revocation moves the generation before it commits, so a request
+    /// that read the generation after a revocation began never gets an answer read before it
+    /// — the rule the cache's entries follow. If the request whose lookup is shared goes away
+    /// first, the others look the key up themselves.
+    async fn shared_lookup(&self, hash: &ApiKeyHash, generation: u64) -> Result<KeyPrincipal, AuthFailure> {
+        let id = (*hash.as_bytes(), generation);
+        let outcome = match self.flights.entry(id) {
+            dashmap::Entry::Occupied(flight) => Err(flight.get().clone()),
+            dashmap::Entry::Vacant(slot) => {
+                let (outcome, flight) = tokio::sync::watch::channel(None);
+                slot.insert(flight);
+                Ok(outcome)
+            }
+        };
+        match outcome {
+            Ok(outcome) => {
+                let _landing = Landing { flights: &self.flights, id };
+                let found = self.lookup(hash).await;
+                outcome.send_replace(Some(found.clone()));
+                found
+            }
+            Err(mut flight) => {
+                let shared = flight.wait_for(Option::is_some).await.ok().and_then(|found| found.clone());
+                match shared {
+                    Some(found) => found,
+                    None => self.lookup(hash).await,
+                }
+            }
+        }
     }
 
     /// Creates a key for `owner`, within `grant` — the creator's own reach (see
