@@ -108,6 +108,10 @@ pub struct Config {
     pub trusted_proxies: Vec<IpNet>,
     pub cache_mode: CacheMode,
     pub shutdown_grace: Duration,
+    /// `WJ_SERVE_THREADS`: 0 serves every connection on one work-stealing runtime; N ≥ 1 serves
+    /// them on N threads, each with a single-threaded runtime of its own that accepts and keeps
+    /// its connections (plain HTTP only; with TLS, the work-stealing runtime serves).
+    pub serve_threads: usize,
     /// The longest a request body may go without sending data (slow uploads get 408).
     pub body_timeout: Duration,
     pub log_format: LogFormat,
@@ -262,6 +266,10 @@ impl Config {
             Some(_) => return Err(ConfigError::new("WJ_AUTH_CACHE", "must be auto, on or off")),
         };
         let shutdown_grace = Duration::from_secs(env.parse_or("WJ_SHUTDOWN_GRACE_SECS", 30u64)?);
+        let serve_threads: usize = env.parse_or("WJ_SERVE_THREADS", 0)?;
+        if serve_threads > 1024 {
+            return Err(ConfigError::new("WJ_SERVE_THREADS", "must be between 0 and 1024"));
+        }
         let body_timeout_secs: u64 = env.parse_or("WJ_BODY_TIMEOUT_SECS", 30u64)?;
         if !(1..=3600).contains(&body_timeout_secs) {
             return Err(ConfigError::new("WJ_BODY_TIMEOUT_SECS", "must be between 1 and 3600"));
@@ -338,6 +346,7 @@ impl Config {
             trusted_proxies,
             cache_mode,
             shutdown_grace,
+            serve_threads,
             body_timeout,
             log_format,
             metrics_addr,
@@ -572,6 +581,9 @@ mod tests {
         assert_eq!(err.name, "WJ_TLS_KEY");
         let err = config(&[("WJ_ADMIN_EMAILS", "root@example.com, not an email")]).unwrap_err();
         assert_eq!(err.name, "WJ_ADMIN_EMAILS");
+        for bad in ["-1", "two", "1025"] {
+            assert_eq!(config(&[("WJ_SERVE_THREADS", bad)]).unwrap_err().name, "WJ_SERVE_THREADS", "{bad}");
+        }
     }
 
     #[test]

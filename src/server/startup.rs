@@ -170,12 +170,23 @@ impl Application {
                 }
             });
         }
-        let serve =
-            axum::serve(self.listener, self.router.into_make_service_with_connect_info::<PeerAddr>()).with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: finishing in-flight requests");
-                let _ = stop_tx.send(true);
-            });
+        let stopping = async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            let _ = stop_tx.send(true);
+        };
+        let threads = self.state.config.serve_threads;
+        let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match self.listener {
+            ServerListener::Plain(listener) if threads > 0 => {
+                tokio::spawn(stopping);
+                Box::pin(serve_per_thread(listener, self.router, threads, stop_rx.clone()))
+            }
+            listener => Box::pin(
+                axum::serve(listener, self.router.into_make_service_with_connect_info::<PeerAddr>())
+                    .with_graceful_shutdown(stopping)
+                    .into_future(),
+            ),
+        };
         let mut stop_rx_grace = stop_rx.clone();
         let keys = self.state.keys.clone();
         let result = tokio::select! {
@@ -193,6 +204,54 @@ impl Application {
         }
         result
     }
+}
+
+/// Serves `listener` on `threads` threads of its own (`WJ_SERVE_THREADS`), each running a
+/// single-threaded runtime that accepts connections from the shared socket and keeps them: a
+/// connection's reads, handlers and writes never change thread, so waking a request costs no
+/// hand-over between workers. Background work (the usage recorder, Redis' connection, pool
+/// upkeep) stays on the caller's runtime. Resolves when every thread has drained its
+/// connections after `stop` turned true; dropped (the grace period is over), it stops every thread's
+/// runtime, closing the connections left.
+async fn serve_per_thread(
+    listener: TcpListener,
+    router: Router,
+    threads: usize,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    // Dropped with this future: every thread then stops at once.
+    let (_abandon, abandoned) = tokio::sync::watch::channel(());
+    let mut finished = Vec::with_capacity(threads);
+    for n in 0..threads {
+        let (listener, router, mut stop, mut abandoned) = (listener.try_clone()?, router.clone(), stop.clone(), abandoned.clone());
+        let (done, finish) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new().name(format!("workjet-serve-{n}")).spawn(move || {
+            let serve = || -> std::io::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(async move {
+                    let listener = ServerListener::Plain(TcpListener::from_std(listener)?);
+                    let serve = axum::serve(listener, router.into_make_service_with_connect_info::<PeerAddr>()).with_graceful_shutdown(
+                        async move {
+                            let _ = stop.wait_for(|stopped| *stopped).await;
+                        },
+                    );
+                    tokio::select! {
+                        result = serve => result,
+                        _ = abandoned.changed() => Ok(()),
+                    }
+                })
+            };
+            let _ = done.send(serve());
+        })?;
+        finished.push(finish);
+    }
+    // Only the threads' copies listen: the socket closes when the last of them stops accepting.
+    drop(listener);
+    for finish in finished {
+        finish.await.unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")))?;
+    }
+    Ok(())
 }
 
 /// Whether key lookups may be cached in this process (see `WJ_AUTH_CACHE`).

@@ -304,6 +304,55 @@ backend_tests! {
         openai.release();
     }
 
+    async fn threads_of_their_own_serve_every_request_and_drain_streams_at_shutdown(backend) {
+        let (openai, anthropic) = (Fake::openai().await, Fake::anthropic().await);
+        let (app, key) = gateway_app(backend, &openai, &anthropic, &[("WJ_SERVE_THREADS", "2".into())]).await.expect("app");
+        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
+            .expect("tasks")
+            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+            .map(|name| name.trim().to_owned())
+            .collect();
+        for name in ["workjet-serve-0", "workjet-serve-1"] {
+            assert!(threads.iter().any(|t| t == name), "{name} serves: {threads:?}");
+        }
+        // Many connections at once, so that both threads accept some; each is authenticated
+        // (the peer address is known) and relayed.
+        let answers = futures::future::join_all((0..24).map(|_| async {
+            let response = reqwest::Client::new()
+                .post(app.url("/v1/chat/completions"))
+                .bearer_auth(&key)
+                .json(&hello("gpt-public", false))
+                .send()
+                .await
+                .expect("answered");
+            (response.status(), response.json::<Value>().await.expect("json"))
+        }))
+        .await;
+        for (status, body) in answers {
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["object"], "chat.completion", "{body}");
+        }
+        assert_eq!(app.get("/v1/models").await.status(), 401, "no key, no models");
+
+        // A stream in flight when the server is told to stop is relayed to its end; no new
+        // connection is accepted meanwhile.
+        openai.script(Script::HoldAfterFirst);
+        let mut stream = chat(&app, &key, hello("gpt-public", true)).await.bytes_stream();
+        let first = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("first chunk").expect("chunk").expect("bytes");
+        let addr = app.addr;
+        let stopping = tokio::spawn(app.stop());
+        let refused = eventually(Duration::from_secs(5), || async { tokio::net::TcpStream::connect(addr).await.is_err() }).await;
+        assert!(refused, "the listening socket closes when the server stops");
+        openai.release();
+        let mut text = String::from_utf8_lossy(&first).into_owned();
+        while let Some(chunk) = tokio::time::timeout(Duration::from_secs(5), stream.next()).await.expect("the rest comes") {
+            text.push_str(&String::from_utf8_lossy(&chunk.expect("bytes")));
+        }
+        assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+        assert_eq!(content_of(&events(&text)), "part0 part1 part2 ");
+        tokio::time::timeout(Duration::from_secs(15), stopping).await.expect("the server stops").expect("stopped");
+    }
+
     async fn the_first_chunk_leaves_before_the_upstream_finishes(backend) {
         let (openai, anthropic) = (Fake::openai().await, Fake::anthropic().await);
         let (app, key) = gateway_app(backend, &openai, &anthropic, &[]).await.expect("app");
