@@ -87,7 +87,7 @@ impl Server {
             .env("WJ_LISTEN_ADDR", addr.to_string())
             .env("WJ_PUBLIC_URL", &base)
             .env("RUST_LOG", "error")
-            .stdout(Stdio::null())
+            .stdout(server_log())
             .stderr(Stdio::inherit());
         for (k, v) in env {
             cmd.env(k, v);
@@ -111,6 +111,19 @@ impl Server {
     /// Resident memory of the server process, in KiB.
     pub fn rss_kib(&self) -> u64 {
         rss_kib(self.child.id())
+    }
+}
+
+/// Where a server's log goes: appended to the file `WJ_BENCH_SERVER_LOG` names (its errors:
+/// the servers run with `RUST_LOG=error`), or nowhere.
+fn server_log() -> Stdio {
+    let Some(path) = std::env::var_os("WJ_BENCH_SERVER_LOG") else { return Stdio::null() };
+    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+        Ok(file) => Stdio::from(file),
+        Err(error) => {
+            eprintln!("WJ_BENCH_SERVER_LOG {}: {error}; the server's log is dropped", path.display());
+            Stdio::null()
+        }
     }
 }
 
