@@ -211,8 +211,8 @@ impl Application {
 /// connection's reads, handlers and writes never change thread, so waking a request costs no
 /// hand-over between workers. Background work (the usage recorder, Redis' connection, pool
 /// upkeep) stays on the caller's runtime. Resolves when every thread has drained its
-/// connections after `stop` turned true; dropped (the grace period is over), it stops every thread's
-/// runtime, closing the connections left.
+/// connections after `stop` turned true; dropped (the grace period is over), it stops every
+/// thread's runtime, closing the connections left.
 async fn serve_per_thread(
     listener: TcpListener,
     router: Router,
