@@ -141,9 +141,7 @@ async fn serve(mut tcp: TcpStream) {
             Ok(_) => {}
         }
         if let Some(end) = find(&buf, b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-            let length =
-                head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok()).unwrap_or(0);
+            let length = content_length(&buf[..end]).unwrap_or(0);
             if buf.len() >= end + 4 + length {
                 break find(&buf[end + 4..end + 4 + length], b"\"stream\":true").is_some();
             }
@@ -361,13 +359,17 @@ impl Dechunk {
     }
 }
 
+/// The `Content-Length` an HTTP/1.1 message's head declares, if any.
+fn content_length(head: &[u8]) -> Option<usize> {
+    let head = String::from_utf8_lossy(head).to_ascii_lowercase();
+    head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse().ok())
+}
+
 /// Reads the rest of a refusal whose head (`body_at` bytes) is in `answer`: up to its
 /// `Content-Length`, or to the end of the connection, for at most 2 s and 64 KiB (a refusal is
 /// classified by its body, which need not come in the head's read).
 async fn whole_answer(tcp: &mut TcpStream, answer: &mut Vec<u8>, body_at: usize) {
-    let head = String::from_utf8_lossy(&answer[..body_at]).to_ascii_lowercase();
-    let length = head.lines().find_map(|l| l.strip_prefix("content-length:")).and_then(|v| v.trim().parse::<usize>().ok());
-    let want = body_at + length.unwrap_or(64 * 1024).min(64 * 1024);
+    let want = body_at + content_length(&answer[..body_at]).unwrap_or(64 * 1024).min(64 * 1024);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     while answer.len() < want {
         match tokio::time::timeout_at(deadline, tcp.read_buf(answer)).await {

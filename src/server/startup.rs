@@ -181,11 +181,7 @@ impl Application {
                 tokio::spawn(stopping);
                 Box::pin(serve_per_thread(listener, self.router, threads, stop_rx.clone()))
             }
-            listener => Box::pin(
-                axum::serve(listener, self.router.into_make_service_with_connect_info::<PeerAddr>())
-                    .with_graceful_shutdown(stopping)
-                    .into_future(),
-            ),
+            listener => Box::pin(serve_connections(listener, self.router, stopping)),
         };
         let mut stop_rx_grace = stop_rx.clone();
         let keys = self.state.keys.clone();
@@ -204,6 +200,16 @@ impl Application {
         }
         result
     }
+}
+
+/// Serves the connections `listener` accepts with `router` (each request knowing its peer's
+/// address) until `stop` resolves, then until they have finished.
+fn serve_connections(
+    listener: ServerListener,
+    router: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) -> impl Future<Output = std::io::Result<()>> + Send {
+    axum::serve(listener, router.into_make_service_with_connect_info::<PeerAddr>()).with_graceful_shutdown(stop).into_future()
 }
 
 /// Serves `listener` on `threads` threads of its own (`WJ_SERVE_THREADS`), each running a
@@ -231,11 +237,9 @@ async fn serve_per_thread(
                 let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
                 runtime.block_on(async move {
                     let listener = ServerListener::Plain(TcpListener::from_std(listener)?);
-                    let serve = axum::serve(listener, router.into_make_service_with_connect_info::<PeerAddr>()).with_graceful_shutdown(
-                        async move {
-                            let _ = stop.wait_for(|stopped| *stopped).await;
-                        },
-                    );
+                    let serve = serve_connections(listener, router, async move {
+                        let _ = stop.wait_for(|stopped| *stopped).await;
+                    });
                     tokio::select! {
                         result = serve => result,
                         _ = abandoned.changed() => Ok(()),
