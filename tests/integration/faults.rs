@@ -313,10 +313,10 @@ async fn most_waiting(monitor: &sea_orm::DatabaseConnection, window: Duration) -
 }
 
 /// A key arriving on many connections at once (a new key, or a hot key whose cache entry aged
-/// out) costs the database one lookup, not one per request; a request under another generation
-/// (a revocation began) never shares a lookup begun before it, and one whose shared lookup is
-/// abandoned looks the key up itself. The database is held up with a table lock, so the
-/// lookups in flight can be counted.
+/// out) costs the database one lookup, not one per request, and a failed one answers them all
+/// 503 at once; a request under another generation (a revocation began) never shares a lookup
+/// begun before it, and one whose shared lookup is abandoned looks the key up itself. The
+/// database is held up with a table lock, so the lookups in flight can be counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs WJ_TEST_POSTGRES_URL"]
 async fn concurrent_lookups_of_one_key_share_one_postgres_query() {
@@ -351,6 +351,33 @@ async fn concurrent_lookups_of_one_key_share_one_postgres_query() {
     for request in requests {
         assert_eq!(request.await.expect("task").expect("answered"), StatusCode::OK);
     }
+
+    // The database fails the shared lookup (its connection killed): every request that shared
+    // it gets the same 503 at once, none queues a lookup of its own; the next request succeeds.
+    let (_, second) = make_key(&app, user.id).await;
+    let lock = app.state.db.begin().await.expect("begin");
+    lock.execute_unprepared("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+    let requests: Vec<_> = (0..8)
+        .map(|_| {
+            let (app, key) = (app.clone(), second.clone());
+            tokio::spawn(async move { app.client.get(app.url("/v1/me")).bearer_auth(&key).send().await.map(|r| r.status()) })
+        })
+        .collect();
+    assert!(eventually(Duration::from_secs(10), || async { waiting_lookups(&monitor).await == 1 }).await, "a lookup waits");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    monitor
+        .execute_unprepared(
+            r#"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND query LIKE 'SELECT "api_keys"."id" AS "A_id",%'"#,
+        )
+        .await
+        .expect("terminate");
+    for request in requests {
+        let status = tokio::time::timeout(Duration::from_secs(10), request).await.expect("answered while the lock is held");
+        assert_eq!(status.expect("task").expect("answered"), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    assert_eq!(waiting_lookups(&monitor).await, 0, "nobody looked the key up again");
+    lock.rollback().await.expect("unlock");
+    assert_eq!(app.client.get(app.url("/v1/me")).bearer_auth(&second).send().await.expect("answered").status(), StatusCode::OK);
 
     // Straight at the service: the same generation joins, another does not; an abandoned
     // lookup leaves the ones that joined it to look the key up themselves.
