@@ -176,10 +176,12 @@ impl Application {
             let _ = stop_tx.send(true);
         };
         let threads = self.state.config.serve_threads;
+        // Held to the end of this function: serving threads' runtimes stop when it is dropped.
+        let (_release, release) = tokio::sync::watch::channel(());
         let serve: std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match self.listener {
             ServerListener::Plain(listener) if threads > 0 => {
                 tokio::spawn(stopping);
-                Box::pin(serve_per_thread(listener, self.router, threads, stop_rx.clone()))
+                Box::pin(serve_per_thread(listener, self.router, threads, stop_rx.clone(), release.clone()))
             }
             listener => Box::pin(serve_connections(listener, self.router, stopping)),
         };
@@ -217,13 +219,16 @@ fn serve_connections(
 /// connection's reads, handlers and writes never change thread, so waking a request costs no
 /// hand-over between workers. Background work (the usage recorder, Redis' connection, pool
 /// upkeep) stays on the caller's runtime. Resolves when every thread has drained its
-/// connections after `stop` turned true; dropped (the grace period is over), it stops every
-/// thread's runtime, closing the connections left.
+/// connections after `stop` turned true; dropped (the grace period is over), it closes the
+/// connections left on every thread. Each thread's runtime runs on until `release`'s sender is
+/// dropped: the connections it opened into the shared pools may be serving another thread's
+/// request, or the last work after serving.
 async fn serve_per_thread(
     listener: TcpListener,
     router: Router,
     threads: usize,
     stop: tokio::sync::watch::Receiver<bool>,
+    release: tokio::sync::watch::Receiver<()>,
 ) -> std::io::Result<()> {
     let listener = listener.into_std()?;
     // Dropped with this future: every thread then stops at once.
@@ -232,10 +237,17 @@ async fn serve_per_thread(
     for n in 0..threads {
         let (listener, router, mut stop, mut abandoned) = (listener.try_clone()?, router.clone(), stop.clone(), abandoned.clone());
         let (done, finish) = tokio::sync::oneshot::channel();
+        let mut release = release.clone();
         std::thread::Builder::new().name(format!("workjet-serve-{n}")).spawn(move || {
-            let serve = || -> std::io::Result<()> {
-                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-                runtime.block_on(async move {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    let _ = done.send(Err(error));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let served = async {
                     let listener = ServerListener::Plain(TcpListener::from_std(listener)?);
                     let serve = serve_connections(listener, router, async move {
                         let _ = stop.wait_for(|stopped| *stopped).await;
@@ -244,9 +256,13 @@ async fn serve_per_thread(
                         result = serve => result,
                         _ = abandoned.changed() => Ok(()),
                     }
-                })
-            };
-            let _ = done.send(serve());
+                };
+                let _ = done.send(served.await);
+                // What this runtime started serves every thread's requests (the provider and
+                // database connections it opened into the shared pools, their timers): it runs
+                // on until the whole server is done, not only this thread's connections.
+                let _ = release.changed().await;
+            });
         })?;
         finished.push(finish);
     }
