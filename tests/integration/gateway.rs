@@ -307,14 +307,16 @@ backend_tests! {
     async fn threads_of_their_own_serve_every_request_and_drain_streams_at_shutdown(backend) {
         let (openai, anthropic) = (Fake::openai().await, Fake::anthropic().await);
         let (app, key) = gateway_app(backend, &openai, &anthropic, &[("WJ_SERVE_THREADS", "2".into())]).await.expect("app");
-        let threads: Vec<String> = std::fs::read_dir("/proc/self/task")
-            .expect("tasks")
-            .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
-            .map(|name| name.trim().to_owned())
-            .collect();
-        for name in ["workjet-serve-0", "workjet-serve-1"] {
-            assert!(threads.iter().any(|t| t == name), "{name} serves: {threads:?}");
-        }
+        let threads = || -> Vec<String> {
+            std::fs::read_dir("/proc/self/task")
+                .expect("tasks")
+                .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect()
+        };
+        // The serving threads start when the app's task runs, a moment after it is spawned.
+        let serving = || async { ["workjet-serve-0", "workjet-serve-1"].iter().all(|name| threads().iter().any(|t| t == name)) };
+        assert!(eventually(Duration::from_secs(5), serving).await, "two threads serve: {:?}", threads());
         // Many connections at once, so that both threads accept some; each is authenticated
         // (the peer address is known) and relayed.
         let answers = futures::future::join_all((0..24).map(|_| async {
