@@ -217,11 +217,12 @@ fn serve_connections(
 /// Serves `listener` on `threads` threads of its own (`WJ_SERVE_THREADS`), each running a
 /// single-threaded runtime that accepts connections from the shared socket and keeps them: a
 /// connection's reads, handlers and writes never change thread, so waking a request costs no
-/// hand-over between workers. Background work (the usage recorder, Redis' connection, pool
-/// upkeep) stays on the caller's runtime. Resolves when every thread has drained its
-/// connections after `stop` turned true; dropped (the grace period is over), it closes the
-/// connections left on every thread. Each thread's runtime runs on until `release`'s sender is
-/// dropped: the connections it opened into the shared pools may be serving another thread's
+/// hand-over between workers. Each thread calls providers over connections of its own (see
+/// `providers::client`). Background work (the usage recorder, Redis' connection, pool upkeep)
+/// stays on the caller's runtime. Resolves when every thread has drained its connections after
+/// `stop` turned true; dropped (the grace period is over), it closes the connections left on
+/// every thread. Each thread's runtime runs on until `release`'s sender is dropped: the
+/// database connections it opened into the shared pool may be serving another thread's
 /// request, or the last work after serving.
 async fn serve_per_thread(
     listener: TcpListener,
@@ -239,6 +240,9 @@ async fn serve_per_thread(
         let (done, finish) = tokio::sync::oneshot::channel();
         let mut release = release.clone();
         std::thread::Builder::new().name(format!("workjet-serve-{n}")).spawn(move || {
+            // Its requests' provider connections are this runtime's too, not shared with the
+            // other threads: a relayed stream is read and written on this thread only.
+            crate::domain::providers::client::own_pools_on_this_thread();
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(runtime) => runtime,
                 Err(error) => {
@@ -258,9 +262,9 @@ async fn serve_per_thread(
                     }
                 };
                 let _ = done.send(served.await);
-                // What this runtime started serves every thread's requests (the provider and
-                // database connections it opened into the shared pools, their timers): it runs
-                // on until the whole server is done, not only this thread's connections.
+                // What this runtime started may serve every thread's requests (the database
+                // connections it opened into the shared pool, their timers): it runs on until
+                // the whole server is done, not only this thread's connections.
                 let _ = release.changed().await;
             });
         })?;

@@ -6,12 +6,17 @@
 //! TLS is rustls with the webpki roots (HTTP/2 by ALPN where the provider offers it); the
 //! connect timeout covers TCP and TLS together.
 //!
+//! A thread that serves connections of its own (`WJ_SERVE_THREADS`) calls providers through
+//! pools of its own too ([`own_pools_on_this_thread`]): a connection it opens is driven by its
+//! runtime and carries only its requests, so a relayed stream's upstream reads and downstream
+//! writes stay on one thread. Every other thread shares one pool per provider.
+//!
 //! An egress proxy named by the environment (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`,
 //! `NO_PROXY`, as curl reads them) is decided once per provider, when the registry is built:
 //! a provider the proxy intercepts is called through reqwest with that proxy (CONNECT for
 //! `https`), every other one directly.
 
-use std::time::Duration;
+use std::{cell::Cell, sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
@@ -34,12 +39,10 @@ pub type UpstreamBody = Either<Incoming, reqwest::Body>;
 /// A provider's answer, its body still to be read.
 pub type UpstreamResponse = Response<UpstreamBody>;
 
-/// One provider's pooled client (one per provider: its size does not matter, an indirection
-/// per request would).
+/// One provider's pooled client.
 #[derive(Clone)]
-#[allow(clippy::large_enum_variant)]
 pub enum UpstreamClient {
-    Direct(Client<Connector, Full<Bytes>>),
+    Direct(Pools),
     /// Through the egress proxy the environment names for the provider.
     Proxied(reqwest::Client),
 }
@@ -97,29 +100,15 @@ impl UpstreamClient {
     }
 
     fn direct(connect_timeout: Duration) -> Self {
-        let mut http = HttpConnector::new();
-        // https:// too: the TLS layer above takes it from here.
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(tokio_rustls::rustls::crypto::ring::default_provider())
-            .expect("ring supports the default TLS versions")
-            .https_or_http()
-            .enable_all_versions()
-            .wrap_connector(http);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .pool_max_idle_per_host(512)
-            .pool_timer(TokioTimer::new())
-            .build(Connector::new(tower::timeout::Timeout::new(tls, connect_timeout)));
-        Self::Direct(client)
+        Self::Direct(Pools::new(move || pooled_client(connect_timeout)))
     }
 
     /// Sends `request`; answers when the answer's headers have arrived.
     pub async fn send(&self, request: Request<Bytes>) -> Result<UpstreamResponse, Failure> {
         match self {
-            Self::Direct(client) => {
-                client.request(request.map(Full::new)).await.map(|response| response.map(Either::Left)).map_err(Failure::Direct)
+            Self::Direct(pools) => {
+                let answer = pools.for_this_thread().request(request.map(Full::new));
+                answer.await.map(|response| response.map(Either::Left)).map_err(Failure::Direct)
             }
             Self::Proxied(client) => {
                 let request = reqwest::Request::try_from(request).map_err(Failure::Proxied)?;
@@ -128,6 +117,60 @@ impl UpstreamClient {
             }
         }
     }
+}
+
+thread_local! {
+    /// Whether this thread calls providers through pools of its own.
+    static OWN_POOLS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// From now on, this thread calls providers through connection pools of its own (one per
+/// provider), made when it first calls each. For a thread that serves connections on a runtime
+/// of its own, which then drives every connection it opens.
+pub fn own_pools_on_this_thread() {
+    OWN_POOLS.set(true);
+}
+
+/// A provider's connection pools: the one every thread shares, and those of the threads that
+/// keep their own.
+#[derive(Clone)]
+pub struct Pools(Arc<PoolSet>);
+
+struct PoolSet {
+    shared: Client<Connector, Full<Bytes>>,
+    own: thread_local::ThreadLocal<Client<Connector, Full<Bytes>>>,
+    make: Box<dyn Fn() -> Client<Connector, Full<Bytes>> + Send + Sync>,
+}
+
+impl Pools {
+    /// Pools made by `make` (each call a new, empty pool).
+    fn new(make: impl Fn() -> Client<Connector, Full<Bytes>> + Send + Sync + 'static) -> Self {
+        Self(Arc::new(PoolSet { shared: make(), own: thread_local::ThreadLocal::new(), make: Box::new(make) }))
+    }
+
+    /// The pool this thread calls through.
+    fn for_this_thread(&self) -> &Client<Connector, Full<Bytes>> {
+        if OWN_POOLS.get() { self.0.own.get_or(|| (self.0.make)()) } else { &self.0.shared }
+    }
+}
+
+/// A new, empty pool of direct connections.
+fn pooled_client(connect_timeout: Duration) -> Client<Connector, Full<Bytes>> {
+    let mut http = HttpConnector::new();
+    // https:// too: the TLS layer above takes it from here.
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(tokio_rustls::rustls::crypto::ring::default_provider())
+        .expect("ring supports the default TLS versions")
+        .https_or_http()
+        .enable_all_versions()
+        .wrap_connector(http);
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_max_idle_per_host(512)
+        .pool_timer(TokioTimer::new())
+        .build(Connector::new(tower::timeout::Timeout::new(tls, connect_timeout)))
 }
 
 impl Failure {
@@ -338,10 +381,80 @@ mod tests {
                     std::io::Error::from_raw_os_error(errno).into(),
                 )
             }));
-            let client = UpstreamClient::Direct(Client::builder(TokioExecutor::new()).build(connector));
+            let client = UpstreamClient::Direct(Pools::new(move || Client::builder(TokioExecutor::new()).build(connector.clone())));
             let (kind, message) = failure(&client, "http://127.0.0.1:9/v1/chat/completions").await;
             assert_eq!(kind, expected, "errno {errno}: {message}");
         }
+    }
+
+    /// A provider on a runtime of its own that answers each request with the client port of
+    /// the connection it came on.
+    fn provider_naming_connections() -> (std::net::SocketAddr, tokio::runtime::Runtime) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0")).expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        runtime.spawn(async move {
+            while let Ok((stream, peer)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |_request| async move {
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(peer.port().to_string()))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+                });
+            }
+        });
+        (addr, runtime)
+    }
+
+    /// The client ports of `n` requests sent one after another.
+    async fn ports(client: &UpstreamClient, uri: &str, n: usize) -> Vec<String> {
+        let mut ports = Vec::new();
+        for _ in 0..n {
+            let response = client.send(post(uri)).await.expect("answer");
+            let body = response.into_body().collect().await.expect("body").to_bytes();
+            ports.push(String::from_utf8(body.to_vec()).expect("utf-8"));
+        }
+        ports
+    }
+
+    /// A thread that keeps pools of its own (a serving thread of `WJ_SERVE_THREADS`) calls a
+    /// provider over connections of its own and reuses them; it never takes another thread's,
+    /// even when that one is idle and its runtime alive. Other threads share one pool.
+    #[test]
+    fn a_thread_with_pools_of_its_own_calls_over_connections_of_its_own() {
+        let (addr, _provider) = provider_naming_connections();
+        let uri = format!("http://{addr}/v1/chat/completions");
+        let client = UpstreamClient::direct(Duration::from_secs(5));
+
+        // Threads that share: two runtimes' requests, one connection.
+        let shared_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+        let shared = shared_runtime.block_on(ports(&client, &uri, 2));
+        let again = std::thread::scope(|s| s.spawn(|| shared_runtime.block_on(ports(&client, &uri, 1))).join().expect("thread"));
+        assert_eq!(shared[0], shared[1], "the shared pool reuses its connection");
+        assert_eq!(again[0], shared[0], "another thread without pools of its own shares it");
+
+        // Two threads with pools of their own, each keeping its runtime (and connection) alive
+        // until both are done.
+        let both_done = std::sync::Barrier::new(2);
+        let own: Vec<Vec<String>> = std::thread::scope(|s| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        own_pools_on_this_thread();
+                        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+                        let ports = runtime.block_on(ports(&client, &uri, 3));
+                        both_done.wait();
+                        ports
+                    })
+                })
+                .collect();
+            threads.into_iter().map(|t| t.join().expect("thread")).collect()
+        });
+        for ports in &own {
+            assert!(ports.iter().all(|p| *p == ports[0]), "a thread reuses its own connection: {ports:?}");
+            assert_ne!(ports[0], shared[0], "a thread with pools of its own does not take the shared pool's connection");
+        }
+        assert_ne!(own[0][0], own[1][0], "each thread has its own connection");
     }
 
     #[test]
