@@ -103,6 +103,36 @@ test("invalid names show an inline error and create nothing", async ({ page }) =
   await expect(page.getByRole("heading", { name: "No API keys yet" })).toBeVisible();
 });
 
+test("the create dialog keeps its place while the models load, so a click lands where it was aimed", async ({ page }) => {
+  await signIn(page, uniqueEmail("steady"), "Steady Hand");
+  // Hold the model list until the dialog has been measured.
+  let release: () => void = () => {};
+  const held = new Promise<void>((resolve) => (release = resolve));
+  await page.route("**/api/served_models*", async (route) => {
+    await held;
+    await route.continue();
+  });
+  await page.getByRole("button", { name: "Create API Key" }).click();
+  const dialog = page.getByRole("dialog", { name: "Create API key" });
+  const selected = dialog.getByRole("radio", { name: /Only selected models/ });
+  await expect(selected).toBeDisabled();
+  await expect(dialog).toContainText("Loading models…");
+  const submit = dialog.getByRole("button", { name: "Create key" });
+  const before = await submit.boundingBox();
+  const dialogBefore = await dialog.boundingBox();
+
+  release();
+  await expect(selected).toBeEnabled();
+  await expect(dialog).not.toContainText("Loading models…");
+  expect(await submit.boundingBox()).toEqual(before);
+  expect(await dialog.boundingBox()).toEqual(dialogBefore);
+
+  // The click made at the place measured while loading creates the key.
+  await dialog.getByLabel("Name").fill("Steady key");
+  await page.mouse.click(before!.x + before!.width / 2, before!.y + before!.height / 2);
+  await expect(page.getByRole("dialog", { name: "Save your API key" })).toBeVisible();
+});
+
 test("another user sees none of the first user's keys", async ({ page, browser }) => {
   await signIn(page, uniqueEmail("owner"), "Owner");
   await page.getByRole("button", { name: "Create API Key" }).click();

@@ -49,6 +49,10 @@ pub const SELECT_CLASS: &str = "mt-1.5 block w-full rounded-lg border border-sla
 /// The models a key may use: "All models", or only those checked among the server's models
 /// (fetched when the dialog opens: dialogs exist only in the browser); `extra` are models the
 /// key has that the server no longer serves (so they can still be unchecked).
+///
+/// The two choices are there from the first frame, the second disabled until the list has
+/// come: the dialog keeps its size while the list loads, so nothing under it (the dialog's
+/// buttons) moves beneath a pointer about to click it.
 #[component]
 pub fn ModelPicker(
     restricted: RwSignal<bool>,
@@ -57,83 +61,84 @@ pub fn ModelPicker(
     #[prop(optional)] extra: Vec<String>,
 ) -> impl IntoView {
     let served = LocalResource::new(served_models);
+    // The models offered (the server's, then the key's others) and whether the server serves
+    // none; `None` while the list loads.
+    let offered = Memo::new(move |_| {
+        served.get().map(|answer| {
+            let mut models = answer.unwrap_or_default();
+            let none_served = models.is_empty();
+            for m in &extra {
+                if !models.contains(m) {
+                    models.push(m.clone());
+                }
+            }
+            (models, none_served)
+        })
+    });
+    let loading = move || offered.with(Option::is_none);
+    let no_choice = move || offered.with(|o| o.as_ref().is_none_or(|(models, _)| models.is_empty()));
     let radio = "flex cursor-pointer items-start gap-3 rounded-lg border border-slate-200 p-3 has-[:checked]:border-slate-900 has-[:checked]:bg-slate-50 has-[:disabled]:cursor-not-allowed has-[:disabled]:opacity-60";
     view! {
-        <fieldset class="mt-1" aria-describedby="key-models-error">
+        <fieldset class="mt-1" aria-describedby="key-models-error" aria-busy=move || loading().to_string()>
             <legend class="text-sm font-medium text-slate-800">"Models"</legend>
-            <Suspense fallback=|| view! { <p class="mt-2 text-sm text-slate-500">"Loading models…"</p> }>
-                {
-                    let extra = extra.clone();
-                    move || {
-                        let extra = extra.clone();
-                        Suspend::new(async move {
-                            let mut models = served.await.unwrap_or_default();
-                            let none_served = models.is_empty();
-                            for m in extra {
-                                if !models.contains(&m) {
-                                    models.push(m);
+            <div class="mt-2 grid gap-2 sm:grid-cols-2">
+                <label class=radio>
+                    <input type="radio" name="models-scope" class="mt-0.5" prop:checked=move || !restricted.get()
+                        on:change=move |_| { restricted.set(false); error.set(None); } />
+                    <span>
+                        <span class="block text-sm font-medium text-slate-900">"All models"</span>
+                        <span class="block text-xs text-slate-500">"Including models added later"</span>
+                    </span>
+                </label>
+                <label class=radio>
+                    <input type="radio" name="models-scope" class="mt-0.5" disabled=no_choice prop:checked=move || restricted.get()
+                        on:change=move |_| restricted.set(true) />
+                    <span>
+                        <span class="block text-sm font-medium text-slate-900">"Only selected models"</span>
+                        <span class="block text-xs text-slate-500">{move || if loading() { "Loading models…" } else { "Others answer 403" }}</span>
+                    </span>
+                </label>
+            </div>
+            {move || offered.with(|o| o.as_ref().is_some_and(|(_, none_served)| *none_served)).then(|| view! {
+                <p role="status" class="mt-2 rounded-lg border border-amber-200 bg-amber-50 px-3 py-2 text-sm text-amber-900">
+                    "No model provider is configured on this server yet, so a key can only allow all models."
+                </p>
+            })}
+            <Show when=move || restricted.get()>
+                {move || match offered.get() {
+                    None => view! { <p class="mt-3 rounded-lg bg-slate-50 p-3 text-sm text-slate-500">"Loading models…"</p> }.into_any(),
+                    Some((models, _)) => view! {
+                        <ul aria-label="Allowed models" class="mt-3 grid max-h-48 gap-1 overflow-y-auto rounded-lg bg-slate-50 p-3 sm:grid-cols-2">
+                            {models.into_iter().map(|model| {
+                                let m = model.clone();
+                                let checked = m.clone();
+                                view! {
+                                    <li>
+                                        <label class="flex cursor-pointer items-center gap-2.5 rounded px-1 py-1 text-sm hover:bg-white">
+                                            <input
+                                                type="checkbox"
+                                                class="h-4 w-4 rounded border-slate-300"
+                                                prop:checked=move || chosen.with(|c| c.contains(&checked))
+                                                on:change=move |ev| {
+                                                    let on = event_target_checked(&ev);
+                                                    chosen.update(|c| {
+                                                        c.retain(|x| *x != m);
+                                                        if on {
+                                                            c.push(m.clone());
+                                                        }
+                                                    });
+                                                    error.set(None);
+                                                }
+                                            />
+                                            <span class="truncate font-mono text-xs text-slate-800">{model}</span>
+                                        </label>
+                                    </li>
                                 }
-                            }
-                            let no_choice = models.is_empty();
-                            view! {
-                                <div class="mt-2 grid gap-2 sm:grid-cols-2">
-                                    <label class=radio>
-                                        <input type="radio" name="models-scope" class="mt-0.5" prop:checked=move || !restricted.get()
-                                            on:change=move |_| { restricted.set(false); error.set(None); } />
-                                        <span>
-                                            <span class="block text-sm font-medium text-slate-900">"All models"</span>
-                                            <span class="block text-xs text-slate-500">"Including models added later"</span>
-                                        </span>
-                                    </label>
-                                    <label class=radio>
-                                        <input type="radio" name="models-scope" class="mt-0.5" disabled=no_choice prop:checked=move || restricted.get()
-                                            on:change=move |_| restricted.set(true) />
-                                        <span>
-                                            <span class="block text-sm font-medium text-slate-900">"Only selected models"</span>
-                                            <span class="block text-xs text-slate-500">"Others answer 403"</span>
-                                        </span>
-                                    </label>
-                                </div>
-                                {none_served.then(|| view! {
-                                    <p role="status" class="mt-2 rounded-lg border border-amber-200 bg-amber-50 px-3 py-2 text-sm text-amber-900">
-                                        "No model provider is configured on this server yet, so a key can only allow all models."
-                                    </p>
-                                })}
-                                <Show when=move || restricted.get()>
-                                    <ul aria-label="Allowed models" class="mt-3 grid max-h-48 gap-1 overflow-y-auto rounded-lg bg-slate-50 p-3 sm:grid-cols-2">
-                                        {models.iter().map(|model| {
-                                            let m = model.clone();
-                                            let checked = m.clone();
-                                            view! {
-                                                <li>
-                                                    <label class="flex cursor-pointer items-center gap-2.5 rounded px-1 py-1 text-sm hover:bg-white">
-                                                        <input
-                                                            type="checkbox"
-                                                            class="h-4 w-4 rounded border-slate-300"
-                                                            prop:checked=move || chosen.with(|c| c.contains(&checked))
-                                                            on:change=move |ev| {
-                                                                let on = event_target_checked(&ev);
-                                                                chosen.update(|c| {
-                                                                    c.retain(|x| *x != m);
-                                                                    if on {
-                                                                        c.push(m.clone());
-                                                                    }
-                                                                });
-                                                                error.set(None);
-                                                            }
-                                                        />
-                                                        <span class="truncate font-mono text-xs text-slate-800">{model.clone()}</span>
-                                                    </label>
-                                                </li>
-                                            }
-                                        }).collect_view()}
-                                    </ul>
-                                </Show>
-                            }
-                        })
-                    }
-                }
-            </Suspense>
+                            }).collect_view()}
+                        </ul>
+                    }.into_any(),
+                }}
+            </Show>
             <p id="key-models-error" class="mt-1.5 min-h-5 text-sm text-red-700" aria-live="polite">{move || error.get()}</p>
         </fieldset>
     }
