@@ -104,6 +104,8 @@ test("invalid names show an inline error and create nothing", async ({ page }) =
 });
 
 test("the create dialog keeps its place while the models load, so a click lands where it was aimed", async ({ page }) => {
+  // Tall enough for the whole dialog, so that the button's place is a place on the screen.
+  await page.setViewportSize({ width: 1280, height: 1000 });
   await signIn(page, uniqueEmail("steady"), "Steady Hand");
   // Hold the model list until the dialog has been measured.
   let release: () => void = () => {};
@@ -117,6 +119,7 @@ test("the create dialog keeps its place while the models load, so a click lands 
   const selected = dialog.getByRole("radio", { name: /Only selected models/ });
   await expect(selected).toBeDisabled();
   await expect(dialog).toContainText("Loading models…");
+  await screenshot(page, "create-dialog-loading-models");
   const submit = dialog.getByRole("button", { name: "Create key" });
   const before = await submit.boundingBox();
   const dialogBefore = await dialog.boundingBox();

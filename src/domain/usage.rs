@@ -1,5 +1,6 @@
-//! Usage accounting off the request path: requests hand a record to a channel; a writer
-//! task inserts them in batches (at most every second, or every 500 records).
+//! Usage accounting off the request path: requests hand a record to a queue; a writer task
+//! inserts them in batches, a quarter of a second after the first of a quiet spell, then
+//! 500 records a statement group until the queue is empty.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -266,30 +267,35 @@ impl UsageRecorder {
     }
 }
 
+/// How long records gather after the first of a quiet spell before they are written.
+const GATHER: Duration = Duration::from_millis(250);
+
+/// Writes the records in batches. It waits for a record only when the queue is empty: while
+/// records gather (for [`GATHER`]) and while a batch is written, it sleeps without listening,
+/// and queueing a record wakes nobody (a request's record costs no task wake-up, and none on
+/// another thread). The queue then is read until it is empty, [`BATCH`] records a write.
+/// When every recorder has been dropped, what is queued is written and the task ends.
 async fn writer(db: DatabaseConnection, mut rx: mpsc::Receiver<UsageRecord>) {
     let sql = InsertSql::new(db.get_database_backend());
     let mut batch = Vec::with_capacity(BATCH);
-    loop {
-        let first = match rx.recv().await {
-            Some(r) => r,
-            None => return,
-        };
+    while let Some(first) = rx.recv().await {
         batch.push(first);
-        let deadline = tokio::time::sleep(Duration::from_secs(1));
-        tokio::pin!(deadline);
-        while batch.len() < BATCH {
-            tokio::select! {
-                more = rx.recv() => match more {
-                    Some(r) => batch.push(r),
-                    None => break,
-                },
-                () = &mut deadline => break,
+        tokio::time::sleep(GATHER).await;
+        loop {
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(record) => batch.push(record),
+                    Err(_) => break,
+                }
             }
+            if batch.is_empty() {
+                break;
+            }
+            if let Err(error) = insert(&db, &sql, &batch).await {
+                tracing::warn!(error = %crate::domain::describe_db_error(&error), dropped = batch.len(), "usage records could not be written");
+            }
+            batch.clear();
         }
-        if let Err(error) = insert(&db, &sql, &batch).await {
-            tracing::warn!(error = %crate::domain::describe_db_error(&error), dropped = batch.len(), "usage records could not be written");
-        }
-        batch.clear();
     }
 }
 

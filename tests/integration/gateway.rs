@@ -371,6 +371,45 @@ backend_tests! {
         assert_eq!(content_of(&events(&String::from_utf8_lossy(&rest))), "part0 part1 part2 ");
     }
 
+    // The writer gathers records without being woken for each: records that come while it
+    // gathers or writes are written in the same round or the next, and what is queued when
+    // the last recorder goes away is still written.
+    async fn usage_records_queued_while_the_writer_sleeps_are_all_written(backend) {
+        use workjet::domain::usage::{UsageRecord, UsageRecorder};
+        let app = spawn_app_with(backend, &[]).await.expect("app");
+        let user = make_user(&app, "gather@example.com").await;
+        let record = |model: &str| UsageRecord { user_id: user.id, model: model.into(), status: 200, at: chrono::Utc::now(), ..Default::default() };
+        let recorder = UsageRecorder::start(app.state.db.clone());
+        // A first record starts a round; more come while it gathers, and after it.
+        recorder.record(record("first"));
+        for i in 0..20 {
+            recorder.record(record(&format!("during-{i}")));
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(
+            eventually(Duration::from_secs(10), || async { count_rows(&app, "usage_events").await == 21 }).await,
+            "all records written: {}",
+            count_rows(&app, "usage_events").await
+        );
+        // After a quiet spell, one record is written on its own.
+        recorder.record(record("alone"));
+        assert!(
+            eventually(Duration::from_secs(10), || async { count_rows(&app, "usage_events").await == 22 }).await,
+            "the lone record written: {}",
+            count_rows(&app, "usage_events").await
+        );
+        // Queued, then the recorder dropped at once: still written.
+        for i in 0..3 {
+            recorder.record(record(&format!("last-{i}")));
+        }
+        drop(recorder);
+        assert!(
+            eventually(Duration::from_secs(10), || async { count_rows(&app, "usage_events").await == 25 }).await,
+            "what was queued before the recorder went away is written: {}",
+            count_rows(&app, "usage_events").await
+        );
+    }
+
     async fn usage_records_are_stored_whole_in_batches_of_any_size(backend) {
         use sea_orm::{EntityTrait, QueryOrder};
         use workjet::{domain::usage::{UsageRecord, UsageRecorder}, entities::usage_events};
