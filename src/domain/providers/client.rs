@@ -138,6 +138,9 @@ pub struct Pools(Arc<PoolSet>);
 
 struct PoolSet {
     shared: Client<Connector, Full<Bytes>>,
+    /// By thread. `ThreadLocal` gives an ended thread's slot to the next thread that gets its
+    /// id; only serving threads use these slots, and they live as long as the server whose
+    /// registry holds these pools, so none takes over another's pool.
     own: thread_local::ThreadLocal<Client<Connector, Full<Bytes>>>,
     make: Box<dyn Fn() -> Client<Connector, Full<Bytes>> + Send + Sync>,
 }
