@@ -334,16 +334,24 @@ async fn concurrent_lookups_of_one_key_share_one_postgres_query() {
     let (_, key) = make_key(&app, user.id).await;
     // A connection of its own: the server's pool is what a stampede of lookups would drain.
     let monitor = sea_orm::Database::connect(&app.db.url).await.expect("monitor");
+    // `n` requests with `key` at once, sent while `api_keys` is locked (the lock returned).
+    let under_lock = |key: String, n: usize| {
+        let app = app.clone();
+        async move {
+            let lock = app.state.db.begin().await.expect("begin");
+            lock.execute_unprepared("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE").await.expect("lock");
+            let requests: Vec<_> = (0..n)
+                .map(|_| {
+                    let (app, key) = (app.clone(), key.clone());
+                    tokio::spawn(async move { app.client.get(app.url("/v1/me")).bearer_auth(&key).send().await.map(|r| r.status()) })
+                })
+                .collect();
+            (lock, requests)
+        }
+    };
 
     // 32 requests at once with a key this instance has never seen.
-    let lock = app.state.db.begin().await.expect("begin");
-    lock.execute_unprepared("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE").await.expect("lock");
-    let requests: Vec<_> = (0..32)
-        .map(|_| {
-            let (app, key) = (app.clone(), key.clone());
-            tokio::spawn(async move { app.client.get(app.url("/v1/me")).bearer_auth(&key).send().await.map(|r| r.status()) })
-        })
-        .collect();
+    let (lock, requests) = under_lock(key.clone(), 32).await;
     assert!(eventually(Duration::from_secs(10), || async { waiting_lookups(&monitor).await >= 1 }).await, "a lookup waits");
     assert_eq!(most_waiting(&monitor, Duration::from_secs(2)).await, 1, "one query for 32 requests");
     assert!(requests.iter().all(|r| !r.is_finished()), "all 32 wait for that query");
@@ -355,14 +363,7 @@ async fn concurrent_lookups_of_one_key_share_one_postgres_query() {
     // The database fails the shared lookup (its connection killed): every request that shared
     // it gets the same 503 at once, none queues a lookup of its own; the next request succeeds.
     let (_, second) = make_key(&app, user.id).await;
-    let lock = app.state.db.begin().await.expect("begin");
-    lock.execute_unprepared("LOCK TABLE api_keys IN ACCESS EXCLUSIVE MODE").await.expect("lock");
-    let requests: Vec<_> = (0..8)
-        .map(|_| {
-            let (app, key) = (app.clone(), second.clone());
-            tokio::spawn(async move { app.client.get(app.url("/v1/me")).bearer_auth(&key).send().await.map(|r| r.status()) })
-        })
-        .collect();
+    let (lock, requests) = under_lock(second.clone(), 8).await;
     assert!(eventually(Duration::from_secs(10), || async { waiting_lookups(&monitor).await == 1 }).await, "a lookup waits");
     tokio::time::sleep(Duration::from_millis(300)).await;
     monitor

@@ -380,31 +380,27 @@ backend_tests! {
         let user = make_user(&app, "gather@example.com").await;
         let record = |model: &str| UsageRecord { user_id: user.id, model: model.into(), status: 200, at: chrono::Utc::now(), ..Default::default() };
         let recorder = UsageRecorder::start(app.state.db.clone());
+        let written = |n: i64| {
+            let app = &app;
+            async move { eventually(Duration::from_secs(10), || async { count_rows(app, "usage_events").await == n }).await }
+        };
         // A first record starts a round; more come while it gathers, and after it.
         recorder.record(record("first"));
         for i in 0..20 {
             recorder.record(record(&format!("during-{i}")));
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        assert!(
-            eventually(Duration::from_secs(10), || async { count_rows(&app, "usage_events").await == 21 }).await,
-            "all records written: {}",
-            count_rows(&app, "usage_events").await
-        );
+        assert!(written(21).await, "all records written: {}", count_rows(&app, "usage_events").await);
         // After a quiet spell, one record is written on its own.
         recorder.record(record("alone"));
-        assert!(
-            eventually(Duration::from_secs(10), || async { count_rows(&app, "usage_events").await == 22 }).await,
-            "the lone record written: {}",
-            count_rows(&app, "usage_events").await
-        );
+        assert!(written(22).await, "the lone record written: {}", count_rows(&app, "usage_events").await);
         // Queued, then the recorder dropped at once: still written.
         for i in 0..3 {
             recorder.record(record(&format!("last-{i}")));
         }
         drop(recorder);
         assert!(
-            eventually(Duration::from_secs(10), || async { count_rows(&app, "usage_events").await == 25 }).await,
+            written(25).await,
             "what was queued before the recorder went away is written: {}",
             count_rows(&app, "usage_events").await
         );
