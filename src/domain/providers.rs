@@ -10,6 +10,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod h1;
 pub mod openai;
 pub mod sse;
 

@@ -1,10 +1,13 @@
-//! The pooled HTTP client a provider is called with: hyper-util's connection pool directly,
-//! the provider's endpoint parsed once into a [`Uri`]. (A general-purpose client re-parses
-//! the URL, runs redirect and retry layers and matches proxy rules on every request; none of
-//! that is wanted here: a provider's answer is relayed as it is, redirects included.)
+//! The pooled HTTP client a provider is called with. A provider reached over plain HTTP
+//! (`http://`, a model server nearby) is called through [`h1`](super::h1), an HTTP/1.1 client
+//! with no task of its own, so that a relayed stream's chunks are read and written by one task;
+//! one reached over TLS (`https://`) through hyper-util's connection pool directly (HTTP/2 by
+//! ALPN where the provider offers it), the provider's endpoint parsed once into a [`Uri`]. (A
+//! general-purpose client re-parses the URL, runs redirect and retry layers and matches proxy
+//! rules on every request; none of that is wanted here: a provider's answer is relayed as it
+//! is, redirects included.)
 //!
-//! TLS is rustls with the webpki roots (HTTP/2 by ALPN where the provider offers it); the
-//! connect timeout covers TCP and TLS together.
+//! TLS is rustls with the webpki roots; the connect timeout covers TCP and TLS together.
 //!
 //! A thread that serves connections of its own (`WJ_SERVE_THREADS`) calls providers through
 //! pools of its own too ([`own_pools_on_this_thread`]): a connection it opens is driven by its
@@ -16,11 +19,18 @@
 //! a provider the proxy intercepts is called through reqwest with that proxy (CONNECT for
 //! `https`), every other one directly.
 
-use std::{cell::Cell, sync::Arc, time::Duration};
+use std::{
+    cell::Cell,
+    pin::Pin,
+    sync::Arc,
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use http::{Request, Response, Uri};
-use http_body_util::{Either, Full};
+use http_body::{Frame, SizeHint};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper_util::{
     client::{
@@ -34,15 +44,52 @@ use hyper_util::{
 /// whose future is `Unpin`).
 type Connector = tower::util::BoxCloneSyncService<Uri, hyper_rustls::MaybeHttpsStream<TokioIo<tokio::net::TcpStream>>, tower::BoxError>;
 
-/// A provider's answer's body, from either client.
-pub type UpstreamBody = Either<Incoming, reqwest::Body>;
+/// A provider's answer's body, from whichever client called it.
+#[derive(Debug)]
+pub enum UpstreamBody {
+    Plain(super::h1::Body),
+    Pooled(Incoming),
+    Proxied(reqwest::Body),
+}
+
+impl http_body::Body for UpstreamBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        match self.get_mut() {
+            Self::Plain(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Pooled(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Self::Proxied(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            Self::Plain(body) => body.is_end_stream(),
+            Self::Pooled(body) => body.is_end_stream(),
+            Self::Proxied(body) => body.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            Self::Plain(body) => body.size_hint(),
+            Self::Pooled(body) => body.size_hint(),
+            Self::Proxied(body) => body.size_hint(),
+        }
+    }
+}
 /// A provider's answer, its body still to be read.
 pub type UpstreamResponse = Response<UpstreamBody>;
 
 /// One provider's pooled client.
 #[derive(Clone)]
 pub enum UpstreamClient {
-    Direct(Pools),
+    /// Over plain HTTP (`http://`).
+    Plain(Pools<Arc<super::h1::Connections>>),
+    /// Over TLS (`https://`).
+    Direct(Pools<HyperPool>),
     /// Through the egress proxy the environment names for the provider.
     Proxied(reqwest::Client),
 }
@@ -65,6 +112,7 @@ pub enum SendError {
 /// A failed request, as its client reported it.
 #[derive(Debug)]
 pub enum Failure {
+    Plain(super::h1::Error),
     Direct(hyper_util::client::legacy::Error),
     Proxied(reqwest::Error),
 }
@@ -72,7 +120,7 @@ pub enum Failure {
 impl UpstreamClient {
     /// The client for `provider`'s `endpoint`: through the proxy `proxies` names for it, if any.
     pub fn new(provider: &str, endpoint: &Uri, connect_timeout: Duration, proxies: &Matcher) -> Result<Self, String> {
-        let Some(proxy) = proxies.intercept(endpoint) else { return Ok(Self::direct(connect_timeout)) };
+        let Some(proxy) = proxies.intercept(endpoint) else { return Ok(Self::direct(endpoint, connect_timeout)) };
         if !matches!(proxy.uri().scheme_str(), Some("http" | "https")) {
             return Err("the environment names a SOCKS proxy for it (ALL_PROXY?), which Workjet cannot use: name an HTTP(S) proxy, or list the provider's host in NO_PROXY".to_owned());
         }
@@ -99,21 +147,30 @@ impl UpstreamClient {
             .map_err(|e| format!("cannot build its HTTP client: {e}"))
     }
 
-    fn direct(connect_timeout: Duration) -> Self {
-        Self::Direct(Pools::new(move || pooled_client(connect_timeout)))
+    /// The client for an endpoint called directly: by its scheme.
+    fn direct(endpoint: &Uri, connect_timeout: Duration) -> Self {
+        if endpoint.scheme_str() == Some("http") {
+            Self::Plain(Pools::new(move || Arc::new(super::h1::Connections::new(connect_timeout))))
+        } else {
+            Self::Direct(Pools::new(move || pooled_client(connect_timeout)))
+        }
     }
 
     /// Sends `request`; answers when the answer's headers have arrived.
     pub async fn send(&self, request: Request<Bytes>) -> Result<UpstreamResponse, Failure> {
         match self {
+            Self::Plain(pools) => {
+                let response = pools.for_this_thread().send(request).await.map_err(Failure::Plain)?;
+                Ok(response.map(UpstreamBody::Plain))
+            }
             Self::Direct(pools) => {
                 let answer = pools.for_this_thread().request(request.map(Full::new));
-                answer.await.map(|response| response.map(Either::Left)).map_err(Failure::Direct)
+                answer.await.map(|response| response.map(UpstreamBody::Pooled)).map_err(Failure::Direct)
             }
             Self::Proxied(client) => {
                 let request = reqwest::Request::try_from(request).map_err(Failure::Proxied)?;
                 let response = client.execute(request).await.map_err(Failure::Proxied)?;
-                Ok(Response::from(response).map(Either::Right))
+                Ok(Response::from(response).map(UpstreamBody::Proxied))
             }
         }
     }
@@ -131,34 +188,42 @@ pub fn own_pools_on_this_thread() {
     OWN_POOLS.set(true);
 }
 
+/// hyper-util's pool of connections, each driven by a task of its own.
+pub type HyperPool = Client<Connector, Full<Bytes>>;
+
 /// A provider's connection pools: the one every thread shares, and those of the threads that
 /// keep their own.
-#[derive(Clone)]
-pub struct Pools(Arc<PoolSet>);
+pub struct Pools<P: Send>(Arc<PoolSet<P>>);
 
-struct PoolSet {
-    shared: Client<Connector, Full<Bytes>>,
+impl<P: Send> Clone for Pools<P> {
+    fn clone(&self) -> Self {
+        Self(Arc::clone(&self.0))
+    }
+}
+
+struct PoolSet<P: Send> {
+    shared: P,
     /// By thread. `ThreadLocal` gives an ended thread's slot to the next thread that gets its
     /// id; only serving threads use these slots, and they live as long as the server whose
     /// registry holds these pools, so none takes over another's pool.
-    own: thread_local::ThreadLocal<Client<Connector, Full<Bytes>>>,
-    make: Box<dyn Fn() -> Client<Connector, Full<Bytes>> + Send + Sync>,
+    own: thread_local::ThreadLocal<P>,
+    make: Box<dyn Fn() -> P + Send + Sync>,
 }
 
-impl Pools {
+impl<P: Send> Pools<P> {
     /// Pools made by `make` (each call a new, empty pool).
-    fn new(make: impl Fn() -> Client<Connector, Full<Bytes>> + Send + Sync + 'static) -> Self {
+    fn new(make: impl Fn() -> P + Send + Sync + 'static) -> Self {
         Self(Arc::new(PoolSet { shared: make(), own: thread_local::ThreadLocal::new(), make: Box::new(make) }))
     }
 
     /// The pool this thread calls through.
-    fn for_this_thread(&self) -> &Client<Connector, Full<Bytes>> {
+    fn for_this_thread(&self) -> &P {
         if OWN_POOLS.get() { self.0.own.get_or(|| (self.0.make)()) } else { &self.0.shared }
     }
 }
 
-/// A new, empty pool of direct connections.
-fn pooled_client(connect_timeout: Duration) -> Client<Connector, Full<Bytes>> {
+/// A new, empty pool of direct connections through hyper.
+fn pooled_client(connect_timeout: Duration) -> HyperPool {
     let mut http = HttpConnector::new();
     // https:// too: the TLS layer above takes it from here.
     http.enforce_http(false);
@@ -179,7 +244,13 @@ fn pooled_client(connect_timeout: Duration) -> Client<Connector, Full<Bytes>> {
 impl Failure {
     /// What the failure means.
     pub fn kind(&self) -> SendError {
+        use super::h1::Error as Plain;
         match self {
+            Self::Plain(Plain::Connect(error)) if is_out_of_sockets(error) => SendError::OutOfSockets,
+            Self::Plain(Plain::Connect(error)) if error.kind() == std::io::ErrorKind::TimedOut => SendError::ConnectTimedOut,
+            Self::Plain(Plain::Connect(_) | Plain::NotPlainHttp) => SendError::Unreachable,
+            Self::Plain(Plain::ConnectTimedOut) => SendError::ConnectTimedOut,
+            Self::Plain(_) => SendError::Broken,
             Self::Direct(error) => classify(error),
             Self::Proxied(error) if error.is_connect() && out_of_sockets(error) => SendError::OutOfSockets,
             Self::Proxied(error) if error.is_timeout() => SendError::ConnectTimedOut,
@@ -195,6 +266,10 @@ impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         use std::error::Error as _;
         let mut source: Option<&(dyn std::error::Error + 'static)> = match self {
+            Self::Plain(error) => {
+                write!(f, "{error}")?;
+                error.source()
+            }
             Self::Direct(error) => {
                 write!(f, "{error}")?;
                 error.source()
@@ -273,6 +348,16 @@ mod tests {
         Request::post(uri).body(Bytes::from_static(b"{}")).expect("request")
     }
 
+    /// The client a provider at `endpoint` gets without a proxy.
+    fn direct(endpoint: &str) -> UpstreamClient {
+        UpstreamClient::direct(&endpoint.parse().expect("uri"), Duration::from_secs(5))
+    }
+
+    /// hyper's pooled client, whatever the scheme.
+    fn through_hyper() -> UpstreamClient {
+        UpstreamClient::Direct(Pools::new(|| pooled_client(Duration::from_secs(5))))
+    }
+
     async fn failure(client: &UpstreamClient, uri: &str) -> (SendError, String) {
         let error = client.send(post(uri)).await.expect_err("fails");
         (error.kind(), error.to_string())
@@ -281,10 +366,13 @@ mod tests {
     #[tokio::test]
     async fn a_closed_port_is_unreachable_at_once() {
         let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind").local_addr().expect("addr");
-        let started = Instant::now();
-        let (kind, _) = failure(&UpstreamClient::direct(Duration::from_secs(5)), &format!("http://{closed}/v1/chat/completions")).await;
-        assert_eq!(kind, SendError::Unreachable);
-        assert!(started.elapsed() < Duration::from_secs(2));
+        let uri = format!("http://{closed}/v1/chat/completions");
+        for client in [direct(&uri), through_hyper()] {
+            let started = Instant::now();
+            let (kind, message) = failure(&client, &uri).await;
+            assert_eq!(kind, SendError::Unreachable, "{message}");
+            assert!(started.elapsed() < Duration::from_secs(2));
+        }
     }
 
     /// The connect timeout covers the TLS handshake: a server that accepts and never
@@ -299,8 +387,10 @@ mod tests {
             drop(socket);
         });
         let started = Instant::now();
-        let client = UpstreamClient::direct(Duration::from_millis(300));
-        let (kind, message) = failure(&client, &format!("https://{addr}/v1/chat/completions")).await;
+        let uri = format!("https://{addr}/v1/chat/completions");
+        let client = UpstreamClient::direct(&uri.parse().expect("uri"), Duration::from_millis(300));
+        assert!(matches!(client, UpstreamClient::Direct(_)), "https goes through hyper");
+        let (kind, message) = failure(&client, &uri).await;
         assert_eq!(kind, SendError::ConnectTimedOut, "{message}");
         assert!(started.elapsed() < Duration::from_secs(3));
         held.abort();
@@ -311,12 +401,18 @@ mod tests {
         let rude = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = rude.local_addr().expect("addr");
         tokio::spawn(async move {
-            let (mut socket, _) = rude.accept().await.expect("accept");
-            let mut buffer = [0u8; 1024];
-            let _ = socket.read(&mut buffer).await;
+            while let Ok((mut socket, _)) = rude.accept().await {
+                let mut buffer = [0u8; 1024];
+                let _ = socket.read(&mut buffer).await;
+            }
         });
-        let (kind, message) = failure(&UpstreamClient::direct(Duration::from_secs(5)), &format!("http://{addr}/v1/chat/completions")).await;
-        assert_eq!(kind, SendError::Broken, "{message}");
+        let uri = format!("http://{addr}/v1/chat/completions");
+        let plain = direct(&uri);
+        assert!(matches!(plain, UpstreamClient::Plain(_)), "http goes through the plain client");
+        for client in [plain, through_hyper()] {
+            let (kind, message) = failure(&client, &uri).await;
+            assert_eq!(kind, SendError::Broken, "{message}");
+        }
     }
 
     /// A provider the environment's proxy intercepts is called through it (with the proxy's
@@ -354,14 +450,14 @@ mod tests {
         let bypassed = Matcher::builder().http(format!("http://{proxy_addr}")).no("provider.invalid").build();
         assert!(matches!(
             UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &bypassed).expect("builds"),
-            UpstreamClient::Direct(_)
+            UpstreamClient::Plain(_)
         ));
         let socks = Matcher::builder().all(format!("socks5://user:pw@{proxy_addr}")).build();
         let refused =
             UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &socks).err().expect("a SOCKS proxy is refused at start-up");
         assert!(refused.contains("SOCKS") && !refused.contains("pw"), "{refused}");
         let none = Matcher::builder().build();
-        assert!(matches!(UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &none).expect("builds"), UpstreamClient::Direct(_)));
+        assert!(matches!(UpstreamClient::new("p", &endpoint, Duration::from_secs(2), &none).expect("builds"), UpstreamClient::Plain(_)));
     }
 
     /// A socket this server cannot open (the connector fails as `socket()` does at the
@@ -387,6 +483,9 @@ mod tests {
             let client = UpstreamClient::Direct(Pools::new(move || Client::builder(TokioExecutor::new()).build(connector.clone())));
             let (kind, message) = failure(&client, "http://127.0.0.1:9/v1/chat/completions").await;
             assert_eq!(kind, expected, "errno {errno}: {message}");
+            // The plain client's connect failing the same way.
+            let plain = Failure::Plain(super::super::h1::Error::Connect(std::io::Error::from_raw_os_error(errno)));
+            assert_eq!(plain.kind(), expected, "errno {errno}, plain: {plain}");
         }
     }
 
@@ -427,12 +526,18 @@ mod tests {
     fn a_thread_with_pools_of_its_own_calls_over_connections_of_its_own() {
         let (addr, _provider) = provider_naming_connections();
         let uri = format!("http://{addr}/v1/chat/completions");
-        let client = UpstreamClient::direct(Duration::from_secs(5));
+        for client in [direct(&uri), through_hyper()] {
+            own_pools_or_shared(&client, &uri);
+        }
+    }
+
+    fn own_pools_or_shared(client: &UpstreamClient, uri: &str) {
+        let uri = uri.to_owned();
 
         // Threads that share: two runtimes' requests, one connection.
         let shared_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-        let shared = shared_runtime.block_on(ports(&client, &uri, 2));
-        let again = std::thread::scope(|s| s.spawn(|| shared_runtime.block_on(ports(&client, &uri, 1))).join().expect("thread"));
+        let shared = shared_runtime.block_on(ports(client, &uri, 2));
+        let again = std::thread::scope(|s| s.spawn(|| shared_runtime.block_on(ports(client, &uri, 1))).join().expect("thread"));
         assert_eq!(shared[0], shared[1], "the shared pool reuses its connection");
         assert_eq!(again[0], shared[0], "another thread without pools of its own shares it");
 
@@ -445,7 +550,7 @@ mod tests {
                     s.spawn(|| {
                         own_pools_on_this_thread();
                         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-                        let ports = runtime.block_on(ports(&client, &uri, 3));
+                        let ports = runtime.block_on(ports(client, &uri, 3));
                         both_done.wait();
                         ports
                     })

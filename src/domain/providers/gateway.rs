@@ -38,6 +38,9 @@ const MAX_ERROR_BODY: usize = 64 * 1024;
 /// hold the server's memory. Ample for a real completion (a 128k-token answer is ~0.5 MiB;
 /// with `logprobs` and several choices a few MiB).
 pub const MAX_ANSWER_BYTES: usize = 32 * 1024 * 1024;
+/// At most this much of a stream is relayed as one piece: the chunks the upstream had ready
+/// together, up to this, leave in one write.
+const RELAY_BATCH: usize = 16 * 1024;
 const USER_AGENT: HeaderValue = HeaderValue::from_static(concat!("workjet/", env!("CARGO_PKG_VERSION")));
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const EVENT_STREAM: HeaderValue = HeaderValue::from_static("text/event-stream");
@@ -369,23 +372,25 @@ impl Relay {
         }
     }
 
-    /// What `chunk` becomes for the client (empty: nothing yet, e.g. a partial event).
-    fn translate(&mut self, chunk: &[u8]) -> Bytes {
+    /// Appends what `chunk` becomes for the client to `out` (nothing yet, e.g. for a partial
+    /// event).
+    fn translate_into(&mut self, chunk: &[u8], out: &mut BytesMut) {
         if self.parser.feed_into(chunk, &mut self.items).is_err() {
             self.items.clear();
-            return self.fail(502, "The model provider sent an oversized stream event.", "upstream_error");
+            let failed = self.fail(502, "The model provider sent an oversized stream event.", "upstream_error");
+            out.extend_from_slice(&failed);
+            return;
         }
-        let mut out = BytesMut::new();
         for item in self.items.drain(..) {
             if self.finished {
                 continue;
             }
             let flow = match item {
                 SseItem::Comment(text) => {
-                    sse::comment_into(&mut out, &text);
+                    sse::comment_into(out, &text);
                     Flow::More
                 }
-                SseItem::Event { event, data } => self.events.relay(event.as_deref(), &data, &mut out),
+                SseItem::Event { event, data } => self.events.relay(event.as_deref(), &data, out),
             };
             match flow {
                 Flow::More => continue,
@@ -394,7 +399,6 @@ impl Relay {
             }
             self.finished = true;
         }
-        out.freeze()
     }
 
     /// Whether the upstream has been silent for the idle time (re-arming the timer for the
@@ -423,13 +427,17 @@ impl Relay {
 impl Stream for Relay {
     type Item = Result<Bytes, Infallible>;
 
+    /// Relays every chunk the upstream has ready (up to [`RELAY_BATCH`] bytes) as one piece:
+    /// chunks that arrived together leave in one write.
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
+        let mut out = BytesMut::new();
         loop {
-            if this.finished {
-                return Poll::Ready(None);
+            if this.finished || out.len() >= RELAY_BATCH {
+                return Poll::Ready((!out.is_empty()).then(|| Ok(out.freeze())));
             }
             let chunk = match Pin::new(&mut this.upstream).poll_next(cx) {
+                Poll::Pending if !out.is_empty() => return Poll::Ready(Some(Ok(out.freeze()))),
                 Poll::Pending => {
                     if this.idle_for_too_long(cx) {
                         return Poll::Ready(Some(Ok(this.fail(
@@ -441,26 +449,21 @@ impl Stream for Relay {
                     return Poll::Pending;
                 }
                 Poll::Ready(Some(Err(_))) => {
-                    return Poll::Ready(Some(Ok(this.fail(
-                        502,
-                        "The connection to the model provider broke mid-stream.",
-                        "upstream_error",
-                    ))));
+                    out.extend_from_slice(&this.fail(502, "The connection to the model provider broke mid-stream.", "upstream_error"));
+                    continue;
                 }
                 Poll::Ready(None) => {
                     if this.events.complete() {
                         this.finished = true;
-                        return Poll::Ready(None);
+                    } else {
+                        out.extend_from_slice(&this.fail(502, "The model provider ended the stream early.", "upstream_error"));
                     }
-                    return Poll::Ready(Some(Ok(this.fail(502, "The model provider ended the stream early.", "upstream_error"))));
+                    continue;
                 }
                 Poll::Ready(Some(Ok(chunk))) => chunk,
             };
             this.waiting_since = None;
-            let out = this.translate(&chunk);
-            if !out.is_empty() {
-                return Poll::Ready(Some(Ok(out)));
-            }
+            this.translate_into(&chunk, &mut out);
         }
     }
 }
@@ -478,9 +481,9 @@ impl Drop for Relay {
 mod relay_tests {
     use std::time::Duration;
 
+    use super::super::client::UpstreamBody;
     use bytes::Bytes;
     use futures::StreamExt;
-    use http_body_util::Either;
     use tokio::time::Instant;
 
     use super::Relay;
@@ -522,7 +525,7 @@ mod relay_tests {
             forward: Default::default(),
         };
         let events = crate::domain::providers::openai::OpenAi.stream(&call);
-        Relay::new(Either::Right(reqwest::Body::wrap_stream(body)), IDLE, events, Meter::start(recorder, 1, Some(1), "m", true))
+        Relay::new(UpstreamBody::Proxied(reqwest::Body::wrap_stream(body)), IDLE, events, Meter::start(recorder, 1, Some(1), "m", true))
     }
 
     #[tokio::test]
@@ -566,6 +569,19 @@ mod relay_tests {
         let rest: Vec<Bytes> = relay.map(|c| c.expect("infallible")).collect().await;
         let text: String = rest.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect();
         assert!(text.contains("t2") && text.ends_with("data: [DONE]\n\n") && !text.contains("upstream_timeout"), "{text}");
+        assert_eq!(records.recv().await.expect("a usage record").status, 200);
+    }
+
+    /// Chunks the upstream had ready together leave together: one piece, one write.
+    #[tokio::test]
+    async fn chunks_that_arrived_together_are_relayed_as_one_piece() {
+        let (recorder, mut records) = UsageRecorder::for_tests();
+        let mut relay = relay(vec![Duration::ZERO; 3], false, recorder);
+        let first = relay.next().await.expect("a piece").expect("infallible");
+        let text = String::from_utf8_lossy(&first);
+        assert!(["t0", "t1", "t2", "[DONE]"].iter().all(|t| text.contains(t)), "{text}");
+        assert!(relay.next().await.is_none());
+        drop(relay);
         assert_eq!(records.recv().await.expect("a usage record").status, 200);
     }
 
