@@ -509,12 +509,17 @@ mod tests {
     }
 
     /// The client ports of `n` requests sent one after another.
+    /// Waits after each answer: hyper's pool takes a connection back in a task of its own after
+    /// the answer was read, and a busy machine can run that task after the next request has
+    /// already opened a new connection (the plain client takes it back before the answer's
+    /// last byte is handed out).
     async fn ports(client: &UpstreamClient, uri: &str, n: usize) -> Vec<String> {
         let mut ports = Vec::new();
         for _ in 0..n {
             let response = client.send(post(uri)).await.expect("answer");
             let body = response.into_body().collect().await.expect("body").to_bytes();
             ports.push(String::from_utf8(body.to_vec()).expect("utf-8"));
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
         ports
     }
@@ -526,20 +531,20 @@ mod tests {
     fn a_thread_with_pools_of_its_own_calls_over_connections_of_its_own() {
         let (addr, _provider) = provider_naming_connections();
         let uri = format!("http://{addr}/v1/chat/completions");
-        for client in [direct(&uri), through_hyper()] {
-            own_pools_or_shared(&client, &uri);
+        for (name, client) in [("plain", direct(&uri)), ("hyper", through_hyper())] {
+            own_pools_or_shared(name, &client, &uri);
         }
     }
 
-    fn own_pools_or_shared(client: &UpstreamClient, uri: &str) {
+    fn own_pools_or_shared(name: &str, client: &UpstreamClient, uri: &str) {
         let uri = uri.to_owned();
 
         // Threads that share: two runtimes' requests, one connection.
         let shared_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
         let shared = shared_runtime.block_on(ports(client, &uri, 2));
         let again = std::thread::scope(|s| s.spawn(|| shared_runtime.block_on(ports(client, &uri, 1))).join().expect("thread"));
-        assert_eq!(shared[0], shared[1], "the shared pool reuses its connection");
-        assert_eq!(again[0], shared[0], "another thread without pools of its own shares it");
+        assert_eq!(shared[0], shared[1], "{name}: the shared pool reuses its connection");
+        assert_eq!(again[0], shared[0], "{name}: another thread without pools of its own shares it");
 
         // Two threads with pools of their own, each keeping its runtime (and connection) alive
         // until both are done.
@@ -559,10 +564,10 @@ mod tests {
             threads.into_iter().map(|t| t.join().expect("thread")).collect()
         });
         for ports in &own {
-            assert!(ports.iter().all(|p| *p == ports[0]), "a thread reuses its own connection: {ports:?}");
-            assert_ne!(ports[0], shared[0], "a thread with pools of its own does not take the shared pool's connection");
+            assert!(ports.iter().all(|p| *p == ports[0]), "{name}: a thread reuses its own connection: {ports:?}");
+            assert_ne!(ports[0], shared[0], "{name}: a thread with pools of its own does not take the shared pool's connection");
         }
-        assert_ne!(own[0][0], own[1][0], "each thread has its own connection");
+        assert_ne!(own[0][0], own[1][0], "{name}: each thread has its own connection");
     }
 
     #[test]
