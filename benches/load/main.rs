@@ -167,6 +167,19 @@ fn chat(model: &str, stream: bool, key: Option<&str>) -> Request<Full<Bytes>> {
 
 /// Median of repeated runs, with the spread of throughputs.
 async fn measure(plan: &Plan, label: &str, addr: SocketAddr, concurrency: usize, make: client::MakeRequest, expect: StatusCode) -> Row {
+    measure_counted(plan, label, addr, concurrency, make, expect).await.0
+}
+
+/// [`measure`], and every request answered over its runs, warm-ups included (the divisor of a
+/// CPU time taken over those runs).
+async fn measure_counted(
+    plan: &Plan,
+    label: &str,
+    addr: SocketAddr,
+    concurrency: usize,
+    make: client::MakeRequest,
+    expect: StatusCode,
+) -> (Row, u64) {
     let mut samples = Vec::new();
     for _ in 0..plan.repeats {
         samples.push(client::run(addr, concurrency, plan.warmup, plan.duration, make.clone(), expect).await);
@@ -187,7 +200,8 @@ async fn measure(plan: &Plan, label: &str, addr: SocketAddr, concurrency: usize,
         "  {:<44} c={:<3} {:>9.0} req/s  p50 {:.3} ms  p99 {:.3} ms  unexpected {}",
         row.label, concurrency, row.throughput, row.p50_ms, row.p99_ms, row.unexpected
     );
-    row
+    let answered = samples.iter().map(|s| s.all_requests).sum();
+    (row, answered)
 }
 
 /// Signs in through the development identity provider; returns the session cookie.

@@ -13,7 +13,7 @@ use std::{
 
 use hyper::StatusCode;
 
-use crate::{Plan, Server, chat, measure, report::Row};
+use crate::{Plan, Server, chat, measure, measure_counted, report::Row, streams::Procs};
 
 /// The nginx binary: `WJ_BENCH_NGINX`, else `nginx` on the `PATH` or in the usual `sbin`s.
 pub fn binary() -> Option<PathBuf> {
@@ -104,25 +104,91 @@ impl Drop for Nginx {
     }
 }
 
+/// A proxy's CPU time per request over a row's runs (warm-ups included), in µs.
+#[derive(Clone, Copy, Default)]
+pub struct CpuPerRequest {
+    pub user_us: f64,
+    pub system_us: f64,
+}
+
+impl CpuPerRequest {
+    pub fn total_us(&self) -> f64 {
+        self.user_us + self.system_us
+    }
+}
+
+/// One connection count's rows: the fake upstream directly, through nginx, through Workjet,
+/// and each proxy's CPU per request.
+pub struct Rows {
+    pub direct: Row,
+    pub nginx: Row,
+    pub workjet: Row,
+    pub nginx_cpu: CpuPerRequest,
+    pub workjet_cpu: CpuPerRequest,
+}
+
+/// `measure_counted` with the CPU that `procs` spent over its runs, per request.
+async fn measure_cpu(
+    plan: &Plan,
+    label: &str,
+    addr: SocketAddr,
+    concurrency: usize,
+    make: crate::client::MakeRequest,
+    procs: &Procs,
+) -> (Row, CpuPerRequest) {
+    let (user, system) = procs.cpu_user_system();
+    let (row, answered) = measure_counted(plan, label, addr, concurrency, make, StatusCode::OK).await;
+    let (user_after, system_after) = procs.cpu_user_system();
+    let per_request = |seconds: f64| seconds * 1e6 / answered.max(1) as f64;
+    (row, CpuPerRequest { user_us: per_request(user_after - user), system_us: per_request(system_after - system) })
+}
+
 /// Per connection count (1, 64): the fake upstream directly, through nginx, through Workjet.
 /// `Err` says why nginx could not be measured.
-pub async fn run(plan: &Plan, fast: SocketAddr, workjet: &Server, key: &str) -> Result<Vec<(Row, Row, Row)>, String> {
+pub async fn run(plan: &Plan, fast: SocketAddr, workjet: &Server, key: &str) -> Result<Vec<Rows>, String> {
     let Some(binary) = binary() else {
         return Err("nginx not installed".into());
     };
     let nginx = Nginx::start(&binary, fast).await?;
+    // nginx's workers (one per core), started once the master listens: wait for them before
+    // listing them.
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let mut nginx_procs = Procs::family(nginx.pid());
+    for _ in 0..50 {
+        if nginx_procs.count() > workers {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        nginx_procs = Procs::family(nginx.pid());
+    }
+    let workjet_procs = Procs::one(workjet.pid());
     let mut rows = Vec::new();
     for c in [1, 64] {
         let direct =
             measure(plan, "fake upstream directly", fast, c, Arc::new(|_, _| chat("bench-model", false, None)), StatusCode::OK).await;
-        let proxied =
-            measure(plan, "through nginx (proxy_pass)", nginx.addr, c, Arc::new(|_, _| chat("bench-model", false, None)), StatusCode::OK)
+        let (proxied, nginx_cpu) =
+            measure_cpu(plan, "through nginx (proxy_pass)", nginx.addr, c, Arc::new(|_, _| chat("bench-model", false, None)), &nginx_procs)
                 .await;
         let k = key.to_owned();
-        let via =
-            measure(plan, "through Workjet", workjet.addr, c, Arc::new(move |_, _| chat("bench-model", false, Some(&k))), StatusCode::OK)
-                .await;
-        rows.push((direct, proxied, via));
+        let (via, workjet_cpu) = measure_cpu(
+            plan,
+            "through Workjet",
+            workjet.addr,
+            c,
+            Arc::new(move |_, _| chat("bench-model", false, Some(&k))),
+            &workjet_procs,
+        )
+        .await;
+        eprintln!(
+            "  CPU per request, c={c}: nginx {:.1} µs (user {:.1}, system {:.1}), Workjet {:.1} µs (user {:.1}, system {:.1})",
+            nginx_cpu.total_us(),
+            nginx_cpu.user_us,
+            nginx_cpu.system_us,
+            workjet_cpu.total_us(),
+            workjet_cpu.user_us,
+            workjet_cpu.system_us
+        );
+        rows.push(Rows { direct, nginx: proxied, workjet: via, nginx_cpu, workjet_cpu });
     }
     Ok(rows)
 }

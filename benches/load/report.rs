@@ -544,8 +544,8 @@ impl Report {
     }
 
     /// 4c: per connection count, the fake upstream directly, through nginx, through Workjet.
-    pub fn nginx(&mut self, result: &Result<Vec<(Row, Row, Row)>, String>) {
-        self.body.push_str("### 4c. The gateway beside nginx\n\nThe same non-streaming chat completion to the same fake upstream: directly, through nginx as a plain reverse proxy (`proxy_pass` to an `upstream` with a keep-alive pool of 64, HTTP/1.1, `proxy_buffering off`, access log off, `worker_processes auto`), and through Workjet, which also parses the request's JSON, authenticates its key, checks its guardrails and records usage — work nginx does not do. Added p50 = p50 through the proxy − p50 directly.\n\n");
+    pub fn nginx(&mut self, result: &Result<Vec<crate::nginx::Rows>, String>) {
+        self.body.push_str("### 4c. The gateway beside nginx\n\nThe same non-streaming chat completion to the same fake upstream: directly, through nginx as a plain reverse proxy (`proxy_pass` to an `upstream` with a keep-alive pool of 64, HTTP/1.1, `proxy_buffering off`, access log off, `worker_processes auto`), and through Workjet, which also parses the request's JSON, authenticates its key, checks its guardrails and records usage — work nginx does not do. Added p50 = p50 through the proxy − p50 directly. **CPU per request** = the proxy's utime and stime from `/proc` (nginx: its master and workers) over the row's runs, warm-ups included, ÷ the requests answered in them.\n\n");
         let rows = match result {
             Ok(rows) => rows,
             Err(why) => {
@@ -556,17 +556,29 @@ impl Report {
             }
         };
         self.body.push_str(ROW_HEADER);
-        for (direct, nginx, via) in rows {
-            self.body.push_str(&row(direct, None));
-            self.body.push_str(&row(nginx, Some(direct)));
-            self.body.push_str(&row(via, Some(direct)));
+        for rows in rows {
+            self.body.push_str(&row(&rows.direct, None));
+            self.body.push_str(&row(&rows.nginx, Some(&rows.direct)));
+            self.body.push_str(&row(&rows.workjet, Some(&rows.direct)));
         }
-        self.body.push_str("\n| connections | nginx adds (p50) | Workjet adds (p50) | Workjet ÷ nginx throughput |\n|---|---|---|---|\n");
-        for (direct, nginx, via) in rows {
+        self.body.push_str(
+            "\n| connections | nginx adds (p50) | Workjet adds (p50) | Workjet ÷ nginx throughput | nginx CPU µs per request (user + system) | Workjet CPU µs per request (user + system) | Workjet ÷ nginx CPU |\n|---|---|---|---|---|---|---|\n",
+        );
+        for crate::nginx::Rows { direct, nginx, workjet: via, nginx_cpu, workjet_cpu } in rows {
             let c = direct.concurrency;
             let (nginx_added, via_added) = (nginx.p50_ms - direct.p50_ms, via.p50_ms - direct.p50_ms);
             let ratio = via.throughput / nginx.throughput;
-            let _ = writeln!(self.body, "| {c} | {nginx_added:.3} ms | {via_added:.3} ms | {ratio:.2}× |");
+            let _ = writeln!(
+                self.body,
+                "| {c} | {nginx_added:.3} ms | {via_added:.3} ms | {ratio:.2}× | {:.1} ({:.1} + {:.1}) | {:.1} ({:.1} + {:.1}) | {:.2}× |",
+                nginx_cpu.total_us(),
+                nginx_cpu.user_us,
+                nginx_cpu.system_us,
+                workjet_cpu.total_us(),
+                workjet_cpu.user_us,
+                workjet_cpu.system_us,
+                workjet_cpu.total_us() / nginx_cpu.total_us(),
+            );
             self.bars.push(bar(format!("nginx, c={c}"), nginx.throughput / direct.throughput, None));
             self.bars.push(bar(format!("gateway beside nginx, c={c}"), via.throughput / direct.throughput, None));
             if c == 1 {
@@ -580,7 +592,13 @@ impl Report {
                 self.target(
                     &format!("gateway throughput beside nginx, c={c}"),
                     "≥ 0.8× nginx".into(),
-                    format!("{ratio:.2}× ({:.0} vs {:.0} req/s)", via.throughput, nginx.throughput),
+                    format!(
+                        "{ratio:.2}× ({:.0} vs {:.0} req/s; CPU per request {:.1} vs {:.1} µs)",
+                        via.throughput,
+                        nginx.throughput,
+                        workjet_cpu.total_us(),
+                        nginx_cpu.total_us()
+                    ),
                     ratio >= 0.8,
                 );
             }

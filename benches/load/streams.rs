@@ -64,10 +64,16 @@ fn ticks_per_second() -> f64 {
 
 /// CPU time (user + system) of a `/proc/…/stat` file, in seconds.
 fn cpu_seconds(stat_path: &str) -> f64 {
+    let (user, system) = cpu_user_system(stat_path);
+    user + system
+}
+
+/// User and system CPU time of a `/proc/…/stat` file, in seconds.
+fn cpu_user_system(stat_path: &str) -> (f64, f64) {
     let stat = std::fs::read_to_string(stat_path).unwrap_or_default();
     let fields: Vec<&str> = stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    (ticks(11) + ticks(12)) as f64 / ticks_per_second()
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) as f64 / ticks_per_second();
+    (ticks(11), ticks(12))
 }
 
 /// Set in the environment of the fake upstream's process.
@@ -488,11 +494,22 @@ impl Procs {
     }
 
     fn cpu_seconds(&self) -> f64 {
-        self.0.iter().map(|pid| cpu_seconds(&format!("/proc/{pid}/stat"))).sum()
+        let (user, system) = self.cpu_user_system();
+        user + system
+    }
+
+    /// User and system CPU time of the processes so far, in seconds.
+    pub fn cpu_user_system(&self) -> (f64, f64) {
+        self.0.iter().map(|pid| cpu_user_system(&format!("/proc/{pid}/stat"))).fold((0.0, 0.0), |(u, s), (du, ds)| (u + du, s + ds))
     }
 
     pub fn rss_kib(&self) -> u64 {
         self.0.iter().map(|&pid| crate::rss_kib(pid)).sum()
+    }
+
+    /// How many processes are measured.
+    pub fn count(&self) -> usize {
+        self.0.len()
     }
 }
 

@@ -246,13 +246,13 @@ impl Failure {
     pub fn kind(&self) -> SendError {
         use super::h1::Error as Plain;
         match self {
-            Self::Plain(Plain::Connect(error)) if is_out_of_sockets(error) => SendError::OutOfSockets,
-            Self::Plain(Plain::Connect(error)) if error.kind() == std::io::ErrorKind::TimedOut => SendError::ConnectTimedOut,
-            Self::Plain(Plain::Connect(_) | Plain::NotPlainHttp) => SendError::Unreachable,
+            Self::Plain(Plain::Connect(error)) => connect_failure(error),
+            Self::Plain(Plain::NotPlainHttp) => SendError::Unreachable,
             Self::Plain(Plain::ConnectTimedOut) => SendError::ConnectTimedOut,
             Self::Plain(_) => SendError::Broken,
-            Self::Direct(error) => classify(error),
-            Self::Proxied(error) if error.is_connect() && out_of_sockets(error) => SendError::OutOfSockets,
+            Self::Direct(error) if error.is_connect() => connect_failure(error),
+            Self::Direct(_) => SendError::Broken,
+            Self::Proxied(error) if error.is_connect() && connect_failure(error) == SendError::OutOfSockets => SendError::OutOfSockets,
             Self::Proxied(error) if error.is_timeout() => SendError::ConnectTimedOut,
             Self::Proxied(error) if error.is_connect() => SendError::Unreachable,
             Self::Proxied(_) => SendError::Broken,
@@ -287,36 +287,25 @@ impl std::fmt::Display for Failure {
     }
 }
 
-/// What a failed direct request's error means.
-fn classify(error: &hyper_util::client::legacy::Error) -> SendError {
-    if !error.is_connect() {
-        return SendError::Broken;
-    }
-    if out_of_sockets(error) {
-        return SendError::OutOfSockets;
-    }
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+/// What a failed connect means, told by the first of `error`'s causes that says: the connect
+/// timeout, or an I/O error (this server out of sockets, timed out, or anything else: the
+/// provider unreachable). The one place both clients' connect failures are classified.
+fn connect_failure(error: &(dyn std::error::Error + 'static)) -> SendError {
+    let mut source = Some(error);
     while let Some(cause) = source {
-        if cause.is::<tower::timeout::error::Elapsed>()
-            || cause.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::TimedOut)
-        {
+        if cause.is::<tower::timeout::error::Elapsed>() {
             return SendError::ConnectTimedOut;
+        }
+        if let Some(io) = cause.downcast_ref::<std::io::Error>() {
+            return match io {
+                io if is_out_of_sockets(io) => SendError::OutOfSockets,
+                io if io.kind() == std::io::ErrorKind::TimedOut => SendError::ConnectTimedOut,
+                _ => SendError::Unreachable,
+            };
         }
         source = cause.source();
     }
     SendError::Unreachable
-}
-
-/// Whether an I/O error among `error`'s causes says this server could not open a socket.
-fn out_of_sockets(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut source = Some(error);
-    while let Some(cause) = source {
-        if cause.downcast_ref::<std::io::Error>().is_some_and(is_out_of_sockets) {
-            return true;
-        }
-        source = cause.source();
-    }
-    false
 }
 
 /// Whether `error` is this machine running out of what a new socket needs. (Not

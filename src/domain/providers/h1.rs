@@ -96,6 +96,18 @@ struct Idle {
     since: Instant,
 }
 
+/// Takes the connections idle for `IDLE_FOR` or longer out of `idle` (oldest first), for the
+/// caller to close once it has let go of the lock.
+fn expired(idle: &mut Vec<Idle>, now: Instant) -> Vec<Idle> {
+    let is_expired = |c: &Idle| now.duration_since(c.since) >= IDLE_FOR;
+    // Mostly none: the oldest alone tells.
+    if !idle.first().is_some_and(is_expired) {
+        return Vec::new();
+    }
+    let expired = idle.partition_point(is_expired);
+    idle.drain(..expired).collect()
+}
+
 impl Connections {
     /// An empty pool whose connections are made within `connect_timeout`.
     pub fn new(connect_timeout: Duration) -> Self {
@@ -154,12 +166,9 @@ impl Connections {
 
     /// An idle connection to `authority` that is still open, newest first.
     fn take(&self, authority: &Authority) -> Option<TcpStream> {
-        let mut dropped = Vec::new();
-        let found = {
+        let (found, dropped) = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
-            let now = Instant::now();
-            let expired = idle.partition_point(|c| now.duration_since(c.since) >= IDLE_FOR);
-            dropped.extend(idle.drain(..expired));
+            let mut dropped = expired(&mut idle, Instant::now());
             let mut found = None;
             while let Some(at) = idle.iter().rposition(|c| c.authority == *authority) {
                 let candidate = idle.remove(at);
@@ -172,7 +181,7 @@ impl Connections {
                     _ => dropped.push(candidate),
                 }
             }
-            found
+            (found, dropped)
         };
         drop(dropped);
         found
@@ -181,17 +190,16 @@ impl Connections {
     /// Keeps `stream`, whose last answer was read to its end, for the next request (and lets
     /// go of those idle for too long).
     fn put(&self, authority: Authority, stream: TcpStream) {
-        let expired: Vec<Idle> = {
+        let stale = {
             let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
             let now = Instant::now();
-            let expired = idle.partition_point(|c| now.duration_since(c.since) >= IDLE_FOR);
-            let expired = idle.drain(..expired).collect();
+            let stale = expired(&mut idle, now);
             if idle.len() < MAX_IDLE {
                 idle.push(Idle { authority, stream, since: now });
             }
-            expired
+            stale
         };
-        drop(expired);
+        drop(stale);
     }
 
     async fn connect(&self, authority: &Authority) -> Result<TcpStream, Error> {
@@ -781,6 +789,27 @@ mod tests {
         assert!(matches!(error, Error::Connect(_)), "{error:?}");
         let error = call(&pool(), "https://127.0.0.1:9/v1").await.expect_err("not plain");
         assert!(matches!(error, Error::NotPlainHttp), "{error:?}");
+    }
+
+    #[tokio::test]
+    async fn connections_idle_too_long_are_let_go_oldest_first() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let authority: Authority = addr.to_string().parse().expect("authority");
+        let start = Instant::now();
+        let mut idle = Vec::new();
+        for age in [0, 30, 60] {
+            let stream = TcpStream::connect(addr).await.expect("connect");
+            idle.push(Idle { authority: authority.clone(), stream, since: start + Duration::from_secs(age) });
+        }
+        assert!(expired(&mut idle, start + IDLE_FOR - Duration::from_secs(1)).is_empty(), "none idle long enough");
+        assert_eq!(idle.len(), 3);
+        assert_eq!(expired(&mut idle, start + IDLE_FOR + Duration::from_secs(30)).len(), 2, "the two oldest");
+        assert_eq!(idle.len(), 1);
+        assert_eq!(idle[0].since, start + Duration::from_secs(60), "the newest stays");
+        assert_eq!(expired(&mut idle, start + IDLE_FOR * 2).len(), 1);
+        assert!(idle.is_empty());
+        assert!(expired(&mut idle, start + IDLE_FOR * 2).is_empty(), "an empty pool");
     }
 
     #[test]
