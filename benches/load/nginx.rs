@@ -35,9 +35,19 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// The master process.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Its master and workers (one per core), for their memory and CPU. The workers start
+    /// once the master listens: this waits up to a second for all of them.
+    pub async fn processes(&self) -> Procs {
+        let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+        let mut procs = Procs::family(self.child.id());
+        for _ in 0..50 {
+            if procs.count() > workers {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            procs = Procs::family(self.child.id());
+        }
+        procs
     }
 
     pub async fn start(binary: &Path, upstream: SocketAddr) -> Result<Self, String> {
@@ -150,17 +160,7 @@ pub async fn run(plan: &Plan, fast: SocketAddr, workjet: &Server, key: &str) -> 
         return Err("nginx not installed".into());
     };
     let nginx = Nginx::start(&binary, fast).await?;
-    // nginx's workers (one per core), started once the master listens: wait for them before
-    // listing them.
-    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let mut nginx_procs = Procs::family(nginx.pid());
-    for _ in 0..50 {
-        if nginx_procs.count() > workers {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        nginx_procs = Procs::family(nginx.pid());
-    }
+    let nginx_procs = nginx.processes().await;
     let workjet_procs = Procs::one(workjet.pid());
     let mut rows = Vec::new();
     for c in [1, 64] {

@@ -700,9 +700,7 @@ pub async fn section(light: Option<usize>, counts: &[usize]) -> Section {
     let (nginx, nginx_skipped) = match nginx {
         Ok(nginx) => {
             let warm = run("warm-up through nginx", nginx.addr, direct_request.clone(), 200, None, &fake).await;
-            // Its workers, which have served the warm-up by now (the master listens before
-            // it starts them).
-            let procs = Procs::family(nginx.pid());
+            let procs = nginx.processes().await;
             (Some((nginx, procs)), (warm.errors_total() > 0).then(|| format!("nginx's warm-up failed: {:?}", warm.errors)))
         }
         Err(why) => {
